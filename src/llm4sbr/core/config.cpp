@@ -1,0 +1,157 @@
+#include "llm4sbr/core/config.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace llm4sbr {
+
+namespace {
+
+std::vector<std::string> split_key(const std::string& dotted_key) {
+  std::vector<std::string> parts;
+  std::stringstream ss(dotted_key);
+  std::string part;
+  while (std::getline(ss, part, '.')) {
+    if (part.empty()) throw ConfigError("config key '" + dotted_key + "' has an empty component");
+    parts.push_back(part);
+  }
+  return parts;
+}
+
+// Emits maps with sorted keys so that equal settings hash equally whatever their order in the file.
+void emit_canonical(const YAML::Node& n, YAML::Emitter& out) {
+  if (n.IsMap()) {
+    std::vector<std::pair<std::string, YAML::Node>> items;
+    for (const auto& kv : n) items.emplace_back(kv.first.as<std::string>(), kv.second);
+    std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    out << YAML::BeginMap;
+    for (const auto& [k, v] : items) {
+      out << YAML::Key << k << YAML::Value;
+      emit_canonical(v, out);
+    }
+    out << YAML::EndMap;
+  } else if (n.IsSequence()) {
+    out << YAML::Flow << YAML::BeginSeq;
+    for (const auto& v : n) emit_canonical(v, out);
+    out << YAML::EndSeq;
+  } else if (n.IsScalar()) {
+    out << n.Scalar();
+  } else {
+    out << YAML::Null;
+  }
+}
+
+}  // namespace
+
+YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over) {
+  if (!over.IsMap() || !base.IsMap()) return YAML::Clone(over);
+  YAML::Node out = YAML::Clone(base);
+  for (const auto& kv : over) {
+    const auto key = kv.first.as<std::string>();
+    out[key] = out[key] ? merge_yaml(out[key], kv.second) : YAML::Clone(kv.second);
+  }
+  return out;
+}
+
+Config Config::load(const std::filesystem::path& file) {
+  if (!std::filesystem::exists(file)) throw InputError(file.string(), 0, "", "config file not found");
+  YAML::Node doc;
+  try {
+    doc = YAML::LoadFile(file.string());
+  } catch (const YAML::Exception& e) {
+    throw InputError(file.string(), e.mark.line + 1, "", "invalid YAML: " + e.msg);
+  }
+  if (!doc || doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
+  if (!doc.IsMap()) throw InputError(file.string(), 1, "", "a config must be a YAML mapping");
+  YAML::Node merged(YAML::NodeType::Map);
+  if (doc["include"]) {
+    YAML::Node inc = doc["include"];
+    std::vector<std::string> files;
+    if (inc.IsScalar()) files.push_back(inc.as<std::string>());
+    else for (const auto& f : inc) files.push_back(f.as<std::string>());
+    for (const auto& f : files) merged = merge_yaml(merged, load(file.parent_path() / f).root());
+    doc.remove("include");
+  }
+  return Config(merge_yaml(merged, doc));
+}
+
+Config Config::parse(const std::string& text) {
+  YAML::Node doc = YAML::Load(text);
+  if (!doc || doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
+  return Config(doc);
+}
+
+void Config::apply_overrides(const std::vector<std::string>& overrides) {
+  for (const auto& item : overrides) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw ConfigError(fmt::format("override '{}' must look like key=value (e.g. train.epochs=3)", item));
+    set(item.substr(0, eq), item.substr(eq + 1));
+  }
+}
+
+void Config::set(const std::string& dotted_key, const std::string& value) {
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::Exception&) {
+    parsed = YAML::Node(value);
+  }
+  if (!parsed) parsed = YAML::Node(value);
+  set_node(dotted_key, parsed);
+}
+
+void Config::set_node(const std::string& dotted_key, const YAML::Node& value) {
+  auto parts = split_key(dotted_key);
+  // yaml-cpp nodes are handles: walking with operator[] on non-const nodes creates the missing maps.
+  std::vector<YAML::Node> chain{root_};
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = chain.back()[parts[i]];
+    if (next && !next.IsMap() && !next.IsNull())
+      throw ConfigError(fmt::format("config key '{}': '{}' is a value, not a section", dotted_key, parts[i]));
+    if (!next || next.IsNull()) {
+      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      next = chain.back()[parts[i]];
+    }
+    chain.push_back(next);
+  }
+  chain.back()[parts.back()] = value;
+}
+
+YAML::Node Config::node(const std::string& dotted_key) const {
+  if (dotted_key.empty()) return YAML::Clone(root_);
+  YAML::Node cur = YAML::Clone(root_);
+  for (const auto& part : split_key(dotted_key)) {
+    if (!cur.IsMap()) return YAML::Node();
+    YAML::Node next = cur[part];
+    if (!next) return YAML::Node();
+    cur = next;
+  }
+  return cur;
+}
+
+bool Config::has(const std::string& dotted_key) const {
+  YAML::Node n = node(dotted_key);
+  return n && !n.IsNull();
+}
+
+Config Config::sub(const std::string& dotted_key) const {
+  YAML::Node n = node(dotted_key);
+  return n && n.IsMap() ? Config(n) : Config();
+}
+
+std::string Config::dump() const {
+  YAML::Emitter out;
+  out << root_;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string Config::canonical(const std::string& dotted_key) const {
+  YAML::Emitter out;
+  emit_canonical(node(dotted_key), out);
+  return out.c_str();
+}
+
+}  // namespace llm4sbr

@@ -1,0 +1,79 @@
+// Run configuration: a YAML document with dotted-key access and `--set key=value` overrides.
+//
+// A config may name others to start from with `include: [file, ...]` (paths relative to the including
+// file); later files and then the including file override earlier ones, key by key. `--set` values are
+// parsed as YAML scalars, so `--set train.epochs=3` stores an integer and `--set model=tagnn` a string.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "llm4sbr/core/error.hpp"
+
+namespace llm4sbr {
+
+class Config {
+ public:
+  Config() : root_(YAML::NodeType::Map) {}
+  explicit Config(YAML::Node root) : root_(std::move(root)) {}
+
+  /// Loads a YAML file and resolves its `include:` list. Throws InputError (file, line) on bad YAML.
+  static Config load(const std::filesystem::path& file);
+  /// Parses YAML text (for tests and inline configs).
+  static Config parse(const std::string& text);
+
+  /// Applies "a.b.c=value" overrides. Throws ConfigError if an item has no '='.
+  void apply_overrides(const std::vector<std::string>& overrides);
+  /// Sets one dotted key to a YAML scalar parsed from `value`.
+  void set(const std::string& dotted_key, const std::string& value);
+  /// Replaces (or creates) the node at a dotted key.
+  void set_node(const std::string& dotted_key, const YAML::Node& value);
+
+  bool has(const std::string& dotted_key) const;
+  /// The value at a dotted key, or `fallback` if absent. Throws ConfigError naming the key if the
+  /// value does not convert to T.
+  template <typename T>
+  T get(const std::string& dotted_key, const T& fallback) const;
+  /// The value at a dotted key; throws ConfigError if it is absent.
+  template <typename T>
+  T require(const std::string& dotted_key) const;
+
+  /// The node at a dotted key (a null node if absent); a copy, safe to keep.
+  YAML::Node node(const std::string& dotted_key) const;
+  /// The sub-tree at a dotted key as a Config (empty if absent).
+  Config sub(const std::string& dotted_key) const;
+
+  const YAML::Node& root() const { return root_; }
+  std::string dump() const;
+  /// Canonical text of a sub-tree, for hashing stage settings.
+  std::string canonical(const std::string& dotted_key = "") const;
+
+ private:
+  YAML::Node root_;
+};
+
+/// Merges `over` into `base` key by key (maps recursively; scalars and sequences replace).
+YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over);
+
+template <typename T>
+T Config::get(const std::string& dotted_key, const T& fallback) const {
+  YAML::Node n = node(dotted_key);
+  if (!n || n.IsNull()) return fallback;
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("config key '" + dotted_key + "': cannot read value '" + YAML::Dump(n) +
+                      "' as the expected type");
+  }
+}
+
+template <typename T>
+T Config::require(const std::string& dotted_key) const {
+  if (!has(dotted_key)) throw ConfigError("config key '" + dotted_key + "' is required but not set");
+  return get<T>(dotted_key, T{});
+}
+
+}  // namespace llm4sbr

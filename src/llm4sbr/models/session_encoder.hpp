@@ -1,0 +1,81 @@
+// The seam every backbone implements (DESIGN.md, "Interfaces"). The trainer, the evaluator and the
+// LLM4SBR head only ever talk to SessionEncoderImpl; concrete models register themselves by name.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llm4sbr/core/config.hpp"
+#include "llm4sbr/data/dataset.hpp"
+
+namespace llm4sbr::models {
+
+/// A batch of samples as tensors, all on the model's device.
+struct SessionBatch {
+  torch::Tensor items;       ///< [B, L] int64 model ids, left-aligned (position 0 = first click), 0 = padding
+  torch::Tensor lengths;     ///< [B] int64 number of real clicks (>= 1)
+  torch::Tensor mask;        ///< [B, L] bool, true at real clicks
+  torch::Tensor targets;     ///< [B] int64 model ids 1..N (the next click)
+  torch::Tensor sample_ids;  ///< [B] int64 Sample::id, to look up per-sample side data (intents)
+  std::int64_t size() const { return items.size(0); }
+};
+
+/// What an encoder hands to its readout, to the scorer and to the LLM4SBR head.
+struct SessionRepresentation {
+  torch::Tensor local;     ///< [B, d] last-click state (the paper's local representation H^l)
+  torch::Tensor global;    ///< [B, d] attentive session vector (the paper's global representation H^g)
+  torch::Tensor aux_loss;  ///< scalar auxiliary loss (S²-DHCN's SSL), undefined if the model has none
+  torch::Tensor hidden;    ///< [B, L, d] per-position states, for models whose scorer needs them (TAGNN)
+};
+
+/// Static facts a model is built from.
+struct ModelContext {
+  std::int64_t n_items = 0;     ///< catalogue size N (ids 1..N); the embedding table has N+1 rows
+  std::int64_t hidden_size = 100;
+  std::uint64_t seed = 0;
+  const data::PreparedDataset* dataset = nullptr;  ///< training data, for models with global graphs
+};
+
+/// Base class of every backbone (SR-GNN, TAGNN, GCE-GNN, S²-DHCN, GRU4Rec, SASRec).
+/// A forward pass is score(readout(encode(batch)), rep): the LLM4SBR head gates rep.global and
+/// rep.local between encode and readout, so every backbone gets the head at the same place.
+class SessionEncoderImpl : public torch::nn::Module {
+ public:
+  /// Runs the backbone up to its local and global representations.
+  virtual SessionRepresentation encode(const SessionBatch& batch) = 0;
+  /// The model's own readout: the session vector [B, d] from (possibly gated) rep.global/rep.local.
+  virtual torch::Tensor readout(const SessionRepresentation& rep) = 0;
+  /// Scores of every catalogue item [B, N] (column k is model id k+1; padding is never a candidate).
+  virtual torch::Tensor score(const torch::Tensor& session, const SessionRepresentation& rep) = 0;
+
+  /// encode -> readout -> score: the plain backbone.
+  torch::Tensor forward(const SessionBatch& batch) {
+    SessionRepresentation rep = encode(batch);
+    return score(readout(rep), rep);
+  }
+
+  virtual std::int64_t hidden_size() const = 0;
+  virtual std::int64_t n_items() const = 0;
+  /// Name under which the model is registered ("srgnn").
+  virtual std::string name() const = 0;
+};
+
+using SessionEncoder = std::shared_ptr<SessionEncoderImpl>;
+
+using EncoderFactory = std::function<SessionEncoder(const ModelContext&, const Config&)>;
+
+/// Builds a registered model. `settings` is the model's config section (hyper-parameters from
+/// configs/models/NAME.yaml merged with overrides). Throws ConfigError for an unknown name.
+SessionEncoder make_encoder(const std::string& name, const ModelContext& ctx, const Config& settings);
+/// Names of every registered model, sorted.
+std::vector<std::string> registered_encoders();
+
+// One factory per model file (registry.cpp lists them).
+SessionEncoder make_srgnn(const ModelContext& ctx, const Config& settings);
+
+}  // namespace llm4sbr::models
