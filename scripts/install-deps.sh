@@ -7,7 +7,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config git python3 python3-numpy
+  build-essential cmake ninja-build ccache pkg-config git python3 python3-numpy unzip
   libtorch-dev libgloo-dev libopenblas0-pthread libopenblas-pthread-dev
   libfaiss-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev

@@ -57,6 +57,7 @@ struct PreparedDataset {
   std::vector<Sample> train;
   std::vector<Sample> valid;
   std::vector<Sample> test;
+  std::int64_t skipped_rows = 0;  ///< malformed source rows skipped (data.skip_malformed)
 
   std::int64_t n_items() const { return static_cast<std::int64_t>(items.size()); }
   const std::vector<Sample>& split(const std::string& name) const;

@@ -1,0 +1,880 @@
+#include "llm4sbr/data/readers.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "llm4sbr/core/error.hpp"
+
+namespace llm4sbr::data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Small text utilities
+
+std::string read_text_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) throw InputError(path.string(), 0, "", "file not found");
+    throw InputError(path.string(), 0, "", "cannot open file: " + std::string(std::strerror(errno)));
+  }
+  std::string text;
+  in.seekg(0, std::ios::end);
+  const auto size = in.tellg();
+  if (size < 0) throw InputError(path.string(), 0, "", "cannot determine the file size");
+  text.resize(static_cast<std::size_t>(size));
+  in.seekg(0, std::ios::beg);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (!in) throw InputError(path.string(), 0, "", "read error");
+  return text;
+}
+
+/// Line-aligned files must not grow an empty last "user" from a trailing blank line.
+std::string_view without_trailing_blank_lines(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+  return text;
+}
+
+void strip_utf8_bom(std::string& text) {
+  if (text.size() >= 3 && text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
+}
+
+/// Splits a buffer into lines ('\n' or "\r\n"), numbering them from 1.
+class LineCursor {
+ public:
+  explicit LineCursor(std::string_view text) : text_(text) {}
+  bool next(std::string_view& line) {
+    if (pos_ >= text_.size()) return false;
+    std::size_t end = text_.find('\n', pos_);
+    if (end == std::string_view::npos) end = text_.size();
+    line = text_.substr(pos_, end - pos_);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    pos_ = end + 1;
+    ++line_no_;
+    return true;
+  }
+  std::size_t line_no() const { return line_no_; }
+
+ private:
+  std::string_view text_;
+  std::size_t pos_ = 0;
+  std::size_t line_no_ = 0;
+};
+
+void split_char(std::string_view s, char sep, std::vector<std::string_view>& out) {
+  out.clear();
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t p = s.find(sep, start);
+    if (p == std::string_view::npos) {
+      out.push_back(s.substr(start));
+      return;
+    }
+    out.push_back(s.substr(start, p - start));
+    start = p + 1;
+  }
+}
+
+void split_str(std::string_view s, std::string_view sep, std::vector<std::string_view>& out) {
+  out.clear();
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t p = s.find(sep, start);
+    if (p == std::string_view::npos) {
+      out.push_back(s.substr(start));
+      return;
+    }
+    out.push_back(s.substr(start, p - start));
+    start = p + sep.size();
+  }
+}
+
+/// Splits on runs of spaces and tabs (empty tokens are dropped).
+void split_ws(std::string_view s, std::vector<std::string_view>& out) {
+  out.clear();
+  std::size_t i = 0;
+  const std::size_t n = s.size();
+  while (i < n) {
+    while (i < n && (s[i] == ' ' || s[i] == '\t')) ++i;
+    if (i >= n) break;
+    std::size_t j = i;
+    while (j < n && s[j] != ' ' && s[j] != '\t') ++j;
+    out.push_back(s.substr(i, j - i));
+    i = j;
+  }
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+/// Byte offset of the first invalid UTF-8 sequence in `s`, or npos if `s` is valid UTF-8
+/// (overlong forms, surrogates and code points above U+10FFFF are invalid).
+std::size_t utf8_invalid_at(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    std::uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + len > n) return i;
+    for (std::size_t k = 1; k < len; ++k) {
+      const unsigned char d = p[i + k];
+      if ((d & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+void check_utf8(std::string_view s, const std::string& file, std::size_t line, const std::string& field) {
+  const std::size_t at = utf8_invalid_at(s);
+  if (at != std::string_view::npos)
+    throw InputError(file, line, field,
+                     fmt::format("invalid UTF-8 (byte 0x{:02X} at offset {}); the file must be UTF-8",
+                                 static_cast<unsigned>(static_cast<unsigned char>(s[at])), at));
+}
+
+std::string latin1_to_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + s.size() / 8);
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x80) {
+      out.push_back(ch);
+    } else {
+      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    }
+  }
+  return out;
+}
+
+/// MovieLens ships ISO-8859-1; a file that a user already re-encoded is kept as it is, because
+/// Latin-1 text with accents is practically never valid UTF-8 by accident.
+std::string decode_latin1_file(const std::string& raw) {
+  const bool has_high = std::any_of(raw.begin(), raw.end(), [](char c) { return (c & 0x80) != 0; });
+  if (!has_high || utf8_invalid_at(raw) == std::string_view::npos) return raw;
+  return latin1_to_utf8(raw);
+}
+
+std::int64_t parse_int(std::string_view s, const std::string& file, std::size_t line, const std::string& field,
+                       const char* what = "an integer") {
+  const std::string_view t = trim(s);
+  std::int64_t v = 0;
+  const auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (t.empty() || ec != std::errc() || ptr != t.data() + t.size())
+    throw InputError(file, line, field, fmt::format("expected {}, found '{}'", what, s));
+  return v;
+}
+
+void check_number(std::string_view s, const std::string& file, std::size_t line, const std::string& field) {
+  const std::string_view t = trim(s);
+  double v = 0;
+  const auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (t.empty() || ec != std::errc() || ptr != t.data() + t.size())
+    throw InputError(file, line, field, fmt::format("expected a number, found '{}'", s));
+}
+
+/// The field named in a "short row" error: the first one that is missing.
+[[noreturn]] void throw_field_count(const std::string& file, std::size_t line,
+                                    const std::vector<std::string>& names, std::size_t found) {
+  const std::size_t expected = names.size();
+  if (found < expected)
+    throw InputError(file, line, names[found],
+                     fmt::format("expected {} fields, found {} (short row)", expected, found));
+  throw InputError(file, line, names.back(),
+                   fmt::format("expected {} fields, found {} (too many fields; unquoted separator?)",
+                               expected, found));
+}
+
+/// Runs `parse_row` and, with skip_malformed, turns an InputError into a skipped row.
+template <typename F>
+void guarded_row(const ReadOptions& opt, RawDataset& raw, F&& parse_row) {
+  if (!opt.skip_malformed) {
+    parse_row();
+    return;
+  }
+  try {
+    parse_row();
+  } catch (const InputError& e) {
+    if (raw.skipped_rows < 5) spdlog::warn("skipping malformed row: {}", e.what());
+    ++raw.skipped_rows;
+  }
+}
+
+void log_skipped(const RawDataset& raw) {
+  if (raw.skipped_rows > 0)
+    spdlog::warn("{}: skipped {} malformed rows (skip_malformed is on)", raw.name, raw.skipped_rows);
+}
+
+std::string format_movie_title(std::string_view title, std::string_view genres) {
+  if (genres.empty()) return std::string(title);
+  std::string out;
+  out.reserve(title.size() + genres.size() + 4);
+  out.append(title).append(" -- ").append(genres);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV (RFC 4180: ',' separated, '"' quoting with "" escapes, quoted fields may span lines)
+
+class CsvCursor {
+ public:
+  CsvCursor(std::string_view text, std::string file) : text_(text), file_(std::move(file)) {}
+
+  /// Names used for the field in quoting errors (column k otherwise).
+  void set_names(std::vector<std::string> names) { names_ = std::move(names); }
+
+  /// Reads the next record; empty lines are skipped. line() is where the record starts.
+  bool next(std::vector<std::string>& fields) {
+    const std::size_t n = text_.size();
+    while (pos_ < n && (text_[pos_] == '\n' || text_[pos_] == '\r')) {
+      if (text_[pos_] == '\n') ++line_;
+      ++pos_;
+    }
+    if (pos_ >= n) return false;
+    fields.clear();
+    record_line_ = line_;
+    while (true) {
+      std::string& field = fields.emplace_back();
+      if (pos_ < n && text_[pos_] == '"') {
+        ++pos_;
+        while (true) {
+          const std::size_t q = text_.find('"', pos_);
+          if (q == std::string_view::npos)
+            throw InputError(file_, record_line_, name(fields.size() - 1), "unterminated quoted field");
+          const std::string_view part = text_.substr(pos_, q - pos_);
+          line_ += static_cast<std::size_t>(std::count(part.begin(), part.end(), '\n'));
+          field.append(part);
+          pos_ = q + 1;
+          if (pos_ < n && text_[pos_] == '"') {
+            field.push_back('"');
+            ++pos_;
+            continue;
+          }
+          break;
+        }
+        if (pos_ < n && text_[pos_] == '\r' && (pos_ + 1 == n || text_[pos_ + 1] == '\n')) ++pos_;
+        if (pos_ < n && text_[pos_] != ',' && text_[pos_] != '\n')
+          throw InputError(file_, line_, name(fields.size() - 1),
+                           "unexpected character after the closing quote (a quote inside a quoted field "
+                           "must be doubled)");
+      } else {
+        std::size_t end = pos_;
+        while (end < n && text_[end] != ',' && text_[end] != '\n') ++end;
+        std::string_view part = text_.substr(pos_, end - pos_);
+        if (!part.empty() && part.back() == '\r' && (end >= n || text_[end] == '\n')) part.remove_suffix(1);
+        field.assign(part);
+        pos_ = end;
+      }
+      if (pos_ >= n) break;
+      if (text_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      // '\n': end of record
+      ++pos_;
+      ++line_;
+      break;
+    }
+    return true;
+  }
+
+  std::size_t line() const { return record_line_; }
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string name(std::size_t k) const {
+    return k < names_.size() ? names_[k] : fmt::format("column {}", k + 1);
+  }
+
+  std::string_view text_;
+  std::string file_;
+  std::vector<std::string> names_;
+  std::size_t pos_ = 0;
+  std::size_t line_ = 1;
+  std::size_t record_line_ = 0;
+};
+
+/// A CSV file with a header row; columns are found by name.
+class CsvTable {
+ public:
+  explicit CsvTable(const fs::path& path) : file_(path.string()), text_(read_text_file(path)) {
+    strip_utf8_bom(text_);
+    cursor_ = std::make_unique<CsvCursor>(text_, file_);
+    if (!cursor_->next(header_)) throw InputError(file_, 1, "", "empty file: expected a header row");
+    for (std::size_t k = 0; k < header_.size(); ++k) {
+      check_utf8(header_[k], file_, 1, fmt::format("column {}", k + 1));
+      header_[k] = std::string(trim(header_[k]));
+    }
+    cursor_->set_names(header_);
+  }
+
+  /// Index of a column, or -1.
+  int find(std::string_view name) const {
+    for (std::size_t k = 0; k < header_.size(); ++k)
+      if (header_[k] == name) return static_cast<int>(k);
+    return -1;
+  }
+  int require(std::string_view name) const {
+    const int k = find(name);
+    if (k < 0)
+      throw InputError(file_, 1, std::string(name),
+                       fmt::format("missing column '{}' in the header ({})", name, fmt::join(header_, ",")));
+    return k;
+  }
+
+  bool next(std::vector<std::string>& fields) { return cursor_->next(fields); }
+  std::size_t line() const { return cursor_->line(); }
+  const std::string& file() const { return file_; }
+  const std::vector<std::string>& header() const { return header_; }
+
+  /// Checks the field count and the encoding of a record.
+  void check_row(const std::vector<std::string>& fields) const {
+    if (fields.size() != header_.size()) throw_field_count(file_, line(), header_, fields.size());
+    for (std::size_t k = 0; k < fields.size(); ++k) check_utf8(fields[k], file_, line(), header_[k]);
+  }
+
+ private:
+  std::string file_;
+  std::string text_;
+  std::unique_ptr<CsvCursor> cursor_;
+  std::vector<std::string> header_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// MovieLens
+
+void read_ml_latest_movies(const fs::path& path, RawDataset& raw, const ReadOptions& opt) {
+  CsvTable t(path);
+  const int c_id = t.require("movieId");
+  const int c_title = t.require("title");
+  const int c_genres = t.find("genres");
+  std::vector<std::string> f;
+  while (t.next(f)) {
+    guarded_row(opt, raw, [&] {
+      t.check_row(f);
+      const std::int64_t id = parse_int(f[c_id], t.file(), t.line(), "movieId");
+      raw.titles.emplace(std::to_string(id),
+                         format_movie_title(f[c_title], c_genres >= 0 ? std::string_view(f[c_genres]) : ""));
+    });
+  }
+}
+
+}  // namespace
+
+RawDataset read_movielens_1m(const fs::path& dir, const ReadOptions& opt) {
+  RawDataset raw;
+  raw.name = "ml-1m";
+  {
+    const fs::path path = dir / "ratings.dat";
+    const std::string file = path.string();
+    const std::string text = read_text_file(path);
+    static const std::vector<std::string> names = {"UserID", "MovieID", "Rating", "Timestamp"};
+    LineCursor lines(text);
+    std::string_view line;
+    std::vector<std::string_view> f;
+    raw.interactions.reserve(text.size() / 24);
+    while (lines.next(line)) {
+      if (trim(line).empty()) continue;
+      guarded_row(opt, raw, [&] {
+        split_str(line, "::", f);
+        if (f.size() != names.size()) throw_field_count(file, lines.line_no(), names, f.size());
+        const std::int64_t user = parse_int(f[0], file, lines.line_no(), names[0]);
+        const std::int64_t movie = parse_int(f[1], file, lines.line_no(), names[1]);
+        check_number(f[2], file, lines.line_no(), names[2]);
+        const std::int64_t ts = parse_int(f[3], file, lines.line_no(), names[3], "an integer Unix time");
+        const auto order = static_cast<std::int64_t>(raw.interactions.size());
+        raw.interactions.push_back({std::to_string(user), std::to_string(movie), ts, order});
+      });
+    }
+  }
+  {
+    const fs::path path = dir / "movies.dat";
+    const std::string file = path.string();
+    const std::string text = decode_latin1_file(read_text_file(path));
+    LineCursor lines(text);
+    std::string_view line;
+    while (lines.next(line)) {
+      if (trim(line).empty()) continue;
+      guarded_row(opt, raw, [&] {
+        // MovieID::Title::Genres; split at the first and the last separator.
+        const std::size_t a = line.find("::");
+        const std::size_t b = line.rfind("::");
+        if (a == std::string_view::npos)
+          throw InputError(file, lines.line_no(), "Title", "expected 3 '::'-separated fields, found 1 (short row)");
+        if (b == a)
+          throw InputError(file, lines.line_no(), "Genres", "expected 3 '::'-separated fields, found 2 (short row)");
+        const std::int64_t id = parse_int(line.substr(0, a), file, lines.line_no(), "MovieID");
+        raw.titles.emplace(std::to_string(id),
+                           format_movie_title(line.substr(a + 2, b - a - 2), line.substr(b + 2)));
+      });
+    }
+  }
+  log_skipped(raw);
+  return raw;
+}
+
+RawDataset read_movielens_100k(const fs::path& dir, const ReadOptions& opt) {
+  RawDataset raw;
+  raw.name = "ml-100k";
+  {
+    const fs::path path = dir / "u.data";
+    const std::string file = path.string();
+    const std::string text = read_text_file(path);
+    static const std::vector<std::string> names = {"user id", "item id", "rating", "timestamp"};
+    LineCursor lines(text);
+    std::string_view line;
+    std::vector<std::string_view> f;
+    raw.interactions.reserve(text.size() / 18);
+    while (lines.next(line)) {
+      if (trim(line).empty()) continue;
+      guarded_row(opt, raw, [&] {
+        split_char(line, '\t', f);
+        if (f.size() != names.size()) throw_field_count(file, lines.line_no(), names, f.size());
+        const std::int64_t user = parse_int(f[0], file, lines.line_no(), names[0]);
+        const std::int64_t item = parse_int(f[1], file, lines.line_no(), names[1]);
+        check_number(f[2], file, lines.line_no(), names[2]);
+        const std::int64_t ts = parse_int(f[3], file, lines.line_no(), names[3], "an integer Unix time");
+        const auto order = static_cast<std::int64_t>(raw.interactions.size());
+        raw.interactions.push_back({std::to_string(user), std::to_string(item), ts, order});
+      });
+    }
+  }
+  // u.genre: "name|index"; the genre flags of u.item follow this index order.
+  std::vector<std::string> genres;
+  {
+    const fs::path path = dir / "u.genre";
+    const std::string file = path.string();
+    const std::string text = decode_latin1_file(read_text_file(path));
+    LineCursor lines(text);
+    std::string_view line;
+    std::vector<std::string_view> f;
+    while (lines.next(line)) {
+      if (trim(line).empty()) continue;
+      split_char(line, '|', f);
+      if (f.size() != 2) throw_field_count(file, lines.line_no(), {"genre", "index"}, f.size());
+      const std::int64_t idx = parse_int(f[1], file, lines.line_no(), "index");
+      if (idx < 0 || idx > 1000) throw InputError(file, lines.line_no(), "index", "genre index out of range");
+      if (genres.size() <= static_cast<std::size_t>(idx)) genres.resize(static_cast<std::size_t>(idx) + 1);
+      genres[static_cast<std::size_t>(idx)] = std::string(f[0]);
+    }
+    if (genres.empty()) throw InputError(file, 0, "", "no genres listed");
+  }
+  {
+    const fs::path path = dir / "u.item";
+    const std::string file = path.string();
+    const std::string text = decode_latin1_file(read_text_file(path));
+    std::vector<std::string> names = {"movie id", "movie title", "release date", "video release date", "IMDb URL"};
+    for (const auto& g : genres) names.push_back("genre " + g);
+    LineCursor lines(text);
+    std::string_view line;
+    std::vector<std::string_view> f;
+    std::string genre_text;
+    while (lines.next(line)) {
+      if (trim(line).empty()) continue;
+      guarded_row(opt, raw, [&] {
+        split_char(line, '|', f);
+        if (f.size() != names.size()) throw_field_count(file, lines.line_no(), names, f.size());
+        const std::int64_t id = parse_int(f[0], file, lines.line_no(), names[0]);
+        genre_text.clear();
+        for (std::size_t g = 0; g < genres.size(); ++g) {
+          const std::string_view flag = f[5 + g];
+          if (flag == "1") {
+            if (!genre_text.empty()) genre_text.push_back('|');
+            genre_text.append(genres[g]);
+          } else if (flag != "0") {
+            throw InputError(file, lines.line_no(), names[5 + g],
+                             fmt::format("expected a genre flag 0 or 1, found '{}'", flag));
+          }
+        }
+        raw.titles.emplace(std::to_string(id), format_movie_title(f[1], genre_text));
+      });
+    }
+  }
+  log_skipped(raw);
+  return raw;
+}
+
+RawDataset read_movielens_latest(const fs::path& dir, const ReadOptions& opt) {
+  RawDataset raw;
+  raw.name = "ml-latest";
+  {
+    CsvTable t(dir / "ratings.csv");
+    const int c_user = t.require("userId");
+    const int c_movie = t.require("movieId");
+    const int c_rating = t.find("rating");
+    const int c_ts = t.require("timestamp");
+    std::vector<std::string> f;
+    while (t.next(f)) {
+      guarded_row(opt, raw, [&] {
+        t.check_row(f);
+        const std::int64_t user = parse_int(f[c_user], t.file(), t.line(), "userId");
+        const std::int64_t movie = parse_int(f[c_movie], t.file(), t.line(), "movieId");
+        if (c_rating >= 0) check_number(f[c_rating], t.file(), t.line(), "rating");
+        const std::int64_t ts = parse_int(f[c_ts], t.file(), t.line(), "timestamp", "an integer Unix time");
+        const auto order = static_cast<std::int64_t>(raw.interactions.size());
+        raw.interactions.push_back({std::to_string(user), std::to_string(movie), ts, order});
+      });
+    }
+  }
+  read_ml_latest_movies(dir / "movies.csv", raw, opt);
+  log_skipped(raw);
+  return raw;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Amazon Beauty 2014
+
+namespace {
+
+struct BeautyUser {
+  std::size_t line = 0;
+  std::string_view reviewer;
+  std::vector<std::string_view> asins;
+  bool ok = false;
+};
+
+struct RankLine {
+  std::vector<std::int64_t> values;
+  bool ok = false;
+};
+
+/// Reads a TiCoSeRec file ("u v v v ..." on line u).
+std::vector<RankLine> read_rank_file(const fs::path& path, const char* field, const ReadOptions& opt,
+                                     std::int64_t& warned) {
+  const std::string file = path.string();
+  const std::string text = read_text_file(path);
+  std::vector<RankLine> out;
+  LineCursor lines(without_trailing_blank_lines(text));
+  std::string_view line;
+  std::vector<std::string_view> tok;
+  while (lines.next(line)) {
+    RankLine& r = out.emplace_back();
+    try {
+      split_ws(line, tok);
+      if (tok.empty()) throw InputError(file, lines.line_no(), "user", "empty line (expected 'u value ...')");
+      const std::int64_t u = parse_int(tok[0], file, lines.line_no(), "user");
+      if (u != static_cast<std::int64_t>(lines.line_no()))
+        throw InputError(file, lines.line_no(), "user",
+                         fmt::format("line {} holds user {}; users must be numbered by line", lines.line_no(), u));
+      if (tok.size() < 2) throw InputError(file, lines.line_no(), field, "no values after the user number (short row)");
+      r.values.reserve(tok.size() - 1);
+      for (std::size_t k = 1; k < tok.size(); ++k) r.values.push_back(parse_int(tok[k], file, lines.line_no(), field));
+      r.ok = true;
+    } catch (const InputError& e) {
+      if (!opt.skip_malformed) throw;
+      if (warned++ < 5) spdlog::warn("skipping malformed row: {}", e.what());
+    }
+  }
+  return out;
+}
+
+nlohmann::json read_json_file(const fs::path& path) {
+  const std::string text = read_text_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    const std::size_t byte = std::min<std::size_t>(e.byte, text.size());
+    const std::size_t line = 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + byte, '\n'));
+    throw InputError(path.string(), line, "", std::string("invalid JSON: ") + e.what());
+  }
+}
+
+}  // namespace
+
+RawDataset read_amazon_beauty(const fs::path& dir, const ReadOptions& opt) {
+  RawDataset raw;
+  raw.name = "beauty";
+  const fs::path seq_path = dir / "user_sequence.txt";
+  const fs::path item_path = dir / "Beauty_item_org_rank.txt";
+  const fs::path time_path = dir / "Beauty_time_org_rank.txt";
+  const fs::path session_map_path = dir / "session_id_to_int.json";
+  const fs::path item_map_path = dir / "item_id_to_int.json";
+  const fs::path lookup_path = dir / "products_lookup.csv";
+  const std::string seq_file = seq_path.string();
+
+  // 1. Click order per user (GRAM).
+  const std::string seq_text = read_text_file(seq_path);
+  std::vector<BeautyUser> users;
+  users.reserve(static_cast<std::size_t>(std::count(seq_text.begin(), seq_text.end(), '\n')) + 1);
+  {
+    LineCursor lines(without_trailing_blank_lines(seq_text));
+    std::string_view line;
+    std::vector<std::string_view> tok;
+    while (lines.next(line)) {
+      BeautyUser& u = users.emplace_back();
+      u.line = lines.line_no();
+      split_ws(line, tok);
+      guarded_row(opt, raw, [&] {
+        for (std::size_t k = 0; k < tok.size(); ++k)
+          check_utf8(tok[k], seq_file, u.line, k == 0 ? "reviewerID" : "ASIN");
+        if (tok.empty())
+          throw InputError(seq_file, u.line, "reviewerID", "empty line (expected 'reviewerID ASIN ...')");
+        if (tok.size() < 2) throw InputError(seq_file, u.line, "ASIN", "no items after the reviewerID (short row)");
+        u.reviewer = tok[0];
+        u.asins.assign(tok.begin() + 1, tok.end());
+        u.ok = true;
+      });
+    }
+  }
+
+  // 2. TiCoSeRec item ids are 1-based ranks of the sorted distinct ASINs.
+  std::vector<std::string_view> distinct;
+  for (const auto& u : users) distinct.insert(distinct.end(), u.asins.begin(), u.asins.end());
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  std::unordered_map<std::string_view, std::int64_t> rank;
+  rank.reserve(distinct.size() * 2);
+  for (std::size_t k = 0; k < distinct.size(); ++k) rank.emplace(distinct[k], static_cast<std::int64_t>(k + 1));
+
+  // 3. Timestamps, aligned with the TiCoSeRec item ids line by line.
+  // A bad line there is counted once, as a skipped user, below.
+  std::int64_t warned = 0;
+  const std::vector<RankLine> item_lines = read_rank_file(item_path, "item", opt, warned);
+  const std::vector<RankLine> time_lines = read_rank_file(time_path, "timestamp", opt, warned);
+  if (item_lines.size() != users.size())
+    throw InputError(item_path.string(), 0, "",
+                     fmt::format("has {} lines but {} has {}; the files must hold the same users line by line",
+                                 item_lines.size(), seq_path.filename().string(), users.size()));
+  if (time_lines.size() != users.size())
+    throw InputError(time_path.string(), 0, "",
+                     fmt::format("has {} lines but {} has {}; the files must hold the same users line by line",
+                                 time_lines.size(), seq_path.filename().string(), users.size()));
+
+  // 4. Session order of the LLM4SBR reference: sessions grouped by the SessionId of
+  // session_id_to_int.json (pandas groupby sorts by it). The paper's 90/10 split of Table 2 is
+  // only reproduced in this order, not in the line order of user_sequence.txt.
+  const nlohmann::json session_map = read_json_file(session_map_path);
+  if (!session_map.is_object())
+    throw InputError(session_map_path.string(), 1, "", "expected a JSON object {reviewerID: SessionId}");
+
+  struct Ready {
+    std::int64_t session_id;
+    std::size_t user;
+    std::vector<std::int64_t> times;
+  };
+  std::vector<Ready> ready;
+  ready.reserve(users.size());
+  std::unordered_map<std::string_view, std::size_t> seen;
+  seen.reserve(users.size() * 2);
+  std::vector<std::int64_t> ranks_sorted, items_sorted;
+  for (std::size_t i = 0; i < users.size(); ++i) {
+    const BeautyUser& u = users[i];
+    if (!u.ok) continue;
+    if (!item_lines[i].ok || !time_lines[i].ok) {
+      ++raw.skipped_rows;  // the user's line is malformed in a TiCoSeRec file (already reported)
+      continue;
+    }
+    guarded_row(opt, raw, [&] {
+      const auto [it, fresh] = seen.emplace(u.reviewer, u.line);
+      if (!fresh)
+        throw InputError(seq_file, u.line, "reviewerID",
+                         fmt::format("'{}' already appears on line {}", u.reviewer, it->second));
+      const auto sid = session_map.find(std::string(u.reviewer));
+      if (sid == session_map.end() || !sid->is_number_integer())
+        throw InputError(seq_file, u.line, "reviewerID",
+                         fmt::format("'{}' is not a key of {} with an integer SessionId", u.reviewer,
+                                     session_map_path.filename().string()));
+      const std::vector<std::int64_t>& ids = item_lines[i].values;
+      const std::vector<std::int64_t>& ts = time_lines[i].values;
+      if (ts.size() != ids.size())
+        throw InputError(time_path.string(), u.line, "timestamp",
+                         fmt::format("{} timestamps for {} items on the same line of {}", ts.size(), ids.size(),
+                                     item_path.filename().string()));
+      ranks_sorted.clear();
+      for (const auto a : u.asins) ranks_sorted.push_back(rank.at(a));
+      std::sort(ranks_sorted.begin(), ranks_sorted.end());
+      items_sorted = ids;
+      std::sort(items_sorted.begin(), items_sorted.end());
+      if (ranks_sorted != items_sorted)
+        throw InputError(item_path.string(), u.line, "item",
+                         fmt::format("the items of user {} differ from line {} of {} (item ids must be 1-based "
+                                     "ranks of the sorted distinct ASINs)",
+                                     u.line, u.line, seq_path.filename().string()));
+      // The orders differ only on timestamp ties and GRAM's order never contradicts the
+      // timestamps, so the k-th click gets the k-th smallest timestamp.
+      std::vector<std::int64_t> times = ts;
+      std::sort(times.begin(), times.end());
+      ready.push_back({sid->get<std::int64_t>(), i, std::move(times)});
+    });
+  }
+  std::stable_sort(ready.begin(), ready.end(),
+                   [](const Ready& a, const Ready& b) { return a.session_id < b.session_id; });
+
+  std::size_t n_clicks = 0;
+  for (const auto& r : ready) n_clicks += r.times.size();
+  raw.interactions.reserve(n_clicks);
+  for (const auto& r : ready) {
+    const BeautyUser& u = users[r.user];
+    const std::string key(u.reviewer);
+    for (std::size_t k = 0; k < u.asins.size(); ++k) {
+      const auto order = static_cast<std::int64_t>(raw.interactions.size());
+      raw.interactions.push_back({key, std::string(u.asins[k]), r.times[k], order});
+    }
+  }
+
+  // 5. Titles: ASIN -> global_product_id (item_id_to_int.json) -> name (products_lookup.csv).
+  const nlohmann::json item_map = read_json_file(item_map_path);
+  if (!item_map.is_object())
+    throw InputError(item_map_path.string(), 1, "", "expected a JSON object {ASIN: global_product_id}");
+  std::unordered_map<std::int64_t, std::string> names;
+  {
+    CsvTable t(lookup_path);
+    const int c_gid = t.require("global_product_id");
+    const int c_name = t.require("name");
+    std::vector<std::string> f;
+    while (t.next(f)) {
+      guarded_row(opt, raw, [&] {
+        t.check_row(f);
+        const std::int64_t gid = parse_int(f[c_gid], t.file(), t.line(), "global_product_id");
+        names.emplace(gid, std::move(f[c_name]));
+      });
+    }
+  }
+  std::size_t untitled = 0;
+  for (const auto asin : distinct) {
+    const auto it = item_map.find(std::string(asin));
+    if (it == item_map.end() || !it->is_number_integer()) {
+      ++untitled;
+      continue;
+    }
+    const auto name = names.find(it->get<std::int64_t>());
+    if (name == names.end()) {
+      ++untitled;
+      continue;
+    }
+    raw.titles.emplace(std::string(asin), name->second);  // may be "" (7 items have no name)
+  }
+  if (untitled > 0) spdlog::warn("beauty: {} of {} items have no title entry", untitled, distinct.size());
+  log_skipped(raw);
+  return raw;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic CSV
+
+RawDataset read_generic(const fs::path& dir, const ReadOptions& opt) {
+  RawDataset raw;
+  raw.name = "generic";
+  {
+    CsvTable t(dir / "interactions.csv");
+    int c_key = t.find("session_id");
+    const char* key_name = "session_id";
+    if (c_key < 0) {
+      c_key = t.find("user_id");
+      key_name = "user_id";
+    }
+    if (c_key < 0)
+      throw InputError(t.file(), 1, "session_id",
+                       fmt::format("missing column 'session_id' or 'user_id' in the header ({})",
+                                   fmt::join(t.header(), ",")));
+    const int c_item = t.require("item_id");
+    const int c_ts = t.find("timestamp");  // optional: without it, file order is click order
+    std::vector<std::string> f;
+    while (t.next(f)) {
+      guarded_row(opt, raw, [&] {
+        t.check_row(f);
+        const std::string_view key = trim(f[c_key]);
+        const std::string_view item = trim(f[c_item]);
+        if (key.empty()) throw InputError(t.file(), t.line(), key_name, "empty id");
+        if (item.empty()) throw InputError(t.file(), t.line(), "item_id", "empty id");
+        const std::int64_t ts =
+            c_ts >= 0 ? parse_int(f[c_ts], t.file(), t.line(), "timestamp", "an integer Unix time") : 0;
+        const auto order = static_cast<std::int64_t>(raw.interactions.size());
+        raw.interactions.push_back({std::string(key), std::string(item), ts, order});
+      });
+    }
+  }
+  const fs::path items_path = dir / "items.csv";
+  if (fs::exists(items_path)) {
+    CsvTable t(items_path);
+    const int c_item = t.require("item_id");
+    const int c_title = t.require("title");
+    std::vector<std::string> f;
+    while (t.next(f)) {
+      guarded_row(opt, raw, [&] {
+        t.check_row(f);
+        const std::string_view item = trim(f[c_item]);
+        if (item.empty()) throw InputError(t.file(), t.line(), "item_id", "empty id");
+        raw.titles.emplace(std::string(item), std::move(f[c_title]));
+      });
+    }
+  }
+  log_skipped(raw);
+  return raw;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+std::vector<std::string> known_datasets() {
+  return {"ml-1m", "ml-100k", "ml-latest-small", "ml-latest", "beauty", "amazon-beauty-2014", "generic"};
+}
+
+std::string dataset_folder(const std::string& name) {
+  if (name == "beauty" || name == "amazon-beauty-2014") return "amazon-beauty-2014";
+  const auto known = known_datasets();
+  if (std::find(known.begin(), known.end(), name) != known.end()) return name;
+  throw ConfigError(fmt::format("unknown dataset '{}' (known: {})", name, fmt::join(known, ", ")));
+}
+
+RawDataset read_dataset(const std::string& name, const fs::path& dir, const ReadOptions& opt) {
+  RawDataset raw;
+  if (name == "ml-1m") {
+    raw = read_movielens_1m(dir, opt);
+  } else if (name == "ml-100k") {
+    raw = read_movielens_100k(dir, opt);
+  } else if (name == "ml-latest-small" || name == "ml-latest") {
+    raw = read_movielens_latest(dir, opt);
+  } else if (name == "beauty" || name == "amazon-beauty-2014") {
+    raw = read_amazon_beauty(dir, opt);
+  } else if (name == "generic") {
+    raw = read_generic(dir, opt);
+  } else {
+    throw ConfigError(fmt::format("unknown dataset '{}' (known: {})", name, fmt::join(known_datasets(), ", ")));
+  }
+  raw.name = name;
+  return raw;
+}
+
+}  // namespace llm4sbr::data
