@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace llm4sbr {
@@ -23,9 +24,10 @@ std::vector<std::string> split_key(const std::string& dotted_key) {
 // Emits maps with sorted keys so that equal settings hash equally whatever their order in the file.
 void emit_canonical(const YAML::Node& n, YAML::Emitter& out) {
   if (n.IsMap()) {
-    std::vector<std::pair<std::string, YAML::Node>> items;
-    for (const auto& kv : n) items.emplace_back(kv.first.as<std::string>(), kv.second);
-    std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    // A std::map sorts by key without ever assigning one YAML::Node to another: yaml-cpp's
+    // operator= writes through to the referenced node, so sorting a vector of nodes corrupts them.
+    std::map<std::string, YAML::Node> items;
+    for (const auto& kv : n) items.emplace(kv.first.as<std::string>(), kv.second);
     out << YAML::BeginMap;
     for (const auto& [k, v] : items) {
       out << YAML::Key << k << YAML::Value;

@@ -1,0 +1,146 @@
+// llm4sbr: one command line for the whole pipeline. `llm4sbr --help` lists the subcommands.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "llm4sbr/core/config.hpp"
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/data/io.hpp"
+#include "llm4sbr/data/prepare.hpp"
+#include "llm4sbr/data/readers.hpp"
+#include "llm4sbr/data/download.hpp"
+#include "llm4sbr/train/experiment.hpp"
+#include "llm4sbr/train/runtime.hpp"
+#include "llm4sbr/train/trainer.hpp"
+
+namespace fs = std::filesystem;
+using namespace llm4sbr;
+
+namespace {
+
+struct ConfigArgs {
+  std::string file;
+  std::vector<std::string> overrides;
+};
+
+void add_config_options(CLI::App* cmd, ConfigArgs& args, bool required) {
+  auto* opt = cmd->add_option("--config,-c", args.file, "YAML config (see configs/)");
+  if (required) opt->required();
+  opt->check(CLI::ExistingFile);
+  cmd->add_option("--set,-s", args.overrides, "override a config key, e.g. --set train.epochs=3 (repeatable)");
+}
+
+// The config file (if any) with its `include:`s, the overrides, and where to find configs/models/.
+Config load_config(const ConfigArgs& args) {
+  Config cfg;
+  if (!args.file.empty()) {
+    cfg = Config::load(args.file);
+    if (!cfg.has("paths.configs")) cfg.set("paths.configs", fs::path(args.file).parent_path().string());
+  }
+  cfg.apply_overrides(args.overrides);
+  return cfg;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"llm4sbr: session-based recommendation enhanced by LLM intent inference (LLM4SBR, arXiv 2402.13840)"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+
+  // prepare
+  auto* prepare = app.add_subcommand("prepare", "read a raw dataset, sessionize, filter, split, write a prepared dataset");
+  std::string dataset, data_dir, out;
+  ConfigArgs prepare_cfg;
+  prepare->add_option("--dataset,-d", dataset, fmt::format("dataset: {}", fmt::join(data::known_datasets(), ", ")));
+  prepare->add_option("--data-dir", data_dir, "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
+  prepare->add_option("--out,-o", out, "output directory")->required();
+  add_config_options(prepare, prepare_cfg, false);
+
+  // train
+  auto* train_cmd = app.add_subcommand("train", "train a model on a prepared dataset and evaluate it");
+  std::string prepared;
+  ConfigArgs train_cfg;
+  train_cmd->add_option("--data", prepared, "prepared dataset directory (from `llm4sbr prepare`)")->required();
+  train_cmd->add_option("--out,-o", out, "run directory")->required();
+  add_config_options(train_cmd, train_cfg, false);
+
+  // evaluate
+  auto* eval_cmd = app.add_subcommand("evaluate", "evaluate a checkpoint on a split of a prepared dataset");
+  std::string checkpoint, split = "test";
+  ConfigArgs eval_cfg;
+  eval_cmd->add_option("--data", prepared, "prepared dataset directory")->required();
+  eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint (best.pt) written by train or run")->required()->check(CLI::ExistingFile);
+  eval_cmd->add_option("--split", split, "train, valid or test")->capture_default_str();
+  add_config_options(eval_cmd, eval_cfg, false);
+
+  // run
+  auto* run = app.add_subcommand("run", "the whole pipeline from a config: prepare (cached), train, evaluate, report");
+  ConfigArgs run_cfg;
+  run->add_option("--out,-o", out, "run directory")->required();
+  run->add_option("--data-dir", data_dir, "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
+  add_config_options(run, run_cfg, true);
+
+  // download
+  auto* download = app.add_subcommand("download", "download a public dataset into the data directory");
+  std::string what;
+  download->add_option("dataset", what, fmt::format("dataset: {}", fmt::join(data::downloadable_datasets(), ", ")))->required();
+  download->add_option("--data-dir", data_dir, "where to put it (default: $LLM4SBR_DATA_DIR or ../shared/data)");
+
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+
+  try {
+    if (prepare->parsed()) {
+      Config cfg = load_config(prepare_cfg);
+      if (!dataset.empty()) cfg.set("dataset", dataset);
+      if (!cfg.has("dataset")) throw ConfigError("prepare: give --dataset NAME or a config with `dataset:`");
+      auto raw_dir = train::resolve_data_dir(data_dir) / data::dataset_folder(cfg.require<std::string>("dataset"));
+      data::ReadOptions ropt;
+      ropt.skip_malformed = cfg.get<bool>("data.skip_malformed", false);
+      auto raw = data::read_dataset(cfg.require<std::string>("dataset"), raw_dir, ropt);
+      auto ds = data::prepare(raw, data::prepare_options_from_config(cfg));
+      data::write_prepared(ds, out);
+      fmt::print("{}\n", data::dataset_stats(ds).dump(2));
+    } else if (train_cmd->parsed()) {
+      Config cfg = load_config(train_cfg);
+      if (!cfg.has("model")) cfg.set("model", "srgnn");
+      train::configure_runtime(cfg.get<int>("threads", 0));
+      auto ds = data::read_prepared(prepared);
+      fs::create_directories(out);
+      std::vector<train::ModelRun> runs{train::train_backbone(cfg, ds, out)};
+      train::write_reports(cfg, ds, runs, out);
+      fmt::print("\n{}\n", train::results_table(runs, train::train_options_from_config(cfg).ks, false));
+    } else if (eval_cmd->parsed()) {
+      Config cfg = load_config(eval_cfg);
+      if (!cfg.has("model")) cfg.set("model", "srgnn");
+      train::configure_runtime(cfg.get<int>("threads", 0));
+      auto ds = data::read_prepared(prepared);
+      auto result = train::evaluate_checkpoint(cfg, ds, checkpoint, split);
+      fmt::print("\n{}\n", train::results_table({result}, train::train_options_from_config(cfg).ks, false));
+    } else if (run->parsed()) {
+      Config cfg = load_config(run_cfg);
+      if (!data_dir.empty()) cfg.set("paths.data", data_dir);
+      train::run_experiment(cfg, out);
+    } else if (download->parsed()) {
+      fs::path target = data_dir.empty() ? fs::path(std::getenv("LLM4SBR_DATA_DIR") ? std::getenv("LLM4SBR_DATA_DIR") : "../shared/data")
+                                         : fs::path(data_dir);
+      data::download_dataset(what, target);
+    }
+  } catch (const llm4sbr::Error& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  } catch (const c10::Error& e) {
+    spdlog::error("tensor error: {}", e.what_without_backtrace());
+    return 3;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

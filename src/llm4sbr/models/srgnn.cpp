@@ -1,0 +1,120 @@
+#include "llm4sbr/models/srgnn.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <memory>
+
+#include "llm4sbr/models/session_graph.hpp"
+
+namespace llm4sbr::models {
+
+namespace F = torch::nn::functional;
+
+SrGnnOptions SrGnnOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  SrGnnOptions o;
+  o.n_items = ctx.n_items;
+  o.hidden_size = settings.get<std::int64_t>("hidden_size", ctx.hidden_size);
+  o.step = settings.get<std::int64_t>("step", o.step);
+  o.nonhybrid = settings.get<bool>("nonhybrid", o.nonhybrid);
+  if (o.n_items < 1) throw ConfigError(fmt::format("srgnn: the catalogue is empty (n_items = {})", o.n_items));
+  if (o.hidden_size < 1)
+    throw ConfigError(fmt::format("srgnn: config key 'hidden_size' must be >= 1, got {}", o.hidden_size));
+  if (o.step < 0) throw ConfigError(fmt::format("srgnn: config key 'step' must be >= 0, got {}", o.step));
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+GatedGnnImpl::GatedGnnImpl(std::int64_t hidden_size, std::int64_t step) : step_(step) {
+  const std::int64_t d = hidden_size;
+  edge_in = register_module("edge_in", torch::nn::Linear(d, d));
+  edge_out = register_module("edge_out", torch::nn::Linear(d, d));
+  w_ih = register_parameter("w_ih", torch::empty({3 * d, 2 * d}));
+  w_hh = register_parameter("w_hh", torch::empty({3 * d, d}));
+  b_ih = register_parameter("b_ih", torch::empty({3 * d}));
+  b_hh = register_parameter("b_hh", torch::empty({3 * d}));
+  b_iah = register_parameter("b_iah", torch::empty({d}));
+  b_oah = register_parameter("b_oah", torch::empty({d}));
+}
+
+torch::Tensor GatedGnnImpl::forward(const torch::Tensor& a_in, const torch::Tensor& a_out, torch::Tensor hidden) {
+  for (std::int64_t i = 0; i < step_; ++i) {
+    const auto input_in = torch::matmul(a_in, edge_in(hidden)) + b_iah;
+    const auto input_out = torch::matmul(a_out, edge_out(hidden)) + b_oah;
+    const auto gi = F::linear(torch::cat({input_in, input_out}, 2), w_ih, b_ih).chunk(3, 2);
+    const auto gh = F::linear(hidden, w_hh, b_hh).chunk(3, 2);
+    const auto reset = torch::sigmoid(gi[0] + gh[0]);
+    const auto update = torch::sigmoid(gi[1] + gh[1]);
+    const auto candidate = torch::tanh(gi[2] + reset * gh[2]);
+    hidden = candidate + update * (hidden - candidate);  // (1 - z) ñ + z h
+  }
+  return hidden;
+}
+
+void init_uniform_reference(torch::nn::Module& module, std::int64_t hidden_size, std::uint64_t seed) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
+  auto gen = at::detail::createCPUGenerator(seed);
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters()) {
+    // Draw on the CPU in the parameter's dtype, so the values do not depend on the device.
+    auto draw = torch::empty(p.sizes(), p.options().device(torch::kCPU));
+    draw.uniform_(-bound, bound, gen);
+    p.copy_(draw);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+SrGnnImpl::SrGnnImpl(SrGnnOptions options, std::uint64_t seed) : options_(options) {
+  const std::int64_t d = options_.hidden_size;
+  embedding = register_module("embedding", torch::nn::Embedding(options_.n_items + 1, d));
+  gnn = register_module("gnn", GatedGnn(d, options_.step));
+  linear_one = register_module("linear_one", torch::nn::Linear(d, d));
+  linear_two = register_module("linear_two", torch::nn::Linear(d, d));
+  linear_three = register_module("linear_three", torch::nn::Linear(torch::nn::LinearOptions(d, 1).bias(false)));
+  // Registered in nonhybrid mode too, so that both variants share one checkpoint layout (it is unused there).
+  linear_transform = register_module("linear_transform", torch::nn::Linear(2 * d, d));
+  init_uniform_reference(*this, d, seed);
+}
+
+SessionRepresentation SrGnnImpl::encode(const SessionBatch& batch) {
+  const auto& weight = embedding->weight;
+  const SessionGraph graph = build_session_graph(batch.items.to(torch::kCPU), weight.scalar_type());
+  const auto device = weight.device();
+  const auto nodes = graph.nodes.to(device);
+  const auto alias = graph.alias.to(device);
+
+  const auto h = gnn(graph.A_in.to(device), graph.A_out.to(device), embedding(nodes));  // [B, n, d]
+  const std::int64_t b = h.size(0), d = options_.hidden_size;
+  const std::int64_t len = alias.size(1);
+  const auto v = torch::gather(h, 1, alias.unsqueeze(2).expand({b, len, d}));  // [B, L, d]
+
+  const auto last = (batch.lengths.to(device) - 1).view({b, 1, 1}).expand({b, 1, d});
+  const auto v_n = torch::gather(v, 1, last).squeeze(1);  // [B, d]
+  const auto alpha = linear_three(torch::sigmoid(linear_one(v_n).unsqueeze(1) + linear_two(v)));  // [B, L, 1]
+  const auto mask = batch.mask.to(device).unsqueeze(2).to(weight.scalar_type());
+
+  SessionRepresentation rep;
+  rep.local = v_n;
+  rep.global = (alpha * v * mask).sum(1);
+  rep.hidden = v;
+  return rep;
+}
+
+torch::Tensor SrGnnImpl::readout(const SessionRepresentation& rep) {
+  if (options_.nonhybrid) return rep.global;
+  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+}
+
+torch::Tensor SrGnnImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
+  const auto candidates = embedding->weight.narrow(0, 1, options_.n_items);  // E[1:], [N, d]
+  return torch::matmul(session, candidates.t());
+}
+
+SessionEncoder make_srgnn(const ModelContext& ctx, const Config& settings) {
+  return std::make_shared<SrGnnImpl>(SrGnnOptions::from_config(ctx, settings), ctx.seed);
+}
+
+}  // namespace llm4sbr::models

@@ -1,0 +1,44 @@
+// What the trainer and the evaluator drive: anything that turns a batch into item scores and an
+// optional auxiliary loss. The plain backbone and the LLM4SBR head (enhance/) both implement it, so the
+// baseline rows and the enhanced rows of a results table come from the same training code.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "llm4sbr/models/session_encoder.hpp"
+
+namespace llm4sbr::train {
+
+struct ForwardOutput {
+  torch::Tensor scores;    ///< [B, N] scores of items 1..N
+  torch::Tensor aux_loss;  ///< scalar added to the cross-entropy (already weighted); undefined if none
+};
+
+class RecommenderImpl : public torch::nn::Module {
+ public:
+  virtual ForwardOutput forward(const models::SessionBatch& batch) = 0;
+  /// Row label in results tables: "SR-GNN", "LLM4SBR(SR-GNN)".
+  virtual std::string label() const = 0;
+};
+
+using Recommender = std::shared_ptr<RecommenderImpl>;
+
+/// A backbone on its own, exactly as its paper describes it.
+class PlainRecommenderImpl : public RecommenderImpl {
+ public:
+  explicit PlainRecommenderImpl(models::SessionEncoder encoder);
+  ForwardOutput forward(const models::SessionBatch& batch) override;
+  std::string label() const override;
+  const models::SessionEncoder& encoder() const { return encoder_; }
+
+ private:
+  models::SessionEncoder encoder_;
+};
+
+/// Display name of a registered model ("srgnn" -> "SR-GNN").
+std::string display_name(const std::string& model);
+
+}  // namespace llm4sbr::train

@@ -1,0 +1,221 @@
+#include "llm4sbr/train/trainer.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/progress.hpp"
+#include "llm4sbr/data/batch.hpp"
+
+namespace llm4sbr::train {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups())
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+}
+
+MetricMap metrics_from_ranks(const std::vector<std::int64_t>& ranks, const std::vector<std::int64_t>& ks,
+                             bool paper_compatible) {
+  RankingMetrics m(ks, paper_compatible);
+  m.add_ranks(ranks);
+  return m.result();
+}
+
+std::string short_metrics(const MetricMap& m) {
+  auto get = [&](const char* k) { auto it = m.find(k); return it == m.end() ? 0.0 : it->second; };
+  return fmt::format("HR@20 {:.2f} MRR@20 {:.2f} NDCG@20 {:.2f}", get("HR@20"), get("MRR@20"), get("NDCG@20"));
+}
+
+}  // namespace
+
+TrainOptions train_options_from_config(const Config& cfg) {
+  TrainOptions o;
+  o.epochs = cfg.get<std::int64_t>("train.epochs", o.epochs);
+  o.batch_size = cfg.get<std::int64_t>("train.batch_size", o.batch_size);
+  o.eval_batch_size = cfg.get<std::int64_t>("train.eval_batch_size", o.eval_batch_size);
+  o.lr = cfg.get<double>("train.lr", o.lr);
+  o.l2 = cfg.get<double>("train.l2", o.l2);
+  o.lr_step = cfg.get<std::int64_t>("train.lr_step", o.lr_step);
+  o.lr_gamma = cfg.get<double>("train.lr_gamma", o.lr_gamma);
+  o.patience = cfg.get<std::int64_t>("train.patience", o.patience);
+  o.select_metric = cfg.get<std::string>("train.select_metric", o.select_metric);
+  o.seed = cfg.get<std::uint64_t>("train.seed", o.seed);
+  o.ks = cfg.get<std::vector<std::int64_t>>("eval.ks", o.ks);
+  o.paper_compatible = cfg.get<bool>("eval.paper_compatible", o.paper_compatible);
+  if (o.epochs < 1) throw ConfigError("train.epochs must be >= 1");
+  if (o.batch_size < 1 || o.eval_batch_size < 1) throw ConfigError("train.batch_size must be >= 1");
+  if (o.lr_step < 1) throw ConfigError("train.lr_step must be >= 1");
+  auto names = metric_names(o.ks);
+  if (std::find(names.begin(), names.end(), o.select_metric) == names.end())
+    throw ConfigError(fmt::format("train.select_metric '{}' is not one of {}", o.select_metric, fmt::join(names, ", ")));
+  return o;
+}
+
+nlohmann::json TrainResult::to_json() const {
+  nlohmann::json j;
+  j["test"] = test;
+  j["test_standard"] = test_standard;
+  j["test_paper_compatible"] = test_paper_compatible;
+  j["best_on_test"] = best_on_test;
+  j["best_on_test_epoch"] = best_on_test_epoch;
+  j["best_epoch"] = best_epoch;
+  j["selected_on_validation"] = selected_on_validation;
+  j["epochs"] = nlohmann::json::array();
+  for (const auto& e : epochs) {
+    j["epochs"].push_back({{"epoch", e.epoch},
+                           {"lr", e.lr},
+                           {"train_loss", e.train_loss},
+                           {"train_seconds", e.train_seconds},
+                           {"eval_seconds", e.eval_seconds},
+                           {"train_samples_per_second", e.train_samples_per_second},
+                           {"valid", e.valid},
+                           {"test", e.test}});
+  }
+  return j;
+}
+
+std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector<data::Sample>& samples,
+                                       std::int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  std::vector<std::int64_t> ranks;
+  ranks.reserve(samples.size());
+  for (const auto& idx : data::batch_indices(static_cast<std::int64_t>(samples.size()), batch_size, false, 0)) {
+    auto batch = data::make_batch(samples, idx);
+    auto out = model.forward(batch);
+    auto r = target_ranks(out.scores, batch.targets);
+    auto acc = r.accessor<std::int64_t, 1>();
+    for (std::int64_t i = 0; i < acc.size(0); ++i) ranks.push_back(acc[i]);
+  }
+  model.train(was_training);
+  return ranks;
+}
+
+MetricMap evaluate(RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
+                   bool paper_compatible) {
+  return metrics_from_ranks(rank_targets(model, samples, opt.eval_batch_size), opt.ks, paper_compatible);
+}
+
+void save_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
+  torch::serialize::OutputArchive archive;
+  model.save(archive);
+  auto tmp = file;
+  tmp += ".tmp";
+  archive.save_to(tmp.string());
+  std::filesystem::rename(tmp, file);
+}
+
+void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
+  if (!std::filesystem::exists(file)) throw InputError(file.string(), 0, "", "checkpoint not found");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(file.string());
+    model.load(archive);
+  } catch (const c10::Error& e) {
+    throw InputError(file.string(), 0, "", std::string("checkpoint does not match the model: ") + e.what_without_backtrace());
+  }
+}
+
+TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt) {
+  if (ds.train.empty()) throw Error("fit: the training split is empty");
+  TrainResult result;
+  result.selected_on_validation = !ds.valid.empty();
+  if (!result.selected_on_validation)
+    spdlog::warn("no validation split (data.valid_fraction = 0): the last epoch is reported, and early stopping is off");
+
+  torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(opt.lr).weight_decay(opt.l2));
+  if (!opt.run_dir.empty()) std::filesystem::create_directories(opt.run_dir);
+  const auto best_path = opt.run_dir / "best.pt";
+
+  double best_valid = -1;
+  std::int64_t bad_epochs = 0;
+  std::vector<std::int64_t> best_test_ranks;
+  const std::string label = opt.label.empty() ? model.label() : opt.label;
+
+  for (std::int64_t epoch = 1; epoch <= opt.epochs; ++epoch) {
+    const double lr = opt.lr * std::pow(opt.lr_gamma, static_cast<double>((epoch - 1) / opt.lr_step));
+    set_learning_rate(optimizer, lr);
+    model.train();
+    EpochRecord rec;
+    rec.epoch = epoch;
+    rec.lr = lr;
+
+    auto batches = data::batch_indices(static_cast<std::int64_t>(ds.train.size()), opt.batch_size, true,
+                                       opt.seed + static_cast<std::uint64_t>(epoch));
+    ProgressBar bar(fmt::format("{} epoch {}/{}", label, epoch, opt.epochs), static_cast<std::int64_t>(ds.train.size()),
+                    "samples");
+    auto t0 = std::chrono::steady_clock::now();
+    double loss_sum = 0;
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      auto batch = data::make_batch(ds.train, batches[b]);
+      optimizer.zero_grad();
+      auto out = model.forward(batch);
+      auto loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
+      if (out.aux_loss.defined()) loss = loss + out.aux_loss;
+      const double value = loss.item<double>();
+      if (!std::isfinite(value))
+        throw Error(fmt::format("{}: the loss became {} at epoch {}, batch {} (learning rate {})", label, value, epoch,
+                                b + 1, lr));
+      loss.backward();
+      optimizer.step();
+      loss_sum += value;
+      bar.tick(batch.size(), fmt::format("loss {:.4f}", loss_sum / static_cast<double>(b + 1)));
+    }
+    rec.train_seconds = seconds_since(t0);
+    rec.train_loss = loss_sum / static_cast<double>(batches.size());
+    rec.train_samples_per_second = static_cast<double>(ds.train.size()) / rec.train_seconds;
+    bar.finish(fmt::format("loss {:.4f}", rec.train_loss));
+
+    auto t1 = std::chrono::steady_clock::now();
+    if (!ds.valid.empty()) rec.valid = evaluate(model, ds.valid, opt, false);
+    auto test_ranks = rank_targets(model, ds.test, opt.eval_batch_size);
+    rec.test = metrics_from_ranks(test_ranks, opt.ks, opt.paper_compatible);
+    rec.eval_seconds = seconds_since(t1);
+
+    for (const auto& [name, value] : rec.test) {
+      if (!result.best_on_test.count(name) || value > result.best_on_test[name]) {
+        result.best_on_test[name] = value;
+        result.best_on_test_epoch[name] = epoch;
+      }
+    }
+
+    const double score = result.selected_on_validation ? rec.valid.at(opt.select_metric) : 0.0;
+    const bool improved = !result.selected_on_validation || score > best_valid;
+    if (improved) {
+      best_valid = score;
+      bad_epochs = 0;
+      result.best_epoch = epoch;
+      best_test_ranks = test_ranks;
+      if (!opt.run_dir.empty()) save_checkpoint(model, best_path);
+    } else {
+      ++bad_epochs;
+    }
+    spdlog::info("{} epoch {}: loss {:.4f}, {:.0f} samples/s, valid {} | test {}{}", label, epoch, rec.train_loss,
+                 rec.train_samples_per_second, rec.valid.empty() ? "-" : short_metrics(rec.valid),
+                 short_metrics(rec.test), improved && result.selected_on_validation ? " *" : "");
+    result.epochs.push_back(std::move(rec));
+    if (!opt.run_dir.empty()) save_checkpoint(model, opt.run_dir / "last.pt");
+    if (result.selected_on_validation && bad_epochs >= opt.patience) {
+      spdlog::info("{}: no validation improvement for {} epochs, stopping after epoch {}", label, bad_epochs, epoch);
+      break;
+    }
+  }
+
+  result.test = metrics_from_ranks(best_test_ranks, opt.ks, opt.paper_compatible);
+  result.test_standard = metrics_from_ranks(best_test_ranks, opt.ks, false);
+  result.test_paper_compatible = metrics_from_ranks(best_test_ranks, opt.ks, true);
+  if (!opt.run_dir.empty() && std::filesystem::exists(best_path)) load_checkpoint(model, best_path);
+  return result;
+}
+
+}  // namespace llm4sbr::train

@@ -1,0 +1,57 @@
+#include "llm4sbr/core/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "test_support.hpp"
+
+using llm4sbr::Config;
+using llm4sbr::ConfigError;
+
+TEST(Config, OverridesParseYamlScalars) {
+  Config c = Config::parse("train: {epochs: 30}\nmodel: srgnn\n");
+  c.apply_overrides({"train.epochs=3", "model=tagnn", "data.valid_fraction=0.2", "eval.ks=[5, 20]"});
+  EXPECT_EQ(c.get<int>("train.epochs", 0), 3);
+  EXPECT_EQ(c.get<std::string>("model", ""), "tagnn");
+  EXPECT_DOUBLE_EQ(c.get<double>("data.valid_fraction", 0), 0.2);
+  EXPECT_EQ(c.get<std::vector<int>>("eval.ks", {}), (std::vector<int>{5, 20}));
+}
+
+TEST(Config, BadOverridesAndTypesNameTheKey) {
+  Config c = Config::parse("train: {epochs: thirty}\n");
+  EXPECT_THROW(c.apply_overrides({"train.epochs"}), ConfigError);
+  try {
+    c.get<int>("train.epochs", 0);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.epochs"), std::string::npos);
+  }
+}
+
+TEST(Config, IncludesMergeKeyByKey) {
+  llm4sbr::testing::TempDir dir;
+  std::ofstream(dir / "base.yaml") << "train: {epochs: 30, lr: 0.001}\nmodel: srgnn\n";
+  std::ofstream(dir / "run.yaml") << "include: base.yaml\ntrain: {epochs: 5}\n";
+  Config c = Config::load(dir / "run.yaml");
+  EXPECT_EQ(c.get<int>("train.epochs", 0), 5);
+  EXPECT_DOUBLE_EQ(c.get<double>("train.lr", 0), 0.001);
+  EXPECT_EQ(c.get<std::string>("model", ""), "srgnn");
+  EXPECT_FALSE(c.has("include"));
+}
+
+TEST(Config, BadYamlNamesFileAndLine) {
+  llm4sbr::testing::TempDir dir;
+  std::ofstream(dir / "bad.yaml") << "train:\n  epochs: [1, 2\n";
+  try {
+    Config::load(dir / "bad.yaml");
+    FAIL();
+  } catch (const llm4sbr::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.yaml"), std::string::npos);
+    EXPECT_GT(e.line(), 0u);
+  }
+}
+
+TEST(Config, CanonicalIgnoresKeyOrder) {
+  EXPECT_EQ(Config::parse("a: 1\nb: {c: 2, d: 3}\n").canonical(), Config::parse("b: {d: 3, c: 2}\na: 1\n").canonical());
+}

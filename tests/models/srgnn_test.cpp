@@ -1,0 +1,312 @@
+// SR-GNN and its session graph: the graph entry by entry, shapes, an independent recomputation of one
+// forward pass, finite-difference gradients, padding invariance and checkpoint round-trips.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "llm4sbr/core/config.hpp"
+#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/session_graph.hpp"
+#include "llm4sbr/models/srgnn.hpp"
+#include "test_support.hpp"
+
+namespace llm4sbr::models {
+namespace {
+
+torch::Tensor int_matrix(const std::vector<std::vector<std::int64_t>>& rows) {
+  auto t = torch::zeros({static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())},
+                        torch::kInt64);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    for (std::size_t c = 0; c < rows[r].size(); ++c)
+      t[static_cast<std::int64_t>(r)][static_cast<std::int64_t>(c)] = rows[r][c];
+  return t;
+}
+
+torch::Tensor real_matrix(const std::vector<std::vector<double>>& rows) {
+  auto t = torch::zeros({static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())},
+                        torch::kFloat64);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    for (std::size_t c = 0; c < rows[r].size(); ++c)
+      t[static_cast<std::int64_t>(r)][static_cast<std::int64_t>(c)] = rows[r][c];
+  return t;
+}
+
+std::vector<data::Sample> samples_of(const std::vector<std::vector<std::int64_t>>& prefixes,
+                                     const std::vector<std::int64_t>& targets) {
+  std::vector<data::Sample> out;
+  for (std::size_t i = 0; i < prefixes.size(); ++i)
+    out.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(i), prefixes[i], targets[i]});
+  return out;
+}
+
+SrGnnOptions tiny_options(std::int64_t n_items, std::int64_t d, std::int64_t step = 1, bool nonhybrid = false) {
+  SrGnnOptions o;
+  o.n_items = n_items;
+  o.hidden_size = d;
+  o.step = step;
+  o.nonhybrid = nonhybrid;
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (a) The session graph, checked entry by entry against a hand computation.
+
+TEST(SessionGraph, MatchesHandComputedGraphs) {
+  // Row 0: 5 -> 3 -> 5 -> 7 (a repeated item, no padding). Row 1: 2 -> 2 -> 6 (a self loop, padded).
+  // Row 2: a single click (padded). Row 3: 1 -> 2 -> 1 -> 2 (a repeated transition, no padding).
+  const auto items = int_matrix({{5, 3, 5, 7}, {2, 2, 6, 0}, {9, 0, 0, 0}, {1, 2, 1, 2}});
+  const SessionGraph g = build_session_graph(items);
+
+  // Nodes: sorted distinct items, item 0 included (first) when the row is padded; unused slots hold 0.
+  EXPECT_TRUE(torch::equal(g.nodes, int_matrix({{3, 5, 7}, {0, 2, 6}, {0, 9, 0}, {1, 2, 0}})));
+  EXPECT_TRUE(torch::equal(g.alias, int_matrix({{1, 0, 1, 2}, {1, 1, 2, 0}, {1, 0, 0, 0}, {0, 1, 0, 1}})));
+  ASSERT_EQ(g.A_in.scalar_type(), torch::kFloat32);
+  ASSERT_EQ(g.A_in.sizes(), (std::vector<std::int64_t>{4, 3, 3}));
+  ASSERT_EQ(g.A_out.sizes(), (std::vector<std::int64_t>{4, 3, 3}));
+
+  // Row 0, nodes (3, 5, 7): edges 5->3, 3->5, 5->7. outdeg(5) = 2; every in-degree is 1.
+  const auto in0 = real_matrix({{0, 1, 0}, {1, 0, 0}, {0, 1, 0}});
+  const auto out0 = real_matrix({{0, 1, 0}, {0.5, 0, 0.5}, {0, 0, 0}});
+  // Row 1, nodes (0, 2, 6): edges 2->2, 2->6; the walk stops at the first 0 (no 6->0 edge).
+  const auto in1 = real_matrix({{0, 0, 0}, {0, 1, 0}, {0, 1, 0}});
+  const auto out1 = real_matrix({{0, 0, 0}, {0, 0.5, 0.5}, {0, 0, 0}});
+  // Row 2: no edges at all.
+  const auto zero = torch::zeros({3, 3}, torch::kFloat64);
+  // Row 3, nodes (1, 2, pad): edges 1->2 (twice, counted once) and 2->1.
+  const auto in3 = real_matrix({{0, 1, 0}, {1, 0, 0}, {0, 0, 0}});
+  const auto out3 = real_matrix({{0, 1, 0}, {1, 0, 0}, {0, 0, 0}});
+
+  const std::vector<torch::Tensor> want_in = {in0, in1, zero, in3};
+  const std::vector<torch::Tensor> want_out = {out0, out1, zero, out3};
+  for (std::int64_t b = 0; b < 4; ++b) {
+    const auto got_in = g.A_in[b].to(torch::kFloat64);
+    const auto got_out = g.A_out[b].to(torch::kFloat64);
+    for (std::int64_t i = 0; i < 3; ++i)
+      for (std::int64_t j = 0; j < 3; ++j) {
+        EXPECT_DOUBLE_EQ(got_in[i][j].item<double>(), want_in[b][i][j].item<double>())
+            << "A_in row " << b << " entry (" << i << ", " << j << ")";
+        EXPECT_DOUBLE_EQ(got_out[i][j].item<double>(), want_out[b][i][j].item<double>())
+            << "A_out row " << b << " entry (" << i << ", " << j << ")";
+      }
+  }
+}
+
+TEST(SessionGraph, AdjacencyFollowsRequestedDtype) {
+  const auto items = int_matrix({{5, 3, 5, 7}});
+  const SessionGraph g = build_session_graph(items, torch::kFloat64);
+  EXPECT_EQ(g.A_in.scalar_type(), torch::kFloat64);
+  EXPECT_EQ(g.A_out.scalar_type(), torch::kFloat64);
+  EXPECT_DOUBLE_EQ(g.A_out[0][1][0].item<double>(), 0.5);
+}
+
+TEST(SessionGraph, RejectsBadInput) {
+  EXPECT_THROW(build_session_graph(torch::zeros({2, 3}, torch::kFloat32)), Error);
+  EXPECT_THROW(build_session_graph(torch::zeros({3}, torch::kInt64)), Error);
+  EXPECT_THROW(build_session_graph(int_matrix({{1, -2}})), Error);
+  EXPECT_THROW(build_session_graph(int_matrix({{1, 2}}), torch::kInt64), Error);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (b) Construction, config and shapes.
+
+TEST(SrGnn, ReadsConfigAndRegistersByName) {
+  ModelContext ctx;
+  ctx.n_items = 20;
+  ctx.hidden_size = 8;
+  auto enc = make_encoder("srgnn", ctx, Config::parse("step: 2\nnonhybrid: true\n"));
+  auto* m = dynamic_cast<SrGnnImpl*>(enc.get());
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->name(), "srgnn");
+  EXPECT_EQ(m->hidden_size(), 8);  // from the context: the key is absent
+  EXPECT_EQ(m->n_items(), 20);
+  EXPECT_EQ(m->options().step, 2);
+  EXPECT_TRUE(m->options().nonhybrid);
+  EXPECT_EQ(m->embedding->weight.sizes(), (std::vector<std::int64_t>{21, 8}));
+
+  auto wide = make_encoder("srgnn", ctx, Config::parse("hidden_size: 12\n"));
+  EXPECT_EQ(wide->hidden_size(), 12);
+  EXPECT_THROW(make_encoder("srgnn", ctx, Config::parse("step: -1\n")), ConfigError);
+  EXPECT_THROW(make_encoder("srgnn", ctx, Config::parse("step: two\n")), ConfigError);
+  ctx.n_items = 0;
+  EXPECT_THROW(make_encoder("srgnn", ctx, Config()), ConfigError);
+}
+
+TEST(SrGnn, InitialisesUniformlyFromTheSeed) {
+  SrGnnImpl a(tiny_options(20, 8), 7), b(tiny_options(20, 8), 7), c(tiny_options(20, 8), 8);
+  const double bound = 1.0 / std::sqrt(8.0);
+  const auto pa = a.parameters(), pb = b.parameters(), pc = c.parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  bool any_differs = false;
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(torch::equal(pa[i], pb[i]));
+    EXPECT_LE(pa[i].abs().max().item<double>(), bound);
+    any_differs = any_differs || !torch::equal(pa[i], pc[i]);
+  }
+  EXPECT_TRUE(any_differs);
+}
+
+TEST(SrGnn, OutputShapes) {
+  const std::int64_t n = 20, d = 8;
+  const auto samples = samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20});
+  const auto batch = data::make_batch(samples);
+  for (bool nonhybrid : {false, true}) {
+    SrGnnImpl model(tiny_options(n, d, 1, nonhybrid), 1);
+    const SessionRepresentation rep = model.encode(batch);
+    EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
+    EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
+    EXPECT_EQ(rep.hidden.sizes(), (std::vector<std::int64_t>{3, 4, d}));
+    EXPECT_FALSE(rep.aux_loss.defined());
+    const auto s = model.readout(rep);
+    EXPECT_EQ(s.sizes(), (std::vector<std::int64_t>{3, d}));
+    const auto scores = model.score(s, rep);
+    EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, n}));
+    EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
+    EXPECT_TRUE(torch::equal(model.forward(batch), scores));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// An independent recomputation of one forward pass, node by node, from the hand-made graph of
+// [5, 3, 5, 7] (nodes 3, 5, 7), in double precision with two GNN steps.
+
+TEST(SrGnn, MatchesNodeByNodeRecomputation) {
+  const std::int64_t n_items = 9, d = 4;
+  SrGnnImpl model(tiny_options(n_items, d, 2), 3);
+  model.to(torch::kFloat64);
+  torch::NoGradGuard no_grad;
+
+  const std::vector<std::int64_t> node_items = {3, 5, 7};
+  const std::vector<std::int64_t> alias = {1, 0, 1, 2};
+  const auto a_in = real_matrix({{0, 1, 0}, {1, 0, 0}, {0, 1, 0}});
+  const auto a_out = real_matrix({{0, 1, 0}, {0.5, 0, 0.5}, {0, 0, 0}});
+  const auto& E = model.embedding->weight;
+  const auto& g = *model.gnn;
+
+  std::vector<torch::Tensor> h;
+  for (auto item : node_items) h.push_back(E[item].clone());
+  for (int step = 0; step < 2; ++step) {
+    std::vector<torch::Tensor> next;
+    for (std::int64_t i = 0; i < 3; ++i) {
+      auto agg_in = g.b_iah.clone(), agg_out = g.b_oah.clone();
+      for (std::int64_t j = 0; j < 3; ++j) {
+        const auto msg_in = torch::mv(g.edge_in->weight, h[j]) + g.edge_in->bias;
+        const auto msg_out = torch::mv(g.edge_out->weight, h[j]) + g.edge_out->bias;
+        agg_in = agg_in + a_in[i][j] * msg_in;
+        agg_out = agg_out + a_out[i][j] * msg_out;
+      }
+      const auto gi = torch::mv(g.w_ih, torch::cat({agg_in, agg_out})) + g.b_ih;
+      const auto gh = torch::mv(g.w_hh, h[i]) + g.b_hh;
+      const auto r = torch::sigmoid(gi.slice(0, 0, d) + gh.slice(0, 0, d));
+      const auto z = torch::sigmoid(gi.slice(0, d, 2 * d) + gh.slice(0, d, 2 * d));
+      const auto cand = torch::tanh(gi.slice(0, 2 * d) + r * gh.slice(0, 2 * d));
+      next.push_back((1 - z) * cand + z * h[i]);
+    }
+    h = next;
+  }
+  const auto v_n = h[2];  // the last click, item 7
+  auto s_g = torch::zeros({d}, torch::kFloat64);
+  for (auto a : alias) {
+    const auto& v_t = h[static_cast<std::size_t>(a)];
+    const auto gate = torch::sigmoid(torch::mv(model.linear_one->weight, v_n) + model.linear_one->bias +
+                                     torch::mv(model.linear_two->weight, v_t) + model.linear_two->bias);
+    s_g = s_g + torch::dot(model.linear_three->weight[0], gate) * v_t;
+  }
+  const auto s_h = torch::mv(model.linear_transform->weight, torch::cat({s_g, v_n})) + model.linear_transform->bias;
+  const auto want = torch::mv(E.slice(0, 1), s_h);
+
+  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}}, {1}));
+  const SessionRepresentation rep = model.encode(batch);
+  EXPECT_TRUE(torch::allclose(rep.local[0], v_n, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(rep.global[0], s_g, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(rep.hidden[0][0], h[1], 1e-12, 1e-12));
+  const auto scores = model.score(model.readout(rep), rep);
+  EXPECT_TRUE(torch::allclose(scores[0], want, 1e-12, 1e-12)) << scores[0] << "\n" << want;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (c) Finite-difference gradients of the whole model, in double precision.
+
+double batch_loss(SrGnnImpl& model, const SessionBatch& batch) {
+  const auto scores = model.forward(batch);
+  return torch::nn::functional::cross_entropy(scores, batch.targets - 1).item<double>();
+}
+
+void check_gradients(bool nonhybrid) {
+  const std::int64_t n_items = 7, d = 4;
+  SrGnnImpl model(tiny_options(n_items, d, 2, nonhybrid), 11);
+  model.to(torch::kFloat64);
+  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
+
+  model.zero_grad();
+  torch::nn::functional::cross_entropy(model.forward(batch), batch.targets - 1).backward();
+
+  const double eps = 1e-6;
+  torch::NoGradGuard no_grad;
+  for (const auto& item : model.named_parameters()) {
+    const std::string& name = item.key();
+    auto p = item.value();
+    if (nonhybrid && name.rfind("linear_transform", 0) == 0) continue;  // unused in that mode
+    const auto analytic = p.grad().clone();
+    auto numeric = torch::zeros_like(p);
+    auto flat = p.view({-1});
+    auto num_flat = numeric.view({-1});
+    for (std::int64_t k = 0; k < flat.numel(); ++k) {
+      const double orig = flat[k].item<double>();
+      flat[k] = orig + eps;
+      const double up = batch_loss(model, batch);
+      flat[k] = orig - eps;
+      const double down = batch_loss(model, batch);
+      flat[k] = orig;
+      num_flat[k] = (up - down) / (2 * eps);
+    }
+    const double scale = std::max(analytic.norm().item<double>(), numeric.norm().item<double>());
+    ASSERT_GT(scale, 1e-8) << name << " gets no gradient";
+    const double rel = (analytic - numeric).norm().item<double>() / scale;
+    EXPECT_LT(rel, 1e-4) << name << (nonhybrid ? " (nonhybrid)" : "");
+    // Entry by entry too, relative to the parameter's gradient scale.
+    EXPECT_LT((analytic - numeric).abs().max().item<double>() / scale, 1e-4) << name;
+  }
+}
+
+TEST(SrGnn, GradientsMatchFiniteDifferences) { check_gradients(false); }
+TEST(SrGnn, GradientsMatchFiniteDifferencesNonhybrid) { check_gradients(true); }
+
+// ---------------------------------------------------------------------------------------------------
+// (d) Padding invariance: a session's scores do not depend on the padding its batch adds.
+
+TEST(SrGnn, ScoresDoNotDependOnPadding) {
+  SrGnnImpl model(tiny_options(20, 8, 2), 5);
+  torch::NoGradGuard no_grad;
+  // Alone, the session fills its row (no item-0 node); beside a longer one, it is padded.
+  const auto samples = samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {11}}, {1, 2, 3});
+  const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2};
+  const auto a = model.forward(data::make_batch(samples, alone));
+  const auto b = model.forward(data::make_batch(samples, together));
+  const auto c = model.forward(data::make_batch(samples, alone, torch::kCPU, 30));  // dataset-wide padding
+  EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
+  EXPECT_TRUE(torch::allclose(a[0], c[0], 1e-5, 1e-6)) << (a[0] - c[0]).abs().max();
+  const std::vector<std::int64_t> single = {2};
+  EXPECT_TRUE(torch::allclose(model.forward(data::make_batch(samples, single))[0], b[2], 1e-5, 1e-6));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (e) Checkpoints: save, load into a differently initialised model, same scores.
+
+TEST(SrGnn, SaveAndLoadGiveIdenticalScores) {
+  llm4sbr::testing::TempDir dir;
+  const auto path = (dir / "srgnn.pt").string();
+  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
+  auto saved = std::make_shared<SrGnnImpl>(tiny_options(20, 8, 1), 1);
+  torch::save(saved, path);
+  auto loaded = std::make_shared<SrGnnImpl>(tiny_options(20, 8, 1), 2);
+  torch::NoGradGuard no_grad;
+  ASSERT_FALSE(torch::equal(saved->forward(batch), loaded->forward(batch)));
+  torch::load(loaded, path);
+  EXPECT_TRUE(torch::equal(saved->forward(batch), loaded->forward(batch)));
+}
+
+}  // namespace
+}  // namespace llm4sbr::models
