@@ -47,6 +47,7 @@ Config load_config(const ConfigArgs& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  llm4sbr::train::ensure_fast_blas(argv);
   CLI::App app{"llm4sbr: session-based recommendation enhanced by LLM intent inference (LLM4SBR, arXiv 2402.13840)"};
   app.require_subcommand(1);
   std::string log_level = "info";

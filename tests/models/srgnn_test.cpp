@@ -56,50 +56,53 @@ SrGnnOptions tiny_options(std::int64_t n_items, std::int64_t d, std::int64_t ste
 
 TEST(SessionGraph, MatchesHandComputedGraphs) {
   // Row 0: 5 -> 3 -> 5 -> 7 (a repeated item, no padding). Row 1: 2 -> 2 -> 6 (a self loop, padded).
-  // Row 2: a single click (padded). Row 3: 1 -> 2 -> 1 -> 2 (a repeated transition, no padding).
+  // Row 2: a single click. Row 3: 1 -> 2 -> 1 -> 2 (a repeated transition).
   const auto items = int_matrix({{5, 3, 5, 7}, {2, 2, 6, 0}, {9, 0, 0, 0}, {1, 2, 1, 2}});
   const SessionGraph g = build_session_graph(items);
 
-  // Nodes: sorted distinct items, item 0 included (first) when the row is padded; unused slots hold 0.
-  EXPECT_TRUE(torch::equal(g.nodes, int_matrix({{3, 5, 7}, {0, 2, 6}, {0, 9, 0}, {1, 2, 0}})));
-  EXPECT_TRUE(torch::equal(g.alias, int_matrix({{1, 0, 1, 2}, {1, 1, 2, 0}, {1, 0, 0, 0}, {0, 1, 0, 1}})));
-  ASSERT_EQ(g.A_in.scalar_type(), torch::kFloat32);
-  ASSERT_EQ(g.A_in.sizes(), (std::vector<std::int64_t>{4, 3, 3}));
-  ASSERT_EQ(g.A_out.sizes(), (std::vector<std::int64_t>{4, 3, 3}));
+  // Nodes: each session's distinct items in ascending order, packed; no padding node.
+  EXPECT_TRUE(torch::equal(g.node_items, torch::tensor({3L, 5L, 7L, 2L, 6L, 9L, 1L, 2L})));
+  EXPECT_TRUE(torch::equal(g.node_offsets, torch::tensor({0L, 3L, 5L, 6L, 8L})));
+  EXPECT_TRUE(torch::equal(g.click_nodes, torch::tensor({1L, 0L, 1L, 2L, 3L, 3L, 4L, 5L, 6L, 7L, 6L, 7L})));
+  EXPECT_TRUE(torch::equal(g.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 1L, 1L, 2L, 3L, 3L, 3L, 3L})));
+  EXPECT_TRUE(torch::equal(g.last_clicks, torch::tensor({3L, 6L, 7L, 11L})));
+  ASSERT_EQ(g.in_weight.scalar_type(), torch::kFloat32);
 
   // Row 0, nodes (3, 5, 7): edges 5->3, 3->5, 5->7. outdeg(5) = 2; every in-degree is 1.
   const auto in0 = real_matrix({{0, 1, 0}, {1, 0, 0}, {0, 1, 0}});
   const auto out0 = real_matrix({{0, 1, 0}, {0.5, 0, 0.5}, {0, 0, 0}});
-  // Row 1, nodes (0, 2, 6): edges 2->2, 2->6; the walk stops at the first 0 (no 6->0 edge).
-  const auto in1 = real_matrix({{0, 0, 0}, {0, 1, 0}, {0, 1, 0}});
-  const auto out1 = real_matrix({{0, 0, 0}, {0, 0.5, 0.5}, {0, 0, 0}});
+  // Row 1, nodes (2, 6): edges 2->2, 2->6; the clicks end at the first 0 (no 6->0 edge).
+  const auto in1 = real_matrix({{1, 0}, {1, 0}});
+  const auto out1 = real_matrix({{0.5, 0.5}, {0, 0}});
   // Row 2: no edges at all.
-  const auto zero = torch::zeros({3, 3}, torch::kFloat64);
-  // Row 3, nodes (1, 2, pad): edges 1->2 (twice, counted once) and 2->1.
-  const auto in3 = real_matrix({{0, 1, 0}, {1, 0, 0}, {0, 0, 0}});
-  const auto out3 = real_matrix({{0, 1, 0}, {1, 0, 0}, {0, 0, 0}});
+  const auto zero = torch::zeros({1, 1}, torch::kFloat64);
+  // Row 3, nodes (1, 2): edges 1->2 (twice, counted once) and 2->1.
+  const auto in3 = real_matrix({{0, 1}, {1, 0}});
+  const auto out3 = real_matrix({{0, 1}, {1, 0}});
 
   const std::vector<torch::Tensor> want_in = {in0, in1, zero, in3};
   const std::vector<torch::Tensor> want_out = {out0, out1, zero, out3};
   for (std::int64_t b = 0; b < 4; ++b) {
-    const auto got_in = g.A_in[b].to(torch::kFloat64);
-    const auto got_out = g.A_out[b].to(torch::kFloat64);
-    for (std::int64_t i = 0; i < 3; ++i)
-      for (std::int64_t j = 0; j < 3; ++j) {
-        EXPECT_DOUBLE_EQ(got_in[i][j].item<double>(), want_in[b][i][j].item<double>())
-            << "A_in row " << b << " entry (" << i << ", " << j << ")";
-        EXPECT_DOUBLE_EQ(got_out[i][j].item<double>(), want_out[b][i][j].item<double>())
-            << "A_out row " << b << " entry (" << i << ", " << j << ")";
-      }
+    EXPECT_TRUE(torch::equal(g.dense_in(b).to(torch::kFloat64), want_in[static_cast<std::size_t>(b)])) << "A_in row " << b;
+    EXPECT_TRUE(torch::equal(g.dense_out(b).to(torch::kFloat64), want_out[static_cast<std::size_t>(b)])) << "A_out row " << b;
+  }
+
+  // aggregate_in/out equal the reference's dense products, session by session.
+  const auto x = torch::randn({8, 3}, torch::kFloat32);
+  const auto agg_in = g.aggregate_in(x), agg_out = g.aggregate_out(x);
+  for (std::int64_t b = 0; b < 4; ++b) {
+    const auto lo = g.node_offsets[b].item<std::int64_t>(), hi = g.node_offsets[b + 1].item<std::int64_t>();
+    EXPECT_TRUE(torch::allclose(agg_in.slice(0, lo, hi), torch::mm(g.dense_in(b), x.slice(0, lo, hi))));
+    EXPECT_TRUE(torch::allclose(agg_out.slice(0, lo, hi), torch::mm(g.dense_out(b), x.slice(0, lo, hi))));
   }
 }
 
-TEST(SessionGraph, AdjacencyFollowsRequestedDtype) {
+TEST(SessionGraph, WeightsFollowRequestedDtype) {
   const auto items = int_matrix({{5, 3, 5, 7}});
   const SessionGraph g = build_session_graph(items, torch::kFloat64);
-  EXPECT_EQ(g.A_in.scalar_type(), torch::kFloat64);
-  EXPECT_EQ(g.A_out.scalar_type(), torch::kFloat64);
-  EXPECT_DOUBLE_EQ(g.A_out[0][1][0].item<double>(), 0.5);
+  EXPECT_EQ(g.in_weight.scalar_type(), torch::kFloat64);
+  EXPECT_EQ(g.out_weight.scalar_type(), torch::kFloat64);
+  EXPECT_DOUBLE_EQ(g.dense_out(0)[1][0].item<double>(), 0.5);
 }
 
 TEST(SessionGraph, RejectsBadInput) {
@@ -107,6 +110,7 @@ TEST(SessionGraph, RejectsBadInput) {
   EXPECT_THROW(build_session_graph(torch::zeros({3}, torch::kInt64)), Error);
   EXPECT_THROW(build_session_graph(int_matrix({{1, -2}})), Error);
   EXPECT_THROW(build_session_graph(int_matrix({{1, 2}}), torch::kInt64), Error);
+  EXPECT_THROW(build_session_graph(int_matrix({{1, 2}, {0, 0}})), Error);  // a row without clicks
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -157,7 +161,8 @@ TEST(SrGnn, OutputShapes) {
     const SessionRepresentation rep = model.encode(batch);
     EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
     EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
-    EXPECT_EQ(rep.hidden.sizes(), (std::vector<std::int64_t>{3, 4, d}));
+    EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, d}));  // 4 + 1 + 2 real clicks
+    EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
     EXPECT_FALSE(rep.aux_loss.defined());
     const auto s = model.readout(rep);
     EXPECT_EQ(s.sizes(), (std::vector<std::int64_t>{3, d}));
@@ -221,7 +226,7 @@ TEST(SrGnn, MatchesNodeByNodeRecomputation) {
   const SessionRepresentation rep = model.encode(batch);
   EXPECT_TRUE(torch::allclose(rep.local[0], v_n, 1e-12, 1e-12));
   EXPECT_TRUE(torch::allclose(rep.global[0], s_g, 1e-12, 1e-12));
-  EXPECT_TRUE(torch::allclose(rep.hidden[0][0], h[1], 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(rep.clicks[0], h[1], 1e-12, 1e-12));
   const auto scores = model.score(model.readout(rep), rep);
   EXPECT_TRUE(torch::allclose(scores[0], want, 1e-12, 1e-12)) << scores[0] << "\n" << want;
 }
@@ -280,7 +285,7 @@ TEST(SrGnn, GradientsMatchFiniteDifferencesNonhybrid) { check_gradients(true); }
 TEST(SrGnn, ScoresDoNotDependOnPadding) {
   SrGnnImpl model(tiny_options(20, 8, 2), 5);
   torch::NoGradGuard no_grad;
-  // Alone, the session fills its row (no item-0 node); beside a longer one, it is padded.
+  // Alone, the session fills its row; beside a longer one, or padded to 30, it is padded.
   const auto samples = samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {11}}, {1, 2, 3});
   const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2};
   const auto a = model.forward(data::make_batch(samples, alone));

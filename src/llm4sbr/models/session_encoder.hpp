@@ -30,7 +30,9 @@ struct SessionRepresentation {
   torch::Tensor local;     ///< [B, d] last-click state (the paper's local representation H^l)
   torch::Tensor global;    ///< [B, d] attentive session vector (the paper's global representation H^g)
   torch::Tensor aux_loss;  ///< scalar auxiliary loss (S²-DHCN's SSL), undefined if the model has none
-  torch::Tensor hidden;    ///< [B, L, d] per-position states, for models whose scorer needs them (TAGNN)
+  torch::Tensor clicks;          ///< [P, d] state of every real click, packed row by row in click order
+                                 ///< (for scorers that attend over clicks, TAGNN); undefined if unused
+  torch::Tensor click_sessions;  ///< [P] int64 batch row of each click in `clicks`
 };
 
 /// Static facts a model is built from.

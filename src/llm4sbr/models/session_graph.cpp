@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -13,105 +12,112 @@ namespace llm4sbr::models {
 
 namespace {
 
-/// The distinct items of every row, in ascending order, stored back to back.
-struct RowNodes {
-  std::vector<std::int64_t> ids;     ///< node item ids, row after row
-  std::vector<std::int64_t> offset;  ///< row b owns ids[offset[b], offset[b+1])
-  std::int64_t max_count = 0;
-};
+// torch::tensor copies the vector (from_blob would alias memory that dies with the builder).
+torch::Tensor int_tensor(const std::vector<std::int64_t>& v) { return torch::tensor(v, torch::kInt64); }
 
-RowNodes distinct_items(const torch::TensorAccessor<std::int64_t, 2>& items) {
-  const std::int64_t b_size = items.size(0), len = items.size(1);
-  RowNodes rows;
-  rows.ids.reserve(static_cast<std::size_t>(b_size * len));
-  rows.offset.reserve(static_cast<std::size_t>(b_size + 1));
-  rows.offset.push_back(0);
-  std::vector<std::int64_t> row(static_cast<std::size_t>(len));
-  for (std::int64_t b = 0; b < b_size; ++b) {
-    for (std::int64_t t = 0; t < len; ++t) {
-      const std::int64_t item = items[b][t];
-      if (item < 0)
-        throw Error(fmt::format("build_session_graph: negative item id {} at row {}, position {}", item, b, t));
-      row[static_cast<std::size_t>(t)] = item;
-    }
-    // Like np.unique over the padded row: item 0 is a node (node 0) whenever the row has padding.
-    std::sort(row.begin(), row.end());
-    const auto end = std::unique(row.begin(), row.end());
-    rows.ids.insert(rows.ids.end(), row.begin(), end);
-    rows.offset.push_back(static_cast<std::int64_t>(rows.ids.size()));
-    rows.max_count = std::max(rows.max_count, static_cast<std::int64_t>(end - row.begin()));
-  }
-  return rows;
+torch::Tensor real_tensor(const std::vector<double>& v, torch::Dtype dtype) {
+  return torch::tensor(v, torch::kFloat64).to(dtype);
 }
 
-/// Fills the normalised adjacency of every row from its binary edges.
-template <typename scalar_t>
-void fill_adjacency(const torch::TensorAccessor<std::int64_t, 2>& items,
-                    const torch::TensorAccessor<std::int64_t, 2>& alias, torch::Tensor& a_in,
-                    torch::Tensor& a_out) {
-  const std::int64_t b_size = items.size(0), len = items.size(1), n = a_in.size(1);
-  auto in = a_in.accessor<scalar_t, 3>();
-  auto out = a_out.accessor<scalar_t, 3>();
-  std::vector<std::pair<std::int64_t, std::int64_t>> edges;
-  std::vector<std::int64_t> indeg(static_cast<std::size_t>(n)), outdeg(static_cast<std::size_t>(n));
-  for (std::int64_t b = 0; b < b_size; ++b) {
-    edges.clear();
-    std::fill(indeg.begin(), indeg.end(), 0);
-    std::fill(outdeg.begin(), outdeg.end(), 0);
-    // out[b] first records which edges exist (1), so that a repeated transition counts once.
-    for (std::int64_t t = 0; t + 1 < len; ++t) {
-      if (items[b][t] == 0 || items[b][t + 1] == 0) break;
-      const std::int64_t u = alias[b][t], v = alias[b][t + 1];
-      if (out[b][u][v] != scalar_t(0)) continue;
-      out[b][u][v] = scalar_t(1);
-      edges.emplace_back(u, v);
-      ++outdeg[static_cast<std::size_t>(u)];
-      ++indeg[static_cast<std::size_t>(v)];
-    }
-    // Every recorded edge has degree >= 1 at both ends, so no division by zero (nodes without edges
-    // keep all-zero rows, which is what "zero degree treated as 1" gives).
-    for (const auto& [u, v] : edges) {
-      in[b][v][u] = scalar_t(1.0 / static_cast<double>(indeg[static_cast<std::size_t>(v)]));
-      out[b][u][v] = scalar_t(1.0 / static_cast<double>(outdeg[static_cast<std::size_t>(u)]));
-    }
-  }
+// out[target] += weight * x[source] over all edges.
+torch::Tensor scatter_edges(const torch::Tensor& x, const torch::Tensor& source, const torch::Tensor& target,
+                            const torch::Tensor& weight) {
+  const auto device = x.device();
+  const auto messages = x.index_select(0, source.to(device)) * weight.to(device, x.scalar_type()).unsqueeze(1);
+  return torch::zeros_like(x).index_add(0, target.to(device), messages);
+}
+
+// Session b's dense matrix with entry [row][col] = weight, over its own nodes.
+torch::Tensor dense(const SessionGraph& g, std::int64_t b, const torch::Tensor& row, const torch::Tensor& col,
+                    const torch::Tensor& weight) {
+  const auto first = g.node_offsets[b].item<std::int64_t>();
+  const auto n = g.node_offsets[b + 1].item<std::int64_t>() - first;
+  auto a = torch::zeros({n, n}, weight.options());
+  const auto mine = row.ge(first) & row.lt(first + n);
+  a.index_put_({row.masked_select(mine) - first, col.masked_select(mine) - first}, weight.masked_select(mine));
+  return a;
 }
 
 }  // namespace
 
-SessionGraph build_session_graph(const torch::Tensor& items, torch::Dtype adjacency_dtype) {
+SessionGraph build_session_graph(const torch::Tensor& items, torch::Dtype weight_dtype) {
   if (!items.defined() || items.dim() != 2 || items.scalar_type() != torch::kInt64 || !items.device().is_cpu())
     throw Error("build_session_graph: expected a 2-D int64 CPU tensor of item ids, got " +
                 (items.defined() ? c10::str(items.toString(), " of shape ", items.sizes())
                                  : std::string("an undefined tensor")));
-  if (!c10::isFloatingType(adjacency_dtype))
-    throw Error(fmt::format("build_session_graph: adjacency dtype must be floating, got {}",
-                            c10::toString(adjacency_dtype)));
+  if (!c10::isFloatingType(weight_dtype))
+    throw Error(fmt::format("build_session_graph: weight dtype must be floating, got {}", c10::toString(weight_dtype)));
 
   const torch::Tensor contiguous = items.contiguous();
   const auto it = contiguous.accessor<std::int64_t, 2>();
   const std::int64_t b_size = it.size(0), len = it.size(1);
-  const RowNodes rows = distinct_items(it);
-  const std::int64_t n = rows.max_count;
 
-  SessionGraph g;
-  g.nodes = torch::zeros({b_size, n}, torch::kInt64);
-  g.alias = torch::empty({b_size, len}, torch::kInt64);
-  auto nodes = g.nodes.accessor<std::int64_t, 2>();
-  auto alias = g.alias.accessor<std::int64_t, 2>();
+  std::vector<std::int64_t> node_items, node_offsets{0}, click_nodes, click_sessions, last_clicks;
+  std::vector<std::int64_t> edge_src, edge_dst;
+  std::vector<double> in_weight, out_weight;
+  std::vector<std::int64_t> row, local;                      // one session's clicks and their local node index
+  std::vector<std::pair<std::int64_t, std::int64_t>> edges;  // local (u, v)
+  std::vector<std::int64_t> indeg, outdeg;
   for (std::int64_t b = 0; b < b_size; ++b) {
-    const auto first = rows.ids.begin() + rows.offset[static_cast<std::size_t>(b)];
-    const auto last = rows.ids.begin() + rows.offset[static_cast<std::size_t>(b) + 1];
-    for (auto p = first; p != last; ++p) nodes[b][p - first] = *p;
-    for (std::int64_t t = 0; t < len; ++t) alias[b][t] = std::lower_bound(first, last, it[b][t]) - first;
+    row.clear();
+    for (std::int64_t t = 0; t < len && it[b][t] != 0; ++t) {
+      if (it[b][t] < 0) throw Error(fmt::format("build_session_graph: negative item id {} at row {}, position {}", it[b][t], b, t));
+      row.push_back(it[b][t]);
+    }
+    if (row.empty()) throw Error(fmt::format("build_session_graph: row {} has no click", b));
+    const auto first = static_cast<std::int64_t>(node_items.size());
+    std::vector<std::int64_t> nodes = row;
+    std::sort(nodes.begin(), nodes.end());
+    nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+    node_items.insert(node_items.end(), nodes.begin(), nodes.end());
+    node_offsets.push_back(static_cast<std::int64_t>(node_items.size()));
+
+    local.resize(row.size());
+    for (std::size_t t = 0; t < row.size(); ++t) {
+      local[t] = std::lower_bound(nodes.begin(), nodes.end(), row[t]) - nodes.begin();
+      click_nodes.push_back(first + local[t]);
+      click_sessions.push_back(b);
+    }
+    last_clicks.push_back(static_cast<std::int64_t>(click_nodes.size()) - 1);
+
+    edges.clear();
+    for (std::size_t t = 0; t + 1 < row.size(); ++t) edges.emplace_back(local[t], local[t + 1]);
+    std::sort(edges.begin(), edges.end());  // a repeated transition counts once (binary edges)
+    edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
+    indeg.assign(nodes.size(), 0);
+    outdeg.assign(nodes.size(), 0);
+    for (const auto& [u, v] : edges) ++outdeg[static_cast<std::size_t>(u)], ++indeg[static_cast<std::size_t>(v)];
+    for (const auto& [u, v] : edges) {
+      edge_src.push_back(first + u);
+      edge_dst.push_back(first + v);
+      in_weight.push_back(1.0 / static_cast<double>(indeg[static_cast<std::size_t>(v)]));
+      out_weight.push_back(1.0 / static_cast<double>(outdeg[static_cast<std::size_t>(u)]));
+    }
   }
 
-  const auto options = torch::TensorOptions().dtype(adjacency_dtype);
-  g.A_in = torch::zeros({b_size, n, n}, options);
-  g.A_out = torch::zeros({b_size, n, n}, options);
-  AT_DISPATCH_FLOATING_TYPES_AND2(torch::kHalf, torch::kBFloat16, adjacency_dtype, "build_session_graph",
-                                  [&] { fill_adjacency<scalar_t>(it, alias, g.A_in, g.A_out); });
+  SessionGraph g;
+  g.node_items = int_tensor(node_items);
+  g.node_offsets = int_tensor(node_offsets);
+  g.click_nodes = int_tensor(click_nodes);
+  g.click_sessions = int_tensor(click_sessions);
+  g.last_clicks = int_tensor(last_clicks);
+  g.edge_src = int_tensor(edge_src);
+  g.edge_dst = int_tensor(edge_dst);
+  g.in_weight = real_tensor(in_weight, weight_dtype);
+  g.out_weight = real_tensor(out_weight, weight_dtype);
   return g;
 }
+
+torch::Tensor SessionGraph::aggregate_in(const torch::Tensor& x) const {
+  return scatter_edges(x, edge_src, edge_dst, in_weight);
+}
+
+torch::Tensor SessionGraph::aggregate_out(const torch::Tensor& x) const {
+  return scatter_edges(x, edge_dst, edge_src, out_weight);
+}
+
+torch::Tensor SessionGraph::dense_in(std::int64_t b) const { return dense(*this, b, edge_dst, edge_src, in_weight); }
+
+torch::Tensor SessionGraph::dense_out(std::int64_t b) const { return dense(*this, b, edge_src, edge_dst, out_weight); }
 
 }  // namespace llm4sbr::models

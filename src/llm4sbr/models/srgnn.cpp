@@ -39,12 +39,12 @@ GatedGnnImpl::GatedGnnImpl(std::int64_t hidden_size, std::int64_t step) : step_(
   b_oah = register_parameter("b_oah", torch::empty({d}));
 }
 
-torch::Tensor GatedGnnImpl::forward(const torch::Tensor& a_in, const torch::Tensor& a_out, torch::Tensor hidden) {
+torch::Tensor GatedGnnImpl::forward(const SessionGraph& graph, torch::Tensor hidden) {
   for (std::int64_t i = 0; i < step_; ++i) {
-    const auto input_in = torch::matmul(a_in, edge_in(hidden)) + b_iah;
-    const auto input_out = torch::matmul(a_out, edge_out(hidden)) + b_oah;
-    const auto gi = F::linear(torch::cat({input_in, input_out}, 2), w_ih, b_ih).chunk(3, 2);
-    const auto gh = F::linear(hidden, w_hh, b_hh).chunk(3, 2);
+    const auto input_in = graph.aggregate_in(edge_in(hidden)) + b_iah;
+    const auto input_out = graph.aggregate_out(edge_out(hidden)) + b_oah;
+    const auto gi = F::linear(torch::cat({input_in, input_out}, -1), w_ih, b_ih).chunk(3, -1);
+    const auto gh = F::linear(hidden, w_hh, b_hh).chunk(3, -1);
     const auto reset = torch::sigmoid(gi[0] + gh[0]);
     const auto update = torch::sigmoid(gi[1] + gh[1]);
     const auto candidate = torch::tanh(gi[2] + reset * gh[2]);
@@ -81,25 +81,21 @@ SrGnnImpl::SrGnnImpl(SrGnnOptions options, std::uint64_t seed) : options_(option
 
 SessionRepresentation SrGnnImpl::encode(const SessionBatch& batch) {
   const auto& weight = embedding->weight;
-  const SessionGraph graph = build_session_graph(batch.items.to(torch::kCPU), weight.scalar_type());
   const auto device = weight.device();
-  const auto nodes = graph.nodes.to(device);
-  const auto alias = graph.alias.to(device);
+  const SessionGraph graph = build_session_graph(batch.items.to(torch::kCPU), weight.scalar_type());
+  const auto sessions = graph.click_sessions.to(device);
 
-  const auto h = gnn(graph.A_in.to(device), graph.A_out.to(device), embedding(nodes));  // [B, n, d]
-  const std::int64_t b = h.size(0), d = options_.hidden_size;
-  const std::int64_t len = alias.size(1);
-  const auto v = torch::gather(h, 1, alias.unsqueeze(2).expand({b, len, d}));  // [B, L, d]
-
-  const auto last = (batch.lengths.to(device) - 1).view({b, 1, 1}).expand({b, 1, d});
-  const auto v_n = torch::gather(v, 1, last).squeeze(1);  // [B, d]
-  const auto alpha = linear_three(torch::sigmoid(linear_one(v_n).unsqueeze(1) + linear_two(v)));  // [B, L, 1]
-  const auto mask = batch.mask.to(device).unsqueeze(2).to(weight.scalar_type());
+  const auto h = gnn(graph, embedding(graph.node_items.to(device)));  // [V, d]
+  const auto v = h.index_select(0, graph.click_nodes.to(device));      // [P, d] every click's state
+  const auto v_n = v.index_select(0, graph.last_clicks.to(device));    // [B, d] last click
+  // alpha_t = q^T sigmoid(W1 v_n + W2 v_t), no softmax (the reference); padding never enters the sum.
+  const auto alpha = linear_three(torch::sigmoid(linear_one(v_n).index_select(0, sessions) + linear_two(v)));  // [P, 1]
 
   SessionRepresentation rep;
   rep.local = v_n;
-  rep.global = (alpha * v * mask).sum(1);
-  rep.hidden = v;
+  rep.global = torch::zeros_like(v_n).index_add(0, sessions, alpha * v);
+  rep.clicks = v;
+  rep.click_sessions = sessions;
   return rep;
 }
 

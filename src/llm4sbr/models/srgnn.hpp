@@ -9,6 +9,7 @@
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
+#include "llm4sbr/models/session_graph.hpp"
 
 namespace llm4sbr::models {
 
@@ -33,8 +34,8 @@ class GatedGnnImpl : public torch::nn::Module {
  public:
   GatedGnnImpl(std::int64_t hidden_size, std::int64_t step);
 
-  /// a_in, a_out [B, n, n] (SessionGraph), hidden [B, n, d] -> [B, n, d].
-  torch::Tensor forward(const torch::Tensor& a_in, const torch::Tensor& a_out, torch::Tensor hidden);
+  /// `step` propagation rounds over the batch's packed session graphs: hidden [V, d] -> [V, d].
+  torch::Tensor forward(const SessionGraph& graph, torch::Tensor hidden);
 
   std::int64_t step() const { return step_; }
 
@@ -54,8 +55,8 @@ void init_uniform_reference(torch::nn::Module& module, std::int64_t hidden_size,
 
 /// SR-GNN as a SessionEncoder.
 ///
-/// encode: H = GatedGnn(E[nodes]); v_t = H[alias_t] (rep.hidden, [B, L, d]); local = v_n, the state at
-/// position length − 1; global = s_g = Σ_t α_t v_t mask_t with α_t = qᵀ σ(W1 v_n + b1 + W2 v_t + b2)
+/// encode: H = GatedGnn(E[nodes]); v_t = H[node of click t] (rep.clicks, packed [P, d]); local = v_n, the
+/// state of the last click; global = s_g = Σ_t α_t v_t over the real clicks with α_t = qᵀ σ(W1 v_n + b1 + W2 v_t + b2)
 /// (no softmax, as in the code). readout: W3 [global ; local] + b3 (nonhybrid: global).
 /// score: s · E[1:]ᵀ -> [B, N], the candidates being the layer-0 embeddings.
 /// The session graph is built on the CPU (batch.items is copied there) and moved to the model's device.

@@ -1,9 +1,13 @@
 #include "llm4sbr/train/runtime.hpp"
 
+#include <dlfcn.h>
 #include <link.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -11,11 +15,20 @@ namespace llm4sbr::train {
 
 namespace {
 
-int collect_blas(struct dl_phdr_info* info, size_t, void* data) {
+int find_blas(struct dl_phdr_info* info, size_t, void* data) {
   auto* found = static_cast<std::string*>(data);
   std::string name = info->dlpi_name ? info->dlpi_name : "";
   if (found->empty() && name.find("libblas") != std::string::npos) *found = name;
   return 0;
+}
+
+std::string loaded_blas_path() {
+  std::string loaded;
+  dl_iterate_phdr(find_blas, &loaded);
+  if (loaded.empty()) return "";
+  std::error_code ec;
+  auto real = std::filesystem::canonical(loaded, ec);
+  return ec ? loaded : real.string();
 }
 
 std::string classify_blas(const std::string& path) {
@@ -27,20 +40,53 @@ std::string classify_blas(const std::string& path) {
   return "unknown";
 }
 
+// OpenBLAS's C API, looked up at run time so that any BLAS still links.
+template <typename F>
+F openblas_symbol(const char* name) {
+  return reinterpret_cast<F>(dlsym(RTLD_DEFAULT, name));
+}
+
+std::string openblas_core() {
+  auto corename = openblas_symbol<char* (*)()>("openblas_get_corename");
+  return corename ? corename() : "";
+}
+
+bool is_avx2_or_newer_core(const std::string& core) {
+  for (const char* c : {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Skylake"})
+    if (strcasecmp(core.c_str(), c) == 0) return true;
+  return false;
+}
+
 }  // namespace
 
+void ensure_fast_blas(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("LLM4SBR_BLAS_REEXEC")) return;
+  const std::string core = openblas_core();
+  if (core.empty() || is_avx2_or_newer_core(core)) return;
+  __builtin_cpu_init();
+  const char* better = __builtin_cpu_supports("avx512f") ? "SkylakeX" : __builtin_cpu_supports("avx2") ? "Haswell" : nullptr;
+  if (!better) return;
+  setenv("OPENBLAS_CORETYPE", better, 1);
+  setenv("LLM4SBR_BLAS_REEXEC", "1", 1);
+  execv("/proc/self/exe", argv);
+  spdlog::warn("OpenBLAS uses its slow '{}' kernels and re-executing with OPENBLAS_CORETYPE={} failed: {}", core, better,
+               std::strerror(errno));
+}
+
 RuntimeInfo configure_runtime(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(threads);
   RuntimeInfo info;
+  info.blas_library = loaded_blas_path();
+  info.blas_kind = info.blas_library.empty() ? "unknown" : classify_blas(info.blas_library);
+  info.blas_core = openblas_core();
+  if (auto get_threads = openblas_symbol<int (*)()>("openblas_get_num_threads")) info.blas_threads = get_threads();
+  const bool blas_has_own_pool = info.blas_kind == "OpenBLAS" && info.blas_library.find("pthread") != std::string::npos;
+  if (threads <= 0) threads = blas_has_own_pool ? 1 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
   info.intra_op_threads = at::get_num_threads();
-  std::string loaded;
-  dl_iterate_phdr(collect_blas, &loaded);
-  std::error_code ec;
-  info.blas_library = loaded.empty() ? "not loaded" : std::filesystem::canonical(loaded, ec).string();
-  if (ec) info.blas_library = loaded;
-  info.blas_kind = loaded.empty() ? "unknown" : classify_blas(info.blas_library);
-  spdlog::info("compute: {} intra-op threads, BLAS {} ({})", info.intra_op_threads, info.blas_kind, info.blas_library);
+  spdlog::info("compute: LibTorch {} intra-op thread(s); BLAS {} ({}{}{})", info.intra_op_threads, info.blas_kind,
+               info.blas_library.empty() ? "not loaded" : info.blas_library,
+               info.blas_threads > 0 ? fmt::format(", {} threads", info.blas_threads) : "",
+               info.blas_core.empty() ? "" : ", kernels " + info.blas_core);
   if (info.blas_kind.rfind("reference", 0) == 0)
     spdlog::warn("libblas.so.3 is the reference BLAS, 30-60x slower than OpenBLAS; run scripts/install-deps.sh");
   return info;

@@ -1,4 +1,4 @@
-// Process-wide compute settings: thread counts and which BLAS LibTorch really runs on.
+// Process-wide compute settings: which BLAS LibTorch really runs on, its kernels, and thread counts.
 #pragma once
 
 #include <string>
@@ -6,14 +6,26 @@
 namespace llm4sbr::train {
 
 struct RuntimeInfo {
-  int intra_op_threads;
+  int intra_op_threads = 1;  ///< LibTorch's own (OpenMP) threads
+  int blas_threads = 0;      ///< OpenBLAS's threads (0 = unknown / not OpenBLAS)
   std::string blas_library;  ///< resolved path of the loaded libblas (e.g. .../openblas-pthread/libblas.so.3)
   std::string blas_kind;     ///< "OpenBLAS", "reference BLAS (slow)", "MKL", ... or "unknown"
+  std::string blas_core;     ///< OpenBLAS kernel family in use ("SkylakeX", "Haswell", ...), "" if unknown
 };
 
-/// Sets LibTorch's intra-op threads to `threads` (0 = all cores: Debian's LibTorch starts with 1 here),
-/// logs the thread count and the BLAS in use, and warns when the slow reference BLAS is loaded
-/// (scripts/install-deps.sh switches libblas.so.3 to OpenBLAS).
+/// Call first thing in main(). OpenBLAS 0.3.21 (Debian 12) does not know recent Xeons and falls back to
+/// its SSE3 "Prescott" kernels, 3-4x slower than its AVX-512 ones on the same cores. When the CPU
+/// supports AVX-512 (or AVX2), OPENBLAS_CORETYPE is unset and OpenBLAS picked a pre-AVX2 kernel, this
+/// sets OPENBLAS_CORETYPE to SkylakeX (Haswell) and re-executes the program, because OpenBLAS reads the
+/// variable only when it is loaded. A user's own OPENBLAS_CORETYPE is always respected. Returns normally
+/// when nothing needs changing (or re-execution failed, which is logged).
+void ensure_fast_blas(char** argv);
+
+/// Sets LibTorch's intra-op threads and logs the compute setup; warns about the slow reference BLAS.
+/// threads = 0 (the default) picks 1 LibTorch thread when OpenBLAS runs with its own thread pool: OpenBLAS
+/// already spreads every matrix product over all cores, and LibTorch's OpenMP workers spinning beside it
+/// cost 2.6x in SR-GNN training here (bench/srgnn_bench: 3,591 vs 1,382 samples/s). Otherwise 0 means
+/// all cores.
 RuntimeInfo configure_runtime(int threads = 0);
 
 }  // namespace llm4sbr::train
