@@ -43,3 +43,8 @@ if [ -e "$openblas" ]; then
   fi
   echo "install-deps: libblas.so.3 -> $(readlink -f "/usr/lib/${arch_dir}/libblas.so.3")"
 fi
+
+# The pinned llama.cpp source (third_party/llama.cpp) comes from the npm registry; Debian's npm only
+# where the machine has no npm of its own (it would replace a Node.js installed another way).
+command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+bash "$(dirname "$0")/fetch-llama.sh"

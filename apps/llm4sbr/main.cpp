@@ -4,14 +4,21 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
+#include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/data/download.hpp"
+#include "llm4sbr/llm/infer.hpp"
+#include "llm4sbr/llm/llm_backend.hpp"
+#include "llm4sbr/llm/response_store.hpp"
+#include "llm4sbr/text/prompts.hpp"
 #include "llm4sbr/train/experiment.hpp"
 #include "llm4sbr/train/runtime.hpp"
 #include "llm4sbr/train/trainer.hpp"
@@ -31,6 +38,19 @@ void add_config_options(CLI::App* cmd, ConfigArgs& args, bool required) {
   if (required) opt->required();
   opt->check(CLI::ExistingFile);
   cmd->add_option("--set,-s", args.overrides, "override a config key, e.g. --set train.epochs=3 (repeatable)");
+}
+
+// The splits a stage command works on: one name, or "all" for train, valid and test.
+std::vector<std::string> splits_of(const std::string& split) {
+  if (split == "all") return {"train", "valid", "test"};
+  if (split == "train" || split == "valid" || split == "test") return {split};
+  throw ConfigError(fmt::format("--split must be train, valid, test or all, not '{}'", split));
+}
+
+// The first `limit` samples of a split (all when limit < 0): quick runs and tests.
+std::vector<data::Sample> first_samples(const std::vector<data::Sample>& samples, std::int64_t limit) {
+  if (limit < 0 || static_cast<std::size_t>(limit) >= samples.size()) return samples;
+  return {samples.begin(), samples.begin() + limit};
 }
 
 // The config file (if any) with its `include:`s, the overrides, and where to find configs/models/.
@@ -79,6 +99,28 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--split", split, "train, valid or test")->capture_default_str();
   add_config_options(eval_cmd, eval_cfg, false);
 
+  // prompts
+  auto* prompts_cmd = app.add_subcommand("prompts", "write the LLM prompts of a split (one JSON line per sample and view)");
+  std::int64_t limit = -1;
+  std::string stage_split = "all";
+  ConfigArgs prompts_cfg;
+  prompts_cmd->add_option("--data", prepared, "prepared dataset directory")->required();
+  prompts_cmd->add_option("--split", stage_split, "train, valid, test or all")->capture_default_str();
+  prompts_cmd->add_option("--limit", limit, "only the first N samples of each split");
+  prompts_cmd->add_option("--out,-o", out, "output directory (<split>/prompts.jsonl)")->required();
+  add_config_options(prompts_cmd, prompts_cfg, false);
+
+  // infer
+  auto* infer_cmd = app.add_subcommand("infer", "answer the prompts of a split with an LLM; resumes where a run stopped");
+  std::string llm_spec;
+  ConfigArgs infer_cfg;
+  infer_cmd->add_option("--data", prepared, "prepared dataset directory")->required();
+  infer_cmd->add_option("--llm", llm_spec, "llama:PATH.gguf (default: llm.model of the config)");
+  infer_cmd->add_option("--split", stage_split, "train, valid, test or all")->capture_default_str();
+  infer_cmd->add_option("--limit", limit, "only the first N samples of each split");
+  infer_cmd->add_option("--out,-o", out, "output directory (<split>/responses.jsonl)")->required();
+  add_config_options(infer_cmd, infer_cfg, false);
+
   // run
   auto* run = app.add_subcommand("run", "the whole pipeline from a config: prepare (cached), train, evaluate, report");
   ConfigArgs run_cfg;
@@ -124,6 +166,39 @@ int main(int argc, char** argv) {
       auto ds = data::read_prepared(prepared);
       auto result = train::evaluate_checkpoint(cfg, ds, checkpoint, split);
       fmt::print("\n{}\n", train::results_table({result}, train::train_options_from_config(cfg).ks, false));
+    } else if (prompts_cmd->parsed()) {
+      Config cfg = load_config(prompts_cfg);
+      auto ds = data::read_prepared(prepared);
+      const auto tpl = text::prompt_template_from_config(cfg);
+      const auto views = text::views_from_config(cfg, tpl);
+      for (const auto& sp : splits_of(stage_split)) {
+        fs::create_directories(fs::path(out) / sp);
+        std::ofstream file(fs::path(out) / sp / "prompts.jsonl");
+        std::int64_t n = 0;
+        for (const auto& sample : first_samples(ds.split(sp), limit))
+          for (const auto& view : views) {
+            const std::string p = text::build_prompt(tpl, ds, sample, view);
+            file << nlohmann::json{{"sample", sample.id}, {"view", view}, {"prompt_hash", hash_hex(p)}, {"prompt", p}}.dump()
+                 << "\n";
+            ++n;
+          }
+        spdlog::info("prompts: {} prompts -> {}", n, (fs::path(out) / sp / "prompts.jsonl").string());
+      }
+    } else if (infer_cmd->parsed()) {
+      Config cfg = load_config(infer_cfg);
+      if (llm_spec.empty()) llm_spec = cfg.get<std::string>("llm.model", "");
+      if (llm_spec.empty()) throw ConfigError("infer: give --llm llama:PATH.gguf or set llm.model in the config");
+      auto ds = data::read_prepared(prepared);
+      const auto tpl = text::prompt_template_from_config(cfg);
+      const auto views = text::views_from_config(cfg, tpl);
+      auto backend = llm::make_llm_backend(llm_spec, cfg);
+      for (const auto& sp : splits_of(stage_split)) {
+        llm::ResponseStore store(fs::path(out) / sp / "responses.jsonl");
+        auto stats = llm::run_inference(ds, first_samples(ds.split(sp), limit), views, tpl, *backend, store,
+                                        cfg.get<std::int64_t>("llm.chunk", 2048));
+        fmt::print("{}: {} records in {} ({} generated now, {} were already there)\n", sp, store.size(),
+                   store.file().string(), stats.generated, stats.already);
+      }
     } else if (run->parsed()) {
       Config cfg = load_config(run_cfg);
       if (!data_dir.empty()) cfg.set("paths.data", data_dir);

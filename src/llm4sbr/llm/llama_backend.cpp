@@ -1,0 +1,340 @@
+#include "llm4sbr/llm/llama_backend.hpp"
+
+#include <fmt/format.h>
+#include <llama.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include "llm4sbr/core/error.hpp"
+
+namespace llm4sbr::llm {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+void init_llama_logging() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llama_log_set(
+        [](ggml_log_level level, const char* text, void*) {
+          std::string line(text);
+          while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+          if (line.empty()) return;
+          if (level == GGML_LOG_LEVEL_ERROR) spdlog::error("llama.cpp: {}", line);
+          else if (level == GGML_LOG_LEVEL_WARN) spdlog::warn("llama.cpp: {}", line);
+          else spdlog::debug("llama.cpp: {}", line);
+        },
+        nullptr);
+    llama_backend_init();
+  });
+}
+
+namespace {
+
+// One parallel sequence: the tokens it holds in the KV cache and the answer it is producing.
+struct Slot {
+  llama_seq_id seq = 0;
+  std::vector<llama_token> cached;  // tokens in the KV cache of this sequence, in position order
+  std::vector<std::size_t> queue;   // prompt indices still to answer, in order
+  std::size_t next = 0;             // position in queue
+  // the prompt in progress
+  bool busy = false;
+  std::size_t prompt = 0;
+  std::vector<llama_token> to_decode;  // prompt tokens not yet sent to llama_decode
+  std::int32_t logits_at = -1;         // batch row whose logits this slot samples from, -1 = none
+  llama_token last = 0;
+  std::string text;
+  Generation gen;
+  Clock::time_point started;
+  llama_sampler* sampler = nullptr;
+};
+
+std::size_t common_prefix(const std::vector<llama_token>& a, const std::vector<llama_token>& b) {
+  std::size_t n = std::min(a.size(), b.size()), k = 0;
+  while (k < n && a[k] == b[k]) ++k;
+  return k;
+}
+
+std::string piece(const llama_vocab* vocab, llama_token t) {
+  char buf[256];
+  int n = llama_token_to_piece(vocab, t, buf, sizeof(buf), 0, false);
+  if (n < 0) {
+    std::string big(static_cast<std::size_t>(-n), '\0');
+    n = llama_token_to_piece(vocab, t, big.data(), -n, 0, false);
+    return big.substr(0, static_cast<std::size_t>(std::max(n, 0)));
+  }
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+// Splits the sorted prompt order into one contiguous run per sequence, so that each sequence answers
+// neighbours in sorted order and re-uses its cached prefix.
+void assign_runs(std::vector<Slot>& slots, const std::vector<std::size_t>& order) {
+  const std::size_t n = order.size(), k = slots.size();
+  for (std::size_t s = 0; s < k; ++s) {
+    const std::size_t lo = n * s / k, hi = n * (s + 1) / k;
+    slots[s].queue.assign(order.begin() + static_cast<std::ptrdiff_t>(lo), order.begin() + static_cast<std::ptrdiff_t>(hi));
+  }
+}
+
+// A sequence that ran out of work takes the second half of the longest remaining run.
+bool steal_work(std::vector<Slot>& slots, Slot& idle) {
+  Slot* victim = nullptr;
+  std::size_t best = 1;
+  for (auto& s : slots) {
+    const std::size_t left = s.queue.size() - s.next;
+    if (&s != &idle && left > best) victim = &s, best = left;
+  }
+  if (!victim) return false;
+  const std::size_t half = best / 2;
+  idle.queue.assign(victim->queue.end() - static_cast<std::ptrdiff_t>(half), victim->queue.end());
+  idle.next = 0;
+  victim->queue.resize(victim->queue.size() - half);
+  return true;
+}
+
+}  // namespace
+
+LlamaBackend::LlamaBackend(const fs::path& model_file, GenerationOptions options) : options_(std::move(options)) {
+  if (!fs::exists(model_file)) throw InputError(model_file.string(), 0, "", "model file not found (llm4sbr download model NAME fetches one)");
+  init_llama_logging();
+  llama_model_params mp = llama_model_default_params();
+  model_ = llama_model_load_from_file(model_file.c_str(), mp);
+  if (!model_) throw InputError(model_file.string(), 0, "", "llama.cpp could not load this file as a GGUF model");
+  if (!llama_model_has_decoder(model_) || llama_model_has_encoder(model_)) {
+    llama_model_free(model_);
+    throw InputError(model_file.string(), 0, "", "not a decoder-only chat model (an embedding model belongs in embed.encoder)");
+  }
+  name_ = "llama:" + model_file.filename().string();
+}
+
+LlamaBackend::~LlamaBackend() {
+  if (model_) llama_model_free(model_);
+}
+
+std::string LlamaBackend::format_chat(const std::string& prompt) const {
+  const char* tmpl = llama_model_chat_template(model_, nullptr);
+  if (!tmpl) return prompt;
+  std::vector<llama_chat_message> msgs;
+  if (!system_prompt.empty()) msgs.push_back({"system", system_prompt.c_str()});
+  msgs.push_back({"user", prompt.c_str()});
+  std::vector<char> buf(2 * (prompt.size() + system_prompt.size()) + 512);
+  int n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(), static_cast<int32_t>(buf.size()));
+  if (n > static_cast<int>(buf.size())) {
+    buf.resize(static_cast<std::size_t>(n));
+    n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), true, buf.data(), static_cast<int32_t>(buf.size()));
+  }
+  if (n < 0) {
+    static std::once_flag warned;
+    std::call_once(warned, [&] { spdlog::warn("{}: chat template not supported by llama.cpp; sending raw prompts", name_); });
+    return prompt;
+  }
+  return std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+std::vector<std::int32_t> LlamaBackend::tokenize(const std::string& text) const {
+  const llama_vocab* vocab = llama_model_get_vocab(model_);
+  std::vector<llama_token> tokens(text.size() + 16);
+  int n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                         static_cast<int32_t>(tokens.size()), true, true);
+  if (n < 0) {
+    tokens.resize(static_cast<std::size_t>(-n));
+    n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
+                       static_cast<int32_t>(tokens.size()), true, true);
+  }
+  tokens.resize(static_cast<std::size_t>(std::max(n, 0)));
+  return tokens;
+}
+
+void LlamaBackend::generate(const std::vector<std::string>& prompts,
+                            const std::function<void(std::size_t, const Generation&)>& on_done) {
+  if (prompts.empty()) return;
+  const llama_vocab* vocab = llama_model_get_vocab(model_);
+  std::vector<std::vector<llama_token>> tokens(prompts.size());
+  std::size_t longest = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    tokens[i] = tokenize(format_chat(prompts[i]));
+    if (tokens[i].empty()) throw Error(fmt::format("prompt {} tokenizes to nothing", i));
+    longest = std::max(longest, tokens[i].size());
+  }
+
+  const auto n_seq = static_cast<std::size_t>(std::clamp<std::int64_t>(options_.parallel, 1, static_cast<std::int64_t>(prompts.size())));
+  const std::size_t per_seq =
+      options_.context > 0 ? static_cast<std::size_t>(options_.context) : longest + static_cast<std::size_t>(options_.max_tokens) + 8;
+  if (longest + static_cast<std::size_t>(options_.max_tokens) > per_seq)
+    throw ConfigError(fmt::format("llm.context = {} cannot hold the longest prompt ({} tokens) plus llm.max_tokens = {}",
+                                  per_seq, longest, options_.max_tokens));
+  llama_context_params cp = llama_context_default_params();
+  cp.n_seq_max = static_cast<uint32_t>(n_seq);
+  cp.n_ctx = static_cast<uint32_t>(per_seq * n_seq);
+  cp.n_batch = static_cast<uint32_t>(std::max<std::int64_t>(options_.batch_tokens, 64));
+  cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
+  cp.kv_unified = false;  // each sequence owns per_seq cells: no sequence can starve another
+  const int threads = options_.threads > 0 ? static_cast<int>(options_.threads)
+                                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cp.n_threads = threads;
+  cp.n_threads_batch = threads;
+  llama_context* ctx = llama_init_from_model(model_, cp);
+  if (!ctx) throw Error(fmt::format("{}: could not create a context of {} cells for {} sequences", name_, cp.n_ctx, n_seq));
+  llama_memory_t mem = llama_get_memory(ctx);
+  llama_batch batch = llama_batch_init(static_cast<int32_t>(cp.n_batch), 0, 1);
+
+  // Sorted by tokens: neighbours share their longest prefixes.
+  std::vector<std::size_t> order(prompts.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return tokens[a] < tokens[b]; });
+  std::vector<Slot> slots(n_seq);
+  for (std::size_t s = 0; s < n_seq; ++s) {
+    slots[s].seq = static_cast<llama_seq_id>(s);
+    llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    if (options_.temperature > 0) {
+      llama_sampler_chain_add(chain, llama_sampler_init_temp(static_cast<float>(options_.temperature)));
+      llama_sampler_chain_add(chain, llama_sampler_init_dist(options_.seed + static_cast<std::uint32_t>(s)));
+    } else {
+      llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    }
+    slots[s].sampler = chain;
+  }
+  assign_runs(slots, order);
+
+  std::int64_t decoded_tokens = 0, generated_tokens = 0, reused_tokens = 0;
+  const auto t0 = Clock::now();
+  auto cleanup = [&] {
+    for (auto& s : slots) llama_sampler_free(s.sampler);
+    llama_batch_free(batch);
+    llama_free(ctx);
+  };
+
+  auto start_next = [&](Slot& s) {
+    if (s.next >= s.queue.size() && !steal_work(slots, s)) return false;
+    s.prompt = s.queue[s.next++];
+    const auto& want = tokens[s.prompt];
+    // Keep the common prefix in the KV cache; at least the last prompt token is decoded for its logits.
+    std::size_t keep = std::min(common_prefix(s.cached, want), want.size() - 1);
+    if (!llama_memory_seq_rm(mem, s.seq, static_cast<llama_pos>(keep), -1)) {
+      llama_memory_seq_rm(mem, s.seq, -1, -1);
+      keep = 0;
+    }
+    s.cached.resize(keep);
+    s.to_decode.assign(want.begin() + static_cast<std::ptrdiff_t>(keep), want.end());
+    s.busy = true;
+    s.text.clear();
+    s.gen = Generation{};
+    s.gen.prompt_tokens = static_cast<std::int64_t>(want.size());
+    s.gen.reused_tokens = static_cast<std::int64_t>(keep);
+    s.started = Clock::now();
+    llama_sampler_reset(s.sampler);
+    reused_tokens += static_cast<std::int64_t>(keep);
+    return true;
+  };
+
+  auto add_token = [&](Slot& s, llama_token t, bool want_logits) {
+    const int32_t i = batch.n_tokens++;
+    batch.token[i] = t;
+    batch.pos[i] = static_cast<llama_pos>(s.cached.size());
+    batch.n_seq_id[i] = 1;
+    batch.seq_id[i][0] = s.seq;
+    batch.logits[i] = want_logits;
+    s.cached.push_back(t);
+    if (want_logits) s.logits_at = i;
+  };
+
+  try {
+    for (auto& s : slots) start_next(s);
+    while (std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.busy; })) {
+      batch.n_tokens = 0;
+      for (auto& s : slots) s.logits_at = -1;
+      for (auto& s : slots) {
+        if (!s.busy) continue;
+        if (!s.to_decode.empty()) {
+          // Prompt tokens, as many as fit; logits only for the prompt's last token.
+          const std::size_t room = cp.n_batch - static_cast<std::size_t>(batch.n_tokens);
+          const std::size_t take = std::min(room, s.to_decode.size());
+          for (std::size_t k = 0; k < take; ++k) add_token(s, s.to_decode[k], k + 1 == s.to_decode.size());
+          s.to_decode.erase(s.to_decode.begin(), s.to_decode.begin() + static_cast<std::ptrdiff_t>(take));
+        } else if (static_cast<std::size_t>(batch.n_tokens) < cp.n_batch) {
+          add_token(s, s.last, true);
+        }
+        if (static_cast<std::size_t>(batch.n_tokens) >= cp.n_batch) break;
+      }
+      if (batch.n_tokens == 0) break;
+      if (const int rc = llama_decode(ctx, batch); rc != 0)
+        throw Error(fmt::format("{}: llama_decode failed with code {} ({} tokens in the batch)", name_, rc, batch.n_tokens));
+      decoded_tokens += batch.n_tokens;
+
+      for (auto& s : slots) {
+        if (s.logits_at < 0) continue;
+        const llama_token t = llama_sampler_sample(s.sampler, ctx, s.logits_at);
+        const bool eog = llama_vocab_is_eog(vocab, t);
+        if (!eog) {
+          s.text += piece(vocab, t);
+          ++s.gen.completion_tokens;
+          ++generated_tokens;
+        }
+        s.last = t;
+        bool stop = eog || s.gen.completion_tokens >= options_.max_tokens;
+        for (const auto& st : options_.stop) {
+          if (auto at = s.text.find(st); !st.empty() && at != std::string::npos) {
+            s.text.resize(at);
+            stop = true;
+          }
+        }
+        if (!stop) continue;
+        // The sampled token is not in the cache yet: the cache holds prompt + answer so far.
+        s.gen.text = trim(s.text);
+        s.gen.seconds = std::chrono::duration<double>(Clock::now() - s.started).count();
+        s.busy = false;
+        on_done(s.prompt, s.gen);
+        start_next(s);
+      }
+    }
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  cleanup();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  spdlog::info("{}: {} prompts in {:.1f} s ({:.1f} prompts/s); decoded {} prompt+answer tokens ({:.0f} tok/s), "
+               "generated {} ({:.0f} tok/s), {} prompt tokens re-used from the KV cache",
+               name_, prompts.size(), secs, prompts.size() / secs, decoded_tokens, decoded_tokens / secs,
+               generated_tokens, generated_tokens / secs, reused_tokens);
+}
+
+GenerationOptions generation_options_from_config(const Config& cfg) {
+  GenerationOptions o;
+  o.max_tokens = cfg.get<std::int64_t>("llm.max_tokens", o.max_tokens);
+  o.temperature = cfg.get<double>("llm.temperature", o.temperature);
+  o.seed = cfg.get<std::uint32_t>("llm.seed", o.seed);
+  o.stop = cfg.get<std::vector<std::string>>("llm.stop", o.stop);
+  o.parallel = cfg.get<std::int64_t>("llm.parallel", o.parallel);
+  o.batch_tokens = cfg.get<std::int64_t>("llm.batch_tokens", o.batch_tokens);
+  o.threads = cfg.get<std::int64_t>("llm.threads", o.threads);
+  o.context = cfg.get<std::int64_t>("llm.context", o.context);
+  if (o.max_tokens < 1) throw ConfigError("llm.max_tokens must be >= 1");
+  if (o.parallel < 1) throw ConfigError("llm.parallel must be >= 1");
+  return o;
+}
+
+std::unique_ptr<LlmBackend> make_llm_backend(const std::string& spec, const Config& cfg) {
+  const auto colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon);
+  const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  if (kind == "llama" && !rest.empty()) {
+    auto b = std::make_unique<LlamaBackend>(rest, generation_options_from_config(cfg));
+    b->system_prompt = cfg.get<std::string>("prompt.system", "");
+    return b;
+  }
+  throw ConfigError(fmt::format("unknown LLM '{}': use llama:PATH.gguf (in-process llama.cpp)", spec));
+}
+
+}  // namespace llm4sbr::llm

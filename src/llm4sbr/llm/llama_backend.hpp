@@ -1,0 +1,44 @@
+// In-process llama.cpp generation with batched decoding over parallel sequences (the pattern of
+// llama.cpp's examples/batched), reusing the KV cache of a prompt prefix a sequence already holds.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "llm4sbr/llm/llm_backend.hpp"
+
+struct llama_model;
+struct llama_context;
+
+namespace llm4sbr::llm {
+
+/// Routes llama.cpp's log lines to spdlog (debug level; warnings and errors as such). Idempotent.
+void init_llama_logging();
+
+class LlamaBackend : public LlmBackend {
+ public:
+  /// Loads a GGUF chat model. Throws InputError naming the file if it is missing or fails to load.
+  LlamaBackend(const std::filesystem::path& model_file, GenerationOptions options);
+  ~LlamaBackend() override;
+
+  /// Prompts are sorted so that consecutive prompts share long prefixes (Beauty's augmented samples of one
+  /// user share almost their whole prompt) and split into contiguous runs, one per parallel sequence; a
+  /// sequence keeps its KV cache between prompts and only decodes the part after the common prefix.
+  void generate(const std::vector<std::string>& prompts,
+                const std::function<void(std::size_t, const Generation&)>& on_done) override;
+  std::string model_name() const override { return name_; }
+
+  /// The chat-formatted text of a user prompt (the model's own template; the raw prompt if it has none).
+  std::string format_chat(const std::string& prompt) const;
+  /// Tokens of a text (special tokens parsed, BOS as the vocabulary wants).
+  std::vector<std::int32_t> tokenize(const std::string& text) const;
+
+  std::string system_prompt;  ///< optional system message ("" = none)
+
+ private:
+  GenerationOptions options_;
+  std::string name_;
+  llama_model* model_ = nullptr;
+};
+
+}  // namespace llm4sbr::llm

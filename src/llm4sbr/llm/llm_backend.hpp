@@ -1,0 +1,56 @@
+// The seam of the intent-inference stage (DESIGN.md, "Interfaces"): many prompts in, answers out, so that
+// a backend can batch them. Implementations: llama.cpp in-process (llama_backend.hpp); an
+// OpenAI-compatible HTTP server (vLLM, llama-server, Ollama, TGI) plugs in behind the same interface.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llm4sbr/core/config.hpp"
+
+namespace llm4sbr::llm {
+
+struct GenerationOptions {
+  std::int64_t max_tokens = 64;      ///< generated tokens per answer at most
+  double temperature = 0.0;          ///< 0 = greedy (deterministic, the default)
+  std::uint32_t seed = 42;           ///< sampling seed when temperature > 0
+  std::vector<std::string> stop;     ///< an answer is cut at the first of these strings
+  std::int64_t parallel = 8;         ///< sequences decoded together (one llama_decode serves all)
+  std::int64_t batch_tokens = 2048;  ///< tokens per llama_decode call at most
+  std::int64_t threads = 0;          ///< CPU threads (0 = all cores)
+  std::int64_t context = 0;          ///< KV cells per sequence (0 = longest prompt + max_tokens)
+};
+
+/// Reads `llm.max_tokens`, `llm.temperature`, `llm.seed`, `llm.stop`, `llm.parallel`, `llm.batch_tokens`,
+/// `llm.threads`, `llm.context`.
+GenerationOptions generation_options_from_config(const Config& cfg);
+
+struct Generation {
+  std::string text;                    ///< the answer, stop string and surrounding white space removed
+  std::int64_t prompt_tokens = 0;      ///< tokens of the chat-formatted prompt
+  std::int64_t reused_tokens = 0;      ///< of which were already in the KV cache (shared prefix)
+  std::int64_t completion_tokens = 0;  ///< generated tokens
+  double seconds = 0;                  ///< from the prompt's first decode to its last token
+};
+
+class LlmBackend {
+ public:
+  virtual ~LlmBackend() = default;
+  /// Answers every prompt (the user message; the backend applies the model's chat template). Calls
+  /// on_done(index, generation) as each answer finishes, in any order, on the calling thread, so the
+  /// caller can store it at once. Throws Error if the model cannot run (the answers already delivered
+  /// stay delivered).
+  virtual void generate(const std::vector<std::string>& prompts,
+                        const std::function<void(std::size_t, const Generation&)>& on_done) = 0;
+  /// "llama:<file name>" or "openai:<model>@<url>", stored with every response.
+  virtual std::string model_name() const = 0;
+};
+
+/// Builds a backend from a spec: "llama:PATH.gguf" (in-process llama.cpp). Throws ConfigError for an
+/// unknown kind and InputError for a model file that is missing or not a GGUF chat model.
+std::unique_ptr<LlmBackend> make_llm_backend(const std::string& spec, const Config& cfg);
+
+}  // namespace llm4sbr::llm

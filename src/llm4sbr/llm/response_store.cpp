@@ -1,0 +1,102 @@
+#include "llm4sbr/llm/response_store.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "llm4sbr/core/error.hpp"
+
+namespace llm4sbr::llm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+ResponseRecord parse_record(const std::string& line, const std::string& file, std::size_t line_no) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError(file, line_no, "", std::string("not a JSON object: ") + e.what());
+  }
+  ResponseRecord r;
+  try {
+    r.sample = j.at("sample").get<std::int64_t>();
+    r.view = j.at("view").get<std::string>();
+    r.prompt_hash = j.at("prompt_hash").get<std::string>();
+    r.model = j.value("model", "");
+    r.response = j.at("response").get<std::string>();
+    r.prompt_tokens = j.value("prompt_tokens", std::int64_t{0});
+    r.completion_tokens = j.value("completion_tokens", std::int64_t{0});
+    r.seconds = j.value("seconds", 0.0);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(file, line_no, "", std::string("bad response record: ") + e.what());
+  }
+  return r;
+}
+
+}  // namespace
+
+ResponseStore::ResponseStore(fs::path file) : file_(std::move(file)) {
+  if (file_.has_parent_path()) fs::create_directories(file_.parent_path());
+  std::uintmax_t good_bytes = 0;
+  if (fs::exists(file_)) {
+    std::ifstream in(file_, std::ios::binary);
+    std::string line;
+    std::size_t line_no = 0;
+    std::uintmax_t offset = 0;
+    while (std::getline(in, line)) {
+      ++line_no;
+      const bool complete = !in.eof();  // the last line of a killed write has no '\n'
+      if (!complete) {
+        spdlog::warn("{}:{}: cutting off a torn last record ({} bytes) left by an interrupted run", file_.string(),
+                     line_no, line.size());
+        break;
+      }
+      offset += line.size() + 1;
+      if (!line.empty()) {
+        auto r = parse_record(line, file_.string(), line_no);
+        by_prompt_[r.prompt_hash] = {r.sample, r.view};
+        records_[{r.sample, r.view}] = std::move(r);
+      }
+      good_bytes = offset;
+    }
+    in.close();
+    if (fs::file_size(file_) != good_bytes) fs::resize_file(file_, good_bytes);
+  }
+  out_ = std::fopen(file_.c_str(), "ab");
+  if (!out_) throw InputError(file_.string(), 0, "", "cannot open for appending");
+}
+
+ResponseStore::~ResponseStore() {
+  if (out_) std::fclose(out_);
+}
+
+bool ResponseStore::has(std::int64_t sample, const std::string& view, const std::string& prompt_hash) const {
+  auto it = records_.find({sample, view});
+  return it != records_.end() && it->second.prompt_hash == prompt_hash;
+}
+
+std::optional<ResponseRecord> ResponseStore::find_prompt(const std::string& prompt_hash) const {
+  auto it = by_prompt_.find(prompt_hash);
+  if (it == by_prompt_.end()) return std::nullopt;
+  return records_.at(it->second);
+}
+
+void ResponseStore::append(const ResponseRecord& r) {
+  nlohmann::json j = {{"sample", r.sample},          {"view", r.view},
+                      {"prompt_hash", r.prompt_hash}, {"model", r.model},
+                      {"response", r.response},       {"prompt_tokens", r.prompt_tokens},
+                      {"completion_tokens", r.completion_tokens}, {"seconds", r.seconds}};
+  // One write of the whole line: a kill leaves either the full line or a torn tail that has no '\n'.
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0)
+    throw Error(fmt::format("{}: write failed", file_.string()));
+  by_prompt_[r.prompt_hash] = {r.sample, r.view};
+  records_[{r.sample, r.view}] = r;
+}
+
+}  // namespace llm4sbr::llm

@@ -1,0 +1,151 @@
+// The in-process llama.cpp backend on a tiny random-weight Qwen2 model (built from the vocab file of the
+// llama.cpp source): real tokenization, chat template, batched decoding; and `llm4sbr infer` on real
+// Beauty samples, killed midway and resumed.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "llm4sbr/llm/llama_backend.hpp"
+#include "test_support.hpp"
+
+using namespace llm4sbr;
+
+namespace {
+
+std::filesystem::path tiny_chat_model() { return std::filesystem::path(LLM4SBR_TINY_MODELS) / "tiny-qwen2-chat.gguf"; }
+
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& file) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// Prepares the Beauty dataset once into a directory shared by the tests of this file.
+std::filesystem::path prepared_beauty() {
+  static llm4sbr::testing::TempDir dir;
+  static bool done = false;
+  if (!done) {
+    const auto cmd = fmt::format("cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' prepare --config configs/beauty.yaml --out '{}' > /dev/null 2>&1",
+                                 LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI,
+                                 (dir / "beauty").string());
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("prepare failed: " + cmd);
+    done = true;
+  }
+  return dir / "beauty";
+}
+
+std::string infer_command(const std::filesystem::path& data, const std::filesystem::path& out, int limit,
+                          const std::string& extra = "") {
+  return fmt::format("'{}' infer --data '{}' --llm 'llama:{}' --split test --limit {} --out '{}' --set llm.max_tokens=6 "
+                     "--set llm.parallel=8 --set llm.threads=2 {}",
+                     LLM4SBR_CLI, data.string(), tiny_chat_model().string(), limit, out.string(), extra);
+}
+
+}  // namespace
+
+TEST(LlamaBackend, GeneratesForEveryPromptInParallel) {
+  llm::GenerationOptions opt;
+  opt.max_tokens = 8;
+  opt.parallel = 3;
+  opt.threads = 2;
+  llm::LlamaBackend backend(tiny_chat_model(), opt);
+  EXPECT_NE(backend.format_chat("hello").find("<|im_start|>user\nhello<|im_end|>"), std::string::npos);
+  const std::vector<std::string> prompts = {"one", "two two", "three three three", "four", "five five"};
+  std::vector<int> seen(prompts.size(), 0);
+  std::vector<llm::Generation> gens(prompts.size());
+  backend.generate(prompts, [&](std::size_t i, const llm::Generation& g) {
+    ++seen[i];
+    gens[i] = g;
+  });
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(seen[i], 1) << i;
+    EXPECT_GT(gens[i].prompt_tokens, 0);
+    EXPECT_LE(gens[i].completion_tokens, 8);
+  }
+  // Greedy decoding is deterministic, whatever the batching: one prompt alone gives the same answer.
+  std::string alone;
+  backend.generate({prompts[2]}, [&](std::size_t, const llm::Generation& g) { alone = g.text; });
+  EXPECT_EQ(alone, gens[2].text);
+}
+
+TEST(LlamaBackend, ReusesTheKvCacheOfSharedPrefixes) {
+  llm::GenerationOptions opt;
+  opt.max_tokens = 4;
+  opt.parallel = 1;
+  opt.threads = 2;
+  llm::LlamaBackend backend(tiny_chat_model(), opt);
+  std::string base = "The order in which users click on items is as follows:\n";
+  for (int i = 1; i <= 20; ++i) base += fmt::format("{}. Item number {}_{}\n", i, i, i);
+  std::int64_t reused = 0;
+  backend.generate({base + "Question A", base + "Question B"}, [&](std::size_t, const llm::Generation& g) { reused += g.reused_tokens; });
+  EXPECT_GT(reused, 100);
+}
+
+TEST(LlamaBackend, MissingModelFileIsAClearError) {
+  EXPECT_THROW(llm::LlamaBackend("/nonexistent/model.gguf", {}), InputError);
+}
+
+TEST(Infer, TwoHundredBeautySamplesTwoViewsResumeAfterKill) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  const auto data = prepared_beauty();
+  llm4sbr::testing::TempDir out;
+  const auto responses = out / "test" / "responses.jsonl";
+
+  // Start, kill -9 once some records are written, then run the same command to completion.
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);  // its own process group, so that one kill reaches the shell and llm4sbr
+    execl("/bin/sh", "sh", "-c", (infer_command(data, out.path(), 200) + " > /dev/null 2>&1").c_str(), nullptr);
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  std::size_t seen = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen = std::filesystem::exists(responses) ? read_jsonl(responses).size() : 0;
+    if (seen >= 20) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(-pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  ASSERT_GE(seen, 20u) << "no records appeared before the deadline";
+  const std::size_t before = read_jsonl(responses).size();
+  ASSERT_LT(before, 400u) << "the run finished before it could be killed; nothing was tested";
+
+  ASSERT_EQ(std::system((infer_command(data, out.path(), 200) + " > /dev/null 2>&1").c_str()), 0);
+  const auto records = read_jsonl(responses);
+  std::set<std::pair<std::int64_t, std::string>> keys;
+  for (const auto& r : records) keys.insert({r["sample"].get<std::int64_t>(), r["view"].get<std::string>()});
+  EXPECT_EQ(records.size(), 400u);  // none doubled
+  EXPECT_EQ(keys.size(), 400u);     // none lost: 200 samples x {long, short}
+  EXPECT_EQ(keys.begin()->first, 0);
+  EXPECT_EQ(keys.rbegin()->first, 199);
+
+  // A third run has nothing left to do and changes nothing.
+  ASSERT_EQ(std::system((infer_command(data, out.path(), 200) + " > /dev/null 2>&1").c_str()), 0);
+  EXPECT_EQ(read_jsonl(responses).size(), 400u);
+}
+
+TEST(Infer, UnknownBackendAndMissingModelFailClearly) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  const auto data = prepared_beauty();
+  llm4sbr::testing::TempDir out;
+  const auto bad = fmt::format("'{}' infer --data '{}' --llm 'llama:/nope.gguf' --split test --limit 2 --out '{}' > '{}' 2>&1",
+                               LLM4SBR_CLI, data.string(), out.path().string(), (out / "log").string());
+  EXPECT_NE(std::system(bad.c_str()), 0);
+  std::stringstream log;
+  log << std::ifstream(out / "log").rdbuf();
+  EXPECT_NE(log.str().find("/nope.gguf"), std::string::npos) << log.str();
+}

@@ -1,0 +1,56 @@
+#include "llm4sbr/llm/response_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "llm4sbr/core/error.hpp"
+#include "test_support.hpp"
+
+using llm4sbr::llm::ResponseRecord;
+using llm4sbr::llm::ResponseStore;
+
+TEST(ResponseStore, AppendsAndReadsBack) {
+  llm4sbr::testing::TempDir dir;
+  {
+    ResponseStore s(dir / "r.jsonl");
+    s.append({1, "long", "h1", "m", "Lipstick \"Red\"\nline", 10, 3, 0.5});
+    s.append({2, "short", "h2", "m", "Blush", 11, 2, 0.4});
+  }
+  ResponseStore s(dir / "r.jsonl");
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_TRUE(s.has(1, "long", "h1"));
+  EXPECT_FALSE(s.has(1, "long", "other-prompt"));
+  EXPECT_EQ(s.records().at({1, "long"}).response, "Lipstick \"Red\"\nline");
+  EXPECT_EQ(s.find_prompt("h2")->sample, 2);
+}
+
+TEST(ResponseStore, CutsOffATornLastLineAndKeepsGoing) {
+  llm4sbr::testing::TempDir dir;
+  {
+    ResponseStore s(dir / "r.jsonl");
+    s.append({1, "long", "h1", "m", "ok", 1, 1, 0});
+  }
+  std::ofstream(dir / "r.jsonl", std::ios::app) << R"({"sample": 2, "view": "lo)";  // a killed write
+  {
+    ResponseStore s(dir / "r.jsonl");
+    EXPECT_EQ(s.size(), 1u);
+    s.append({2, "long", "h2", "m", "fine", 1, 1, 0});
+  }
+  ResponseStore s(dir / "r.jsonl");
+  EXPECT_EQ(s.size(), 2u);
+  EXPECT_TRUE(s.has(2, "long", "h2"));
+}
+
+TEST(ResponseStore, CorruptCompleteLineNamesFileAndLine) {
+  llm4sbr::testing::TempDir dir;
+  std::ofstream(dir / "r.jsonl") << R"({"sample": 1, "view": "long", "prompt_hash": "h", "response": "a"})" << "\n"
+                                  << "not json\n";
+  try {
+    ResponseStore s(dir / "r.jsonl");
+    FAIL();
+  } catch (const llm4sbr::InputError& e) {
+    EXPECT_EQ(e.line(), 2u);
+    EXPECT_NE(std::string(e.what()).find("r.jsonl"), std::string::npos);
+  }
+}
