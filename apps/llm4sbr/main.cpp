@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/core/config.hpp"
@@ -53,14 +55,51 @@ std::vector<data::Sample> first_samples(const std::vector<data::Sample>& samples
   return {samples.begin(), samples.begin() + limit};
 }
 
+// Every key a section may hold. A misspelled key (`train.epoch`) is an error, not a silently kept
+// default. Sections not listed here (models, paths, and those of stages still being built) are free.
+const std::map<std::string, std::set<std::string>>& known_keys() {
+  static const std::map<std::string, std::set<std::string>> k = {
+      {"", {"include", "dataset", "model", "threads", "train", "eval", "data", "prompt", "llm", "intent", "models", "paths",
+            "embed", "enhance"}},
+      {"train", {"epochs", "batch_size", "eval_batch_size", "lr", "l2", "lr_step", "lr_gamma", "patience", "select_metric", "seed"}},
+      {"eval", {"ks", "paper_compatible"}},
+      {"data", {"sessionize", "clock_seconds", "gap_seconds", "min_session_length", "min_item_count", "iterative_filter", "split",
+                "test_fraction", "test_sessions", "valid_fraction", "augment", "max_sessions", "skip_malformed"}},
+      {"prompt", {"header", "item_line", "question", "qualifiers", "max_items", "system"}},
+      {"llm", {"model", "max_tokens", "temperature", "seed", "stop", "parallel", "batch_tokens", "threads", "context", "chunk"}},
+  };
+  return k;
+}
+
+void check_known_keys(const Config& cfg) {
+  for (const auto& [section, keys] : known_keys()) {
+    const YAML::Node node = section.empty() ? cfg.root() : cfg.node(section);
+    if (!node || !node.IsMap()) continue;
+    for (const auto& kv : node) {
+      const auto key = kv.first.as<std::string>();
+      if (!keys.count(key))
+        throw ConfigError(fmt::format("unknown config key '{}{}'; {} keys are: {}", section.empty() ? "" : section + ".", key,
+                                      section.empty() ? "top-level" : "'" + section + "'", fmt::join(keys, ", ")));
+    }
+  }
+}
+
 // The config file (if any) with its `include:`s, the overrides, and where to find configs/models/.
-Config load_config(const ConfigArgs& args) {
+// Without a file, `default_config` (configs/<dataset>.yaml, when it exists) is the starting point.
+Config load_config(const ConfigArgs& args, const std::string& default_config = "") {
   Config cfg;
-  if (!args.file.empty()) {
-    cfg = Config::load(args.file);
-    if (!cfg.has("paths.configs")) cfg.set("paths.configs", fs::path(args.file).parent_path().string());
+  std::string file = args.file;
+  if (file.empty() && !default_config.empty() && fs::exists(default_config)) {
+    spdlog::info("using {} (pass --config to choose another)", default_config);
+    file = default_config;
+  }
+  if (!file.empty()) {
+    cfg = Config::load(file);
+    if (!cfg.has("paths.configs")) cfg.set("paths.configs", fs::path(file).parent_path().string());
   }
   cfg.apply_overrides(args.overrides);
+  check_known_keys(cfg);
+  train::train_options_from_config(cfg);  // type and range errors now, before any work is done
   return cfg;
 }
 
@@ -140,7 +179,7 @@ int main(int argc, char** argv) {
 
   try {
     if (prepare->parsed()) {
-      Config cfg = load_config(prepare_cfg);
+      Config cfg = load_config(prepare_cfg, dataset.empty() ? "" : "configs/" + dataset + ".yaml");
       if (!dataset.empty()) cfg.set("dataset", dataset);
       if (!cfg.has("dataset")) throw ConfigError("prepare: give --dataset NAME or a config with `dataset:`");
       auto raw_dir = train::resolve_data_dir(data_dir) / data::dataset_folder(cfg.require<std::string>("dataset"));

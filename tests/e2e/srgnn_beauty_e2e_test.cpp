@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/core/config.hpp"
@@ -70,6 +71,15 @@ TEST(EndToEnd, CliRunWritesMetricsAndReuseThePreparedData) {
   EXPECT_EQ(metrics["epochs"].size(), 1u);
   EXPECT_TRUE(std::filesystem::exists(dir / "run" / "results.md"));
   EXPECT_TRUE(std::filesystem::exists(dir / "run" / "config.yaml"));
+
+  // A misspelled key is an error that names it, before any work is done.
+  const std::string typo = fmt::format("cd '{}' && '{}' run --config configs/beauty.yaml --set train.epoch=3 --out '{}' > '{}' 2>&1",
+                                       LLM4SBR_SOURCE_DIR, LLM4SBR_CLI, (dir / "typo").string(), (dir / "typo.txt").string());
+  EXPECT_NE(std::system(typo.c_str()), 0);
+  std::stringstream typo_log;
+  typo_log << std::ifstream(dir / "typo.txt").rdbuf();
+  EXPECT_NE(typo_log.str().find("unknown config key 'train.epoch'"), std::string::npos) << typo_log.str();
+  EXPECT_FALSE(std::filesystem::exists(dir / "typo" / "stages"));
 
   // Running the same command again re-uses the prepared data instead of reading the raw files.
   ASSERT_EQ(std::system((cmd + " ; grep -q 're-using' '" + (dir / "log.txt").string() + "'").c_str()), 0)

@@ -90,9 +90,10 @@ void fetch(const std::string& url, const fs::path& target) {
   out.close();
   if (rc != CURLE_OK) {
     fs::remove(tmp);
-    throw Error(fmt::format("download of {} failed: {} ({}). Check the network, or copy the files into {} by hand",
+    throw Error(fmt::format("download of {} failed: {} ({}). Check the network, or copy {} (see shared/data/README.md "
+                            "for every file of this dataset) into {} by hand",
                             url, err[0] ? err : curl_easy_strerror(rc), curl_easy_strerror(rc),
-                            target.parent_path().string()));
+                            target.filename().string(), target.parent_path().string()));
   }
   fs::rename(tmp, target);
 }
@@ -111,7 +112,17 @@ void download_dataset(const std::string& name, const fs::path& data_dir) {
   if (it == sources().end())
     throw ConfigError(fmt::format("cannot download '{}'; known: {}", name, fmt::join(downloadable_datasets(), ", ")));
   const fs::path dir = data_dir / dataset_folder(key);
+  const bool existed = fs::exists(dir);
   fs::create_directories(dir);
+  // A failed download must not leave an empty folder that later reads as a dataset with missing files.
+  struct RemoveIfEmpty {
+    fs::path dir;
+    bool keep;
+    ~RemoveIfEmpty() {
+      std::error_code ec;
+      if (!keep && fs::is_empty(dir, ec)) fs::remove(dir, ec);
+    }
+  } guard{dir, existed};
   curl_global_init(CURL_GLOBAL_DEFAULT);
   for (const auto& f : it->second) {
     const fs::path target = dir / f.name;

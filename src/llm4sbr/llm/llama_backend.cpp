@@ -106,7 +106,7 @@ bool steal_work(std::vector<Slot>& slots, Slot& idle) {
 }  // namespace
 
 LlamaBackend::LlamaBackend(const fs::path& model_file, GenerationOptions options) : options_(std::move(options)) {
-  if (!fs::exists(model_file)) throw InputError(model_file.string(), 0, "", "model file not found (llm4sbr download model NAME fetches one)");
+  if (!fs::exists(model_file)) throw InputError(model_file.string(), 0, "", "model file not found: give the path of a GGUF chat model (e.g. a Qwen2.5 Instruct GGUF)");
   init_llama_logging();
   llama_model_params mp = llama_model_default_params();
   model_ = llama_model_load_from_file(model_file.c_str(), mp);

@@ -113,6 +113,8 @@ ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds,
   auto model = build_backbone(cfg, ds);
   load_checkpoint(*model, checkpoint);
   const auto opt = train_options_from_config(cfg);
+  if (ds.split(split).empty())
+    throw ConfigError(fmt::format("the {} split of this dataset is empty (data.valid_fraction = 0?)", split));
   ModelRun run{model->label(), {}};
   run.result.test = evaluate(*model, ds.split(split), opt, opt.paper_compatible);
   return run;
@@ -157,7 +159,7 @@ void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std
                    const fs::path& run_dir) {
   const auto opt = train_options_from_config(cfg);
   nlohmann::json metrics;
-  metrics["dataset"] = cfg.get<std::string>("dataset", "");
+  metrics["dataset"] = cfg.get<std::string>("dataset", ds.name);
   metrics["stats"] = data::dataset_stats(ds);
   metrics["paper_compatible"] = opt.paper_compatible;
   for (const auto& r : runs) metrics["models"][r.label] = r.result.to_json();

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/progress.hpp"
@@ -117,12 +118,24 @@ void save_checkpoint(torch::nn::Module& model, const std::filesystem::path& file
 
 void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
   if (!std::filesystem::exists(file)) throw InputError(file.string(), 0, "", "checkpoint not found");
+  // LibTorch's load replaces tensors whatever their shape, so a checkpoint of another catalogue would load
+  // "fine" and then score the wrong items: compare every shape with the model built for this dataset.
+  std::map<std::string, std::vector<std::int64_t>> want;
+  for (const auto& p : model.named_parameters()) want[p.key()] = p.value().sizes().vec();
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(file.string());
     model.load(archive);
   } catch (const c10::Error& e) {
     throw InputError(file.string(), 0, "", std::string("checkpoint does not match the model: ") + e.what_without_backtrace());
+  }
+  for (const auto& p : model.named_parameters()) {
+    const auto got = p.value().sizes().vec();
+    if (got != want[p.key()])
+      throw InputError(file.string(), 0, p.key(),
+                       fmt::format("checkpoint has shape [{}] but the model for this dataset and config needs [{}] "
+                                   "(was it trained on another dataset, catalogue or model setting?)",
+                                   fmt::join(got, ", "), fmt::join(want[p.key()], ", ")));
   }
 }
 
