@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -400,34 +401,38 @@ void read_ml_latest_movies(const fs::path& path, RawDataset& raw, const ReadOpti
   }
 }
 
+// MovieLens rating files (ratings.dat, u.data): user, item, rating, timestamp per line, one separator.
+void read_ratings(const fs::path& path, const std::vector<std::string>& names, std::size_t bytes_per_row,
+                  const std::function<void(std::string_view, std::vector<std::string_view>&)>& split,
+                  const ReadOptions& opt, RawDataset& raw) {
+  const std::string file = path.string();
+  const std::string text = read_text_file(path);
+  LineCursor lines(text);
+  std::string_view line;
+  std::vector<std::string_view> f;
+  raw.interactions.reserve(text.size() / bytes_per_row);
+  while (lines.next(line)) {
+    if (trim(line).empty()) continue;
+    guarded_row(opt, raw, [&] {
+      split(line, f);
+      if (f.size() != names.size()) throw_field_count(file, lines.line_no(), names, f.size());
+      const std::int64_t user = parse_int(f[0], file, lines.line_no(), names[0]);
+      const std::int64_t item = parse_int(f[1], file, lines.line_no(), names[1]);
+      check_number(f[2], file, lines.line_no(), names[2]);
+      const std::int64_t ts = parse_int(f[3], file, lines.line_no(), names[3], "an integer Unix time");
+      const auto order = static_cast<std::int64_t>(raw.interactions.size());
+      raw.interactions.push_back({std::to_string(user), std::to_string(item), ts, order});
+    });
+  }
+}
+
 }  // namespace
 
 RawDataset read_movielens_1m(const fs::path& dir, const ReadOptions& opt) {
   RawDataset raw;
   raw.name = "ml-1m";
-  {
-    const fs::path path = dir / "ratings.dat";
-    const std::string file = path.string();
-    const std::string text = read_text_file(path);
-    static const std::vector<std::string> names = {"UserID", "MovieID", "Rating", "Timestamp"};
-    LineCursor lines(text);
-    std::string_view line;
-    std::vector<std::string_view> f;
-    raw.interactions.reserve(text.size() / 24);
-    while (lines.next(line)) {
-      if (trim(line).empty()) continue;
-      guarded_row(opt, raw, [&] {
-        split_str(line, "::", f);
-        if (f.size() != names.size()) throw_field_count(file, lines.line_no(), names, f.size());
-        const std::int64_t user = parse_int(f[0], file, lines.line_no(), names[0]);
-        const std::int64_t movie = parse_int(f[1], file, lines.line_no(), names[1]);
-        check_number(f[2], file, lines.line_no(), names[2]);
-        const std::int64_t ts = parse_int(f[3], file, lines.line_no(), names[3], "an integer Unix time");
-        const auto order = static_cast<std::int64_t>(raw.interactions.size());
-        raw.interactions.push_back({std::to_string(user), std::to_string(movie), ts, order});
-      });
-    }
-  }
+  read_ratings(dir / "ratings.dat", {"UserID", "MovieID", "Rating", "Timestamp"}, 24,
+               [](std::string_view line, std::vector<std::string_view>& f) { split_str(line, "::", f); }, opt, raw);
   {
     const fs::path path = dir / "movies.dat";
     const std::string file = path.string();
@@ -457,29 +462,8 @@ RawDataset read_movielens_1m(const fs::path& dir, const ReadOptions& opt) {
 RawDataset read_movielens_100k(const fs::path& dir, const ReadOptions& opt) {
   RawDataset raw;
   raw.name = "ml-100k";
-  {
-    const fs::path path = dir / "u.data";
-    const std::string file = path.string();
-    const std::string text = read_text_file(path);
-    static const std::vector<std::string> names = {"user id", "item id", "rating", "timestamp"};
-    LineCursor lines(text);
-    std::string_view line;
-    std::vector<std::string_view> f;
-    raw.interactions.reserve(text.size() / 18);
-    while (lines.next(line)) {
-      if (trim(line).empty()) continue;
-      guarded_row(opt, raw, [&] {
-        split_char(line, '\t', f);
-        if (f.size() != names.size()) throw_field_count(file, lines.line_no(), names, f.size());
-        const std::int64_t user = parse_int(f[0], file, lines.line_no(), names[0]);
-        const std::int64_t item = parse_int(f[1], file, lines.line_no(), names[1]);
-        check_number(f[2], file, lines.line_no(), names[2]);
-        const std::int64_t ts = parse_int(f[3], file, lines.line_no(), names[3], "an integer Unix time");
-        const auto order = static_cast<std::int64_t>(raw.interactions.size());
-        raw.interactions.push_back({std::to_string(user), std::to_string(item), ts, order});
-      });
-    }
-  }
+  read_ratings(dir / "u.data", {"user id", "item id", "rating", "timestamp"}, 18,
+               [](std::string_view line, std::vector<std::string_view>& f) { split_char(line, '\t', f); }, opt, raw);
   // u.genre: "name|index"; the genre flags of u.item follow this index order.
   std::vector<std::string> genres;
   {
