@@ -1,0 +1,58 @@
+// TextEncoder: texts -> embedding rows (paper Eq. 2-3, E = Bert(Text); DESIGN.md "Interfaces").
+//
+// One interface for the item titles (the catalogue) and the LLM answers (the queries of intent
+// localization): both must go through the same encoder so that their cosine similarities mean something.
+// Implementations: "tfidf" (TF-IDF + LSA, fitted on the catalogue, the offline default; tfidf_lsa.hpp).
+// The llama.cpp and OpenAI-compatible embedding encoders plug in through make_text_encoder.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llm4sbr/core/config.hpp"
+
+namespace llm4sbr::embed {
+
+class TextEncoder {
+ public:
+  virtual ~TextEncoder() = default;
+
+  /// Embeds `texts`: a CPU float32 tensor [texts.size(), dim()], row i for texts[i]. Rows are
+  /// L2-normalised when normalize() is true, except that a text the encoder cannot represent (empty,
+  /// or, for TF-IDF, made only of unknown words) gives a zero row. Thread-compatible, not thread-safe.
+  virtual torch::Tensor encode(const std::vector<std::string>& texts) = 0;
+  /// d_text, the embedding width.
+  virtual std::int64_t dim() const = 0;
+  /// A short description for logs and done.json ("tfidf-lsa(d=256, vocab=123456)").
+  virtual std::string name() const = 0;
+  /// Whether encode() L2-normalises its rows (cosine similarity = inner product).
+  virtual bool normalize() const { return true; }
+
+  /// Encoders that learn from the catalogue (TF-IDF) fit on the item titles here; pretrained encoders
+  /// need nothing and keep this no-op.
+  virtual void fit(const std::vector<std::string>& corpus) { (void)corpus; }
+  /// False until fit() for encoders that need fitting; encode() throws Error before that.
+  virtual bool fitted() const { return true; }
+  /// Writes the encoder into `dir` (created if needed) so that load_text_encoder(dir) rebuilds it:
+  /// `encoder.json` (written last, {"kind": ..., ...}) plus whatever files the kind needs.
+  virtual void save(const std::filesystem::path& dir) const = 0;
+};
+
+/// Builds an encoder from a spec string and its settings (the `embed` section of a run config):
+///   "tfidf"  TfidfLsaEncoder with options from `settings.tfidf.*` (TfidfLsaOptions::from_config); unfitted.
+/// Throws ConfigError listing the known specs for anything else.
+std::unique_ptr<TextEncoder> make_text_encoder(const std::string& spec, const Config& settings);
+
+/// The specs make_text_encoder knows, for help texts and errors.
+std::vector<std::string> known_text_encoders();
+
+/// Rebuilds an encoder written by TextEncoder::save. Throws InputError naming `dir/encoder.json` if it is
+/// missing or names an unknown kind.
+std::unique_ptr<TextEncoder> load_text_encoder(const std::filesystem::path& dir);
+
+}  // namespace llm4sbr::embed

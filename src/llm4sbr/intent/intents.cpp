@@ -1,0 +1,272 @@
+#include "llm4sbr/intent/intents.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <string_view>
+#include <unordered_map>
+
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/npy.hpp"
+#include "llm4sbr/core/progress.hpp"
+#include "llm4sbr/intent/localizer.hpp"
+#include "llm4sbr/intent/titles_source.hpp"
+
+namespace llm4sbr::intent {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void check_options(const IntentsOptions& o) {
+  if (o.views.empty()) throw ConfigError("intents: at least one view is needed");
+  if (std::set<std::string>(o.views.begin(), o.views.end()).size() != o.views.size())
+    throw ConfigError("intents: a view is listed twice");
+  if (o.r < 0) throw ConfigError(fmt::format("intents: r = {} must be >= 0", o.r));
+  if (o.chunk < 1) throw ConfigError(fmt::format("intents: chunk = {} must be >= 1", o.chunk));
+}
+
+/// Rows scaled to unit L2 norm; zero rows stay zero.
+torch::Tensor unit_rows(const torch::Tensor& x) {
+  const auto norm = x.norm(2, 1, /*keepdim=*/true);
+  return torch::where(norm > 0, x / norm, torch::zeros_like(x));
+}
+
+}  // namespace
+
+ViewTextSource titles_text_source(const data::PreparedDataset& ds) {
+  return [&ds](const std::vector<data::Sample>& samples, const std::string& view) {
+    return view_texts(ds, samples, view);
+  };
+}
+
+torch::Tensor catalogue_embeddings(const data::PreparedDataset& ds, embed::TextEncoder& encoder) {
+  std::vector<std::string> titles;
+  titles.reserve(ds.items.size());
+  for (const auto& item : ds.items) titles.push_back(item.title);
+  torch::NoGradGuard no_grad;
+  auto e = encoder.encode(titles).to(torch::kFloat32).contiguous();
+  // An empty title must never be a hit, whatever the encoder makes of "".
+  for (std::size_t k = 0; k < titles.size(); ++k)
+    if (titles[k].empty()) e[static_cast<std::int64_t>(k)].zero_();
+  return e;
+}
+
+IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& ds,
+                             const std::vector<data::Sample>& samples, const ViewTextSource& source,
+                             embed::TextEncoder& encoder, const torch::Tensor& catalogue_in,
+                             const IntentsOptions& opt) {
+  check_options(opt);
+  if (!encoder.fitted()) throw Error("intents: the text encoder is not fitted");
+  torch::NoGradGuard no_grad;
+  IntentsSummary sum;
+  sum.samples = static_cast<std::int64_t>(samples.size());
+  sum.views = static_cast<std::int64_t>(opt.views.size());
+  sum.texts = sum.samples * sum.views;
+  const auto d = encoder.dim();
+  sum.dim = d;
+  if (catalogue_in.dim() != 2 || catalogue_in.size(0) != ds.n_items() || catalogue_in.size(1) != d)
+    throw Error(fmt::format("intents: the catalogue must be [{}, {}] (items x encoder dim), got {}", ds.n_items(), d,
+                            fmt::join(catalogue_in.sizes(), "x")));
+
+  fs::create_directories(dir);
+  std::error_code ec;
+  fs::remove(dir / "done.json", ec);
+
+  // 1. The texts of every (sample, view), and each distinct text once.
+  const auto n_views = static_cast<std::size_t>(sum.views);
+  std::vector<std::vector<std::string>> texts(n_views);
+  for (std::size_t v = 0; v < n_views; ++v) {
+    texts[v] = source(samples, opt.views[v]);
+    if (texts[v].size() != samples.size())
+      throw Error(fmt::format("intents: the text source gave {} texts for view '{}' of {} samples", texts[v].size(),
+                              opt.views[v], samples.size()));
+  }
+  std::unordered_map<std::string_view, std::int64_t> distinct_of;
+  std::vector<const std::string*> distinct;
+  std::vector<std::pair<std::size_t, std::size_t>> first_use;  // (sample index, view) of each distinct text
+  std::vector<std::int64_t> text_of(samples.size() * n_views);  // [sample][view] -> distinct index
+  distinct_of.reserve(samples.size() * n_views);
+  for (std::size_t s = 0; s < samples.size(); ++s)
+    for (std::size_t v = 0; v < n_views; ++v) {
+      const std::string& t = texts[v][s];
+      auto [it, inserted] = distinct_of.try_emplace(t, static_cast<std::int64_t>(distinct.size()));
+      if (inserted) {
+        distinct.push_back(&t);
+        first_use.emplace_back(s, v);
+      }
+      text_of[s * n_views + v] = it->second;
+    }
+  distinct_of = {};
+  const auto u = static_cast<std::int64_t>(distinct.size());
+  sum.distinct_texts = u;
+
+  // 2. Encode.
+  auto t0 = std::chrono::steady_clock::now();
+  auto emb = torch::empty({u, d}, torch::kFloat32);
+  {
+    ProgressBar bar("intents: encode", u, "texts");
+    std::vector<std::string> batch;
+    for (std::int64_t b0 = 0; b0 < u; b0 += opt.chunk) {
+      const auto b1 = std::min(u, b0 + opt.chunk);
+      batch.assign(static_cast<std::size_t>(b1 - b0), {});
+      for (auto i = b0; i < b1; ++i) batch[static_cast<std::size_t>(i - b0)] = *distinct[static_cast<std::size_t>(i)];
+      const auto e = encoder.encode(batch);
+      if (e.dim() != 2 || e.size(0) != b1 - b0 || e.size(1) != d)
+        throw Error(fmt::format("intents: encoder {} returned shape {} for {} texts of dim {}", encoder.name(),
+                                fmt::join(e.sizes(), "x"), b1 - b0, d));
+      emb.slice(0, b0, b1).copy_(e);
+      bar.tick(b1 - b0);
+    }
+    bar.finish();
+  }
+  const auto finite = torch::isfinite(emb).all(1);
+  if (u > 0 && !finite.all().item<bool>()) {
+    const auto i = finite.logical_not().nonzero()[0][0].item<std::int64_t>();
+    const auto [s, v] = first_use[static_cast<std::size_t>(i)];
+    throw InputError(fmt::format("{} sample {}", ds.name, samples[s].id), 0, "view " + opt.views[v],
+                     fmt::format("the text embeds to NaN/Inf ({}): '{}'", encoder.name(),
+                                 distinct[static_cast<std::size_t>(i)]->substr(0, 200)));
+  }
+  torch::Tensor catalogue = catalogue_in.to(torch::kCPU, torch::kFloat32).contiguous();
+  if (!encoder.normalize()) {
+    emb = unit_rows(emb);
+    catalogue = unit_rows(catalogue);
+  }
+  const auto zero = (emb == 0).all(1).contiguous();
+  sum.zero_texts = zero.sum().item<std::int64_t>();
+  distinct.clear();
+  sum.encode_seconds = seconds_since(t0);
+
+  // 3. Localize each distinct text.
+  t0 = std::chrono::steady_clock::now();
+  const auto index = make_localizer(opt.localizer, catalogue);
+  std::int64_t r = opt.r;
+  if (r > index->size()) {
+    spdlog::warn("intents: r = {} exceeds the {} catalogue items with a title; using r = {}", r, index->size(),
+                 index->size());
+    r = index->size();
+  }
+  sum.r = r;
+  auto intents = torch::empty({u, d}, torch::kFloat32);
+  auto top_ids = torch::empty({u, r}, torch::kInt64);
+  auto top_scores = torch::empty({u, r}, torch::kFloat32);
+  {
+    ProgressBar bar("intents: localize", u, "queries");
+    for (std::int64_t b0 = 0; b0 < u; b0 += opt.chunk) {
+      const auto b1 = std::min(u, b0 + opt.chunk);
+      const auto loc = localize(*index, emb.slice(0, b0, b1), r, opt.normalize_weights);
+      intents.slice(0, b0, b1).copy_(loc.intents);
+      top_ids.slice(0, b0, b1).copy_(loc.ids);
+      top_scores.slice(0, b0, b1).copy_(loc.scores);
+      bar.tick(b1 - b0);
+    }
+    bar.finish();
+  }
+  emb = torch::Tensor();
+  sum.localize_seconds = seconds_since(t0);
+
+  // 4. Write, done.json last.
+  t0 = std::chrono::steady_clock::now();
+  {
+    NpyWriter out(dir / "intents.npy", NpyDtype::kFloat32, {sum.samples, sum.views, d});
+    const float* ip = intents.data_ptr<float>();
+    for (const auto t : text_of) out.write(ip + t * d, d);
+    out.commit();
+  }
+  if (opt.write_records) {
+    AtomicFile out(dir / "localization.jsonl");
+    const auto* idp = top_ids.data_ptr<std::int64_t>();
+    const auto* scp = top_scores.data_ptr<float>();
+    const auto* zp = zero.data_ptr<bool>();
+    for (std::size_t s = 0; s < samples.size(); ++s)
+      for (std::size_t v = 0; v < n_views; ++v) {
+        const auto t = text_of[s * n_views + v];
+        using Json = nlohmann::ordered_json;
+        Json items = Json::array(), titles = Json::array(), scores = Json::array();
+        if (!zp[t])
+          for (std::int64_t j = 0; j < r; ++j) {
+            const auto id = idp[t * r + j];
+            items.push_back(id);
+            titles.push_back(ds.items[static_cast<std::size_t>(id - 1)].title);
+            scores.push_back(std::round(static_cast<double>(scp[t * r + j]) * 1e6) / 1e6);  // 6 decimals
+          }
+        const Json rec = {{"sample", samples[s].id}, {"view", opt.views[v]}, {"text", texts[v][s]},
+                          {"items", std::move(items)}, {"titles", std::move(titles)}, {"scores", std::move(scores)}};
+        out.write(rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        out.write("\n");
+      }
+    out.commit();
+  }
+  sum.write_seconds = seconds_since(t0);
+  const nlohmann::json done = {{"format", kFormatVersion},
+                               {"key", opt.key},
+                               {"shape", {sum.samples, sum.views, d}},
+                               {"samples", sum.samples},
+                               {"views", opt.views},
+                               {"dim", d},
+                               {"r", r},
+                               {"r_requested", opt.r},
+                               {"normalize_weights", opt.normalize_weights},
+                               {"localizer", index->name()},
+                               {"encoder", encoder.name()},
+                               {"catalogue_items", ds.n_items()},
+                               {"searchable_items", index->size()},
+                               {"distinct_texts", sum.distinct_texts},
+                               {"zero_texts", sum.zero_texts},
+                               {"records", opt.write_records},
+                               {"seconds",
+                                {{"encode", sum.encode_seconds},
+                                 {"localize", sum.localize_seconds},
+                                 {"write", sum.write_seconds}}}};
+  write_file_atomically(dir / "done.json", done.dump(2) + "\n");
+  spdlog::info("intents: {} samples x {} views -> {} ({} distinct texts, {} with a zero embedding; encode {:.1f}s, "
+               "localize {:.1f}s, write {:.1f}s)",
+               sum.samples, sum.views, (dir / "intents.npy").string(), u, sum.zero_texts, sum.encode_seconds,
+               sum.localize_seconds, sum.write_seconds);
+  return sum;
+}
+
+std::optional<nlohmann::json> intents_done(const fs::path& dir) {
+  std::ifstream in(dir / "done.json");
+  if (!in) return std::nullopt;
+  try {
+    auto j = nlohmann::json::parse(in);
+    if (j.value("format", 0) != kFormatVersion || !fs::exists(dir / "intents.npy")) return std::nullopt;
+    return j;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+bool intents_ready(const fs::path& dir, const std::string& key) {
+  const auto done = intents_done(dir);
+  return done && done->value("key", std::string{}) == key;
+}
+
+torch::Tensor read_intents(const fs::path& dir) {
+  const auto done = intents_done(dir);
+  if (!done) throw InputError((dir / "done.json").string(), 0, "", "missing or unreadable: the intent stage did not finish here");
+  const auto file = dir / "intents.npy";
+  const auto h = read_npy_header(file);
+  const auto shape = done->at("shape").get<std::vector<std::int64_t>>();
+  if (h.shape != shape)
+    throw InputError(file.string(), 0, "shape", fmt::format("({}) but done.json says ({})", fmt::join(h.shape, ", "),
+                                                            fmt::join(shape, ", ")));
+  auto out = torch::empty(h.shape, torch::kFloat32);
+  read_npy_data(file, h, NpyDtype::kFloat32, out.data_ptr<float>());
+  return out;
+}
+
+}  // namespace llm4sbr::intent

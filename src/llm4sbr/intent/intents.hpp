@@ -1,0 +1,88 @@
+// The intent stage: view texts (LLM answers, or item titles for the LLM-free source) -> text embeddings
+// -> intent localization (paper Eq. 4-5) -> intent files that training reads as plain float tensors.
+//
+// Files written into the stage directory:
+//   intents.npy         float32 [n_samples, n_views, d_text]; row s = sample s of the split (Sample::id
+//                       order as given), views in IntentsOptions::views order
+//   localization.jsonl  one line per (sample, view), sample-major: {"sample": id, "view": "long",
+//                       "text": ..., "items": [ids], "titles": [...], "scores": [...]} (the top-r items
+//                       behind each intent, best first; empty lists for r = 0 and for texts whose
+//                       embedding is zero)
+//   done.json           written last: shapes, settings, encoder, timings and the caller's cache key.
+// Every file goes through a temporary name and a rename, and done.json is removed before anything else
+// is written, so an interrupted run never leaves a directory that passes intents_done().
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "llm4sbr/data/dataset.hpp"
+#include "llm4sbr/embed/text_encoder.hpp"
+
+namespace llm4sbr::intent {
+
+/// The texts of one view for `samples`, one per sample, in order. The titles source is view_texts; an
+/// LLM source returns the cleaned responses of the (sample, view) prompts.
+using ViewTextSource =
+    std::function<std::vector<std::string>(const std::vector<data::Sample>& samples, const std::string& view)>;
+
+/// view_texts over `ds` as a ViewTextSource (keeps a reference to ds).
+ViewTextSource titles_text_source(const data::PreparedDataset& ds);
+
+struct IntentsOptions {
+  std::vector<std::string> views{"long", "short"};
+  std::int64_t r = 5;                ///< top-r of Eq. 5; 0 = the raw text embeddings
+  bool normalize_weights = false;    ///< divide Eq. 5 by Σ sim (not in the paper)
+  std::string localizer = "faiss";   ///< "faiss" or "blocked" (identical results)
+  std::int64_t chunk = 8192;         ///< texts per encoder call and queries per localization call
+  bool write_records = true;         ///< write localization.jsonl
+  std::string key;                   ///< the caller's cache key (hash of inputs and settings), kept in done.json
+};
+
+struct IntentsSummary {
+  std::int64_t samples = 0;
+  std::int64_t views = 0;
+  std::int64_t dim = 0;
+  std::int64_t r = 0;               ///< after clamping to the searchable catalogue
+  std::int64_t texts = 0;           ///< samples x views
+  std::int64_t distinct_texts = 0;  ///< texts encoded and localized (each distinct text once)
+  std::int64_t zero_texts = 0;      ///< distinct texts with a zero embedding (empty or all-unknown words)
+  double encode_seconds = 0;
+  double localize_seconds = 0;
+  double write_seconds = 0;
+};
+
+/// The catalogue for localization: encoder(titles) [N, d], row k = item id k + 1. An item with an empty
+/// title gets a zero row, which the localizer leaves out of its index, so it is never a top-r hit.
+torch::Tensor catalogue_embeddings(const data::PreparedDataset& ds, embed::TextEncoder& encoder);
+
+/// Runs the stage for one split and writes `dir` (created if needed). `catalogue` is
+/// catalogue_embeddings(ds, encoder) (or any [N, d] from the same encoder). If the encoder does not
+/// L2-normalise, queries and catalogue rows are normalised here so that inner products are the cosines
+/// of Eq. 4. Identical texts are encoded and localized once. Shows progress bars for encoding and
+/// localization. Throws ConfigError for bad options, InputError naming the sample and view whose text
+/// embeds to NaN/Inf, and Error when the source returns the wrong number of texts.
+IntentsSummary write_intents(const std::filesystem::path& dir, const data::PreparedDataset& ds,
+                             const std::vector<data::Sample>& samples, const ViewTextSource& source,
+                             embed::TextEncoder& encoder, const torch::Tensor& catalogue,
+                             const IntentsOptions& options);
+
+/// done.json of a finished stage directory, or nullopt if the stage did not finish there.
+std::optional<nlohmann::json> intents_done(const std::filesystem::path& dir);
+
+/// True if `dir` holds finished intents whose done.json carries `key`.
+bool intents_ready(const std::filesystem::path& dir, const std::string& key);
+
+/// intents.npy of a finished directory as a [n_samples, n_views, d] float32 tensor. Throws InputError if
+/// done.json is missing (unfinished run) or the array disagrees with it.
+torch::Tensor read_intents(const std::filesystem::path& dir);
+
+}  // namespace llm4sbr::intent

@@ -1,0 +1,212 @@
+#include "llm4sbr/intent/intents.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "llm4sbr/core/config.hpp"
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/npy.hpp"
+#include "llm4sbr/data/prepare.hpp"
+#include "llm4sbr/data/readers.hpp"
+#include "llm4sbr/embed/tfidf_lsa.hpp"
+#include "llm4sbr/intent/localizer.hpp"
+#include "llm4sbr/intent/titles_source.hpp"
+#include "test_support.hpp"
+
+namespace llm4sbr::intent {
+namespace {
+
+using llm4sbr::testing::data_dir;
+using llm4sbr::testing::TempDir;
+namespace fs = std::filesystem;
+
+/// Five items (one without a title) and three samples.
+data::PreparedDataset toy_dataset() {
+  data::PreparedDataset ds;
+  ds.name = "toy";
+  const std::vector<std::string> titles{"Macadamia Oil Nourishing Leave-In Cream", "Macadamia Oil Shampoo", "",
+                                        "Pink Grapefruit Body Cream", "Blush Blusher Makeup Palette"};
+  for (std::size_t k = 0; k < titles.size(); ++k)
+    ds.items.push_back({static_cast<std::int64_t>(k + 1), "raw" + std::to_string(k), titles[k]});
+  ds.sessions.push_back({"u1", {1, 2, 3, 4}, 0});
+  ds.train = {{0, 0, {1, 2, 3}, 4}, {1, 0, {1, 2}, 3}, {2, 0, {3}, 2}};
+  return ds;
+}
+
+std::vector<std::string> read_lines(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST(TitlesSource, ViewTexts) {
+  const auto ds = toy_dataset();
+  const auto long_texts = view_texts(ds, ds.train, "long");
+  EXPECT_EQ(long_texts, (std::vector<std::string>{"Macadamia Oil Nourishing Leave-In Cream; Macadamia Oil Shampoo",
+                                                  "Macadamia Oil Nourishing Leave-In Cream; Macadamia Oil Shampoo",
+                                                  ""}));
+  EXPECT_EQ(view_texts(ds, ds.train, "normal"), long_texts);
+  EXPECT_EQ(view_texts(ds, ds.train, "short"),
+            (std::vector<std::string>{"", "Macadamia Oil Shampoo", ""}));  // item 3 has no title
+  EXPECT_THROW(view_texts(ds, ds.train, "medium"), ConfigError);
+  auto bad = ds.train;
+  bad[1].prefix = {1, 9};
+  EXPECT_THROW(view_texts(ds, bad, "long"), InputError);
+}
+
+std::unique_ptr<embed::TfidfLsaEncoder> fitted_toy_encoder(const data::PreparedDataset& ds) {
+  embed::TfidfLsaOptions o;
+  o.dim = 4;
+  o.char_min_df = 1;
+  auto enc = std::make_unique<embed::TfidfLsaEncoder>(o);
+  std::vector<std::string> titles;
+  for (const auto& it : ds.items) titles.push_back(it.title);
+  enc->fit(titles);
+  return enc;
+}
+
+TEST(Intents, WritesIntentsRecordsAndDoneLast) {
+  TempDir tmp;
+  const auto ds = toy_dataset();
+  auto enc_ptr = fitted_toy_encoder(ds);
+  auto& enc = *enc_ptr;
+  const auto catalogue = catalogue_embeddings(ds, enc);
+  EXPECT_EQ(catalogue[2].abs().max().item<float>(), 0.0f) << "the untitled item has a zero row";
+  IntentsOptions opt;
+  opt.r = 2;
+  opt.key = "abc123";
+  const auto sum = write_intents(tmp / "intents", ds, ds.train, titles_text_source(ds), enc, catalogue, opt);
+  EXPECT_EQ(sum.samples, 3);
+  EXPECT_EQ(sum.texts, 6);
+  EXPECT_EQ(sum.distinct_texts, 3);  // "A; B", "", "B"
+  EXPECT_EQ(sum.zero_texts, 1);
+  ASSERT_TRUE(intents_done(tmp / "intents"));
+  EXPECT_TRUE(intents_ready(tmp / "intents", "abc123"));
+  EXPECT_FALSE(intents_ready(tmp / "intents", "other"));
+
+  const auto intents = read_intents(tmp / "intents");
+  ASSERT_EQ(intents.sizes(), (std::vector<std::int64_t>{3, 2, 4}));
+  // Each intent is Eq. 5 applied to the encoded view text.
+  const auto index = make_faiss_localizer(catalogue);
+  for (const std::string view : {"long", "short"}) {
+    const auto v = view == "long" ? 0 : 1;
+    const auto want = localize(*index, enc.encode(view_texts(ds, ds.train, view)), 2).intents;
+    EXPECT_TRUE(torch::allclose(intents.select(1, v), want, 1e-6, 1e-6)) << view;
+  }
+  EXPECT_EQ(intents[0][1].abs().max().item<float>(), 0.0f) << "empty short text -> zero intent";
+
+  const auto lines = read_lines(tmp / "intents" / "localization.jsonl");
+  ASSERT_EQ(lines.size(), 6u);
+  const auto rec = nlohmann::json::parse(lines[2]);  // sample 1, long
+  EXPECT_EQ(rec.at("sample"), 1);
+  EXPECT_EQ(rec.at("view"), "long");
+  EXPECT_EQ(rec.at("text"), "Macadamia Oil Nourishing Leave-In Cream; Macadamia Oil Shampoo");
+  ASSERT_EQ(rec.at("items").size(), 2u);
+  for (const auto& id : rec.at("items")) EXPECT_NE(id.get<std::int64_t>(), 3) << "untitled items are never hits";
+  EXPECT_EQ(rec.at("titles")[0], ds.items[rec.at("items")[0].get<std::size_t>() - 1].title);
+  EXPECT_GE(rec.at("scores")[0].get<double>(), rec.at("scores")[1].get<double>());
+  EXPECT_TRUE(nlohmann::json::parse(lines[1]).at("items").empty()) << "zero text: no items";
+
+  const auto done = *intents_done(tmp / "intents");
+  EXPECT_EQ(done.at("shape"), nlohmann::json({3, 2, 4}));
+  EXPECT_EQ(done.at("r"), 2);
+  EXPECT_EQ(done.at("views"), nlohmann::json({"long", "short"}));
+}
+
+TEST(Intents, InterruptedRunIsNeverMistakenForAFinishedOne) {
+  TempDir tmp;
+  const auto ds = toy_dataset();
+  auto enc_ptr = fitted_toy_encoder(ds);
+  auto& enc = *enc_ptr;
+  const auto catalogue = catalogue_embeddings(ds, enc);
+  IntentsOptions opt;
+  write_intents(tmp.path(), ds, ds.train, titles_text_source(ds), enc, catalogue, opt);
+  ASSERT_TRUE(intents_done(tmp.path()));
+  // A re-run that dies half-way (here: its text source throws for the second view) removes done.json.
+  int calls = 0;
+  ViewTextSource failing = [&](const std::vector<data::Sample>& s, const std::string& view) {
+    if (++calls == 2) throw Error("LLM server went away");
+    return view_texts(ds, s, view);
+  };
+  EXPECT_THROW(write_intents(tmp.path(), ds, ds.train, failing, enc, catalogue, opt), Error);
+  EXPECT_FALSE(intents_done(tmp.path()));
+  EXPECT_THROW(read_intents(tmp.path()), InputError);
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
+  // A source with the wrong number of texts is an error, not a silent misalignment.
+  ViewTextSource short_source = [](const std::vector<data::Sample>&, const std::string&) {
+    return std::vector<std::string>{"x"};
+  };
+  EXPECT_THROW(write_intents(tmp.path(), ds, ds.train, short_source, enc, catalogue, opt), Error);
+}
+
+TEST(Intents, RZeroWritesTheRawTextEmbeddings) {
+  TempDir tmp;
+  const auto ds = toy_dataset();
+  auto enc_ptr = fitted_toy_encoder(ds);
+  auto& enc = *enc_ptr;
+  IntentsOptions opt;
+  opt.r = 0;
+  opt.views = {"short"};
+  opt.localizer = "blocked";
+  write_intents(tmp.path(), ds, ds.train, titles_text_source(ds), enc, catalogue_embeddings(ds, enc), opt);
+  const auto intents = read_intents(tmp.path());
+  ASSERT_EQ(intents.sizes(), (std::vector<std::int64_t>{3, 1, 4}));
+  EXPECT_TRUE(torch::equal(intents.select(1, 0), enc.encode(view_texts(ds, ds.train, "short"))));
+  EXPECT_TRUE(nlohmann::json::parse(read_lines(tmp.path() / "localization.jsonl")[1]).at("items").empty());
+}
+
+TEST(Intents, TitlesSourceOnARealBeautySubset) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  auto cfg = Config::load(fs::path(LLM4SBR_SOURCE_DIR) / "configs" / "beauty.yaml");
+  cfg.set("data.max_sessions", "400");
+  cfg.set("data.min_item_count", "1");  // 400 users of a 5-core dataset: keep every item they touched
+  const auto raw = data::read_dataset("beauty", data_dir() / data::dataset_folder("beauty"));
+  const auto ds = data::prepare(raw, data::prepare_options_from_config(cfg));
+  ASSERT_FALSE(ds.test.empty());
+  std::vector<std::string> titles;
+  for (const auto& it : ds.items) titles.push_back(it.title);
+  embed::TfidfLsaOptions o;
+  o.dim = 64;
+  embed::TfidfLsaEncoder enc(o);
+  enc.fit(titles);
+  const auto catalogue = catalogue_embeddings(ds, enc);
+
+  TempDir tmp;
+  for (const std::string split : {"train", "test"}) {
+    const auto& samples = ds.split(split);
+    IntentsOptions opt;
+    opt.r = 5;
+    const auto sum =
+        write_intents(tmp / split, ds, samples, titles_text_source(ds), enc, catalogue, opt);
+    const auto intents = read_intents(tmp / split);
+    ASSERT_EQ(intents.sizes(), (std::vector<std::int64_t>{static_cast<std::int64_t>(samples.size()), 2, enc.dim()}));
+    EXPECT_TRUE(torch::isfinite(intents).all().item<bool>());
+    // A sample gets a zero intent exactly when its view text is empty (no titled item in the window).
+    bool any_empty = false;
+    for (const std::string view : {"long", "short"}) {
+      const auto texts = view_texts(ds, samples, view);
+      const auto norms = intents.select(1, view == "long" ? 0 : 1).norm(2, 1);
+      for (std::size_t s = 0; s < texts.size(); ++s) {
+        any_empty |= texts[s].empty();
+        EXPECT_EQ(norms[static_cast<std::int64_t>(s)].item<float>() == 0.0f, texts[s].empty()) << split << " " << s;
+      }
+    }
+    EXPECT_EQ(sum.zero_texts, any_empty ? 1 : 0);
+    EXPECT_EQ(read_lines(tmp / split / "localization.jsonl").size(), 2 * samples.size());
+    // The short view of a sample is its last item's title, which is in the catalogue: that item is a
+    // top hit with cosine ~1.
+    const auto rec = nlohmann::json::parse(read_lines(tmp / split / "localization.jsonl")[1]);
+    EXPECT_EQ(rec.at("view"), "short");
+    const auto last = samples[0].prefix.back();
+    if (ds.items[static_cast<std::size_t>(last - 1)].title.empty()) continue;
+    EXPECT_GT(rec.at("scores")[0].get<double>(), 0.999);
+    const auto& top_title = rec.at("titles")[0].get<std::string>();
+    EXPECT_EQ(top_title, ds.items[static_cast<std::size_t>(last - 1)].title);
+  }
+}
+
+}  // namespace
+}  // namespace llm4sbr::intent
