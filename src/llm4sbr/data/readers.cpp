@@ -77,20 +77,6 @@ class LineCursor {
   std::size_t line_no_ = 0;
 };
 
-void split_char(std::string_view s, char sep, std::vector<std::string_view>& out) {
-  out.clear();
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t p = s.find(sep, start);
-    if (p == std::string_view::npos) {
-      out.push_back(s.substr(start));
-      return;
-    }
-    out.push_back(s.substr(start, p - start));
-    start = p + 1;
-  }
-}
-
 void split_str(std::string_view s, std::string_view sep, std::vector<std::string_view>& out) {
   out.clear();
   std::size_t start = 0;
@@ -103,6 +89,10 @@ void split_str(std::string_view s, std::string_view sep, std::vector<std::string
     out.push_back(s.substr(start, p - start));
     start = p + sep.size();
   }
+}
+
+void split_char(std::string_view s, char sep, std::vector<std::string_view>& out) {
+  split_str(s, std::string_view(&sep, 1), out);
 }
 
 /// Splits on runs of spaces and tabs (empty tokens are dropped).
