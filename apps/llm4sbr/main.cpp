@@ -20,6 +20,7 @@
 #include "llm4sbr/llm/infer.hpp"
 #include "llm4sbr/llm/llm_backend.hpp"
 #include "llm4sbr/llm/response_store.hpp"
+#include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/text/prompts.hpp"
 #include "llm4sbr/train/experiment.hpp"
 #include "llm4sbr/train/runtime.hpp"
@@ -67,6 +68,8 @@ const std::map<std::string, std::set<std::string>>& known_keys() {
                 "test_fraction", "test_sessions", "valid_fraction", "augment", "max_sessions", "skip_malformed"}},
       {"prompt", {"header", "item_line", "question", "qualifiers", "max_items", "system"}},
       {"llm", {"model", "max_tokens", "temperature", "seed", "stop", "parallel", "batch_tokens", "threads", "context", "chunk"}},
+      {"intent", {"source", "views", "top_r", "normalize_weights", "localizer"}},
+      {"enhance", {"enabled", "baseline", "tau", "align_uniform", "average_views", "without_sbr"}},
   };
   return k;
 }
@@ -167,6 +170,22 @@ int main(int argc, char** argv) {
   run->add_option("--data-dir", data_dir, "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
   add_config_options(run, run_cfg, true);
 
+  // ablate
+  auto* ablate = app.add_subcommand("ablate", "the paper's ablations (Table 4, Fig. 6, Fig. 7 r sweep) in one table");
+  ConfigArgs ablate_cfg;
+  ablate->add_option("--out,-o", out, "run directory")->required();
+  ablate->add_option("--data-dir", data_dir, "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
+  add_config_options(ablate, ablate_cfg, true);
+
+  // compare
+  auto* compare = app.add_subcommand("compare", "several backbones, each plain and with the LLM4SBR head, in one table");
+  ConfigArgs compare_cfg;
+  std::vector<std::string> compare_models;
+  compare->add_option("--out,-o", out, "run directory")->required();
+  compare->add_option("--models,-m", compare_models, "models to compare (default: every registered model)")->delimiter(',');
+  compare->add_option("--data-dir", data_dir, "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
+  add_config_options(compare, compare_cfg, true);
+
   // download
   auto* download = app.add_subcommand("download", "download a public dataset into the data directory");
   std::string what;
@@ -196,7 +215,7 @@ int main(int argc, char** argv) {
       auto ds = data::read_prepared(prepared);
       fs::create_directories(out);
       std::vector<train::ModelRun> runs{train::train_backbone(cfg, ds, out)};
-      train::write_reports(cfg, ds, runs, out);
+      train::write_reports(cfg, ds, runs, out, fmt::format("{} on {}", runs.front().label, ds.name), false);
       fmt::print("\n{}\n", train::results_table(runs, train::train_options_from_config(cfg).ks, false));
     } else if (eval_cmd->parsed()) {
       Config cfg = load_config(eval_cfg);
@@ -242,6 +261,23 @@ int main(int argc, char** argv) {
       Config cfg = load_config(run_cfg);
       if (!data_dir.empty()) cfg.set("paths.data", data_dir);
       train::run_experiment(cfg, out);
+    } else if (ablate->parsed()) {
+      Config cfg = load_config(ablate_cfg);
+      if (!data_dir.empty()) cfg.set("paths.data", data_dir);
+      train::run_variants(cfg, out, train::ablation_variants(),
+                          fmt::format("Ablations of LLM4SBR({}) on {}", train::display_name(cfg.require<std::string>("model")),
+                                      cfg.require<std::string>("dataset")),
+                          false);
+    } else if (compare->parsed()) {
+      Config cfg = load_config(compare_cfg);
+      if (!data_dir.empty()) cfg.set("paths.data", data_dir);
+      if (compare_models.empty()) compare_models = models::registered_encoders();
+      const auto known = models::registered_encoders();
+      for (const auto& m : compare_models)
+        if (std::find(known.begin(), known.end(), m) == known.end())
+          throw ConfigError(fmt::format("compare: unknown model '{}'; known models: {}", m, fmt::join(known, ", ")));
+      train::run_variants(cfg, out, train::comparison_variants(compare_models),
+                          fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), false);
     } else if (download->parsed()) {
       fs::path target = data_dir.empty() ? fs::path(std::getenv("LLM4SBR_DATA_DIR") ? std::getenv("LLM4SBR_DATA_DIR") : "../shared/data")
                                          : fs::path(data_dir);

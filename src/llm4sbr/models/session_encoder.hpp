@@ -22,6 +22,8 @@ struct SessionBatch {
   torch::Tensor mask;        ///< [B, L] bool, true at real clicks
   torch::Tensor targets;     ///< [B] int64 model ids 1..N (the next click)
   torch::Tensor sample_ids;  ///< [B] int64 Sample::id, to look up per-sample side data (intents)
+  torch::Tensor intents;     ///< [B, V, d_text] float32 localized intents of the samples (LLM4SBR head);
+                             ///< undefined when the run has none
   std::int64_t size() const { return items.size(0); }
 };
 

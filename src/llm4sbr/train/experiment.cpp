@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 
@@ -11,6 +12,8 @@
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
+#include "llm4sbr/enhance/llm4sbr_head.hpp"
+#include "llm4sbr/intent/intent_stage.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/train/runtime.hpp"
 
@@ -19,17 +22,6 @@ namespace llm4sbr::train {
 namespace fs = std::filesystem;
 
 namespace {
-
-void write_text(const fs::path& file, const std::string& text) {
-  auto tmp = file;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw Error("cannot write " + tmp.string());
-    out << text;
-  }
-  fs::rename(tmp, file);
-}
 
 // Size and mtime of every source file: a cheap fingerprint that changes when the data is replaced.
 std::string source_fingerprint(const fs::path& dir) {
@@ -65,10 +57,16 @@ fs::path resolve_data_dir(const std::string& override_dir) {
       fallback.string(), fs::current_path().string()));
 }
 
+std::string prepare_key(const Config& cfg, const fs::path& data_dir) {
+  const auto dataset = cfg.require<std::string>("dataset");
+  const fs::path source = data_dir / data::dataset_folder(dataset);
+  return hash_hex(fmt::format("{}\n{}\n{}", dataset, cfg.canonical("data"), source_fingerprint(source)));
+}
+
 data::PreparedDataset prepare_cached(const Config& cfg, const fs::path& data_dir, const fs::path& stages_dir) {
   const auto dataset = cfg.require<std::string>("dataset");
   const fs::path source = data_dir / data::dataset_folder(dataset);
-  const std::string key = hash_hex(fmt::format("{}\n{}\n{}", dataset, cfg.canonical("data"), source_fingerprint(source)));
+  const std::string key = prepare_key(cfg, data_dir);
   const fs::path dir = stages_dir / ("prepare-" + key);
   if (data::is_prepared(dir)) {
     spdlog::info("prepare: re-using {}", dir.string());
@@ -120,89 +118,123 @@ ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds,
   return run;
 }
 
-ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const fs::path& run_dir) {
+Recommender build_llm4sbr(const Config& cfg, const data::PreparedDataset& ds, const std::vector<std::string>& views,
+                          std::int64_t text_dim) {
+  auto backbone = build_backbone(cfg, ds);
+  return std::make_shared<enhance::Llm4sbrHeadImpl>(backbone->encoder(),
+                                                    enhance::HeadOptions::from_config(cfg, views, text_dim),
+                                                    train_options_from_config(cfg).seed);
+}
+
+ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, RecommenderImpl& model, const fs::path& run_dir,
+                     const SplitIntents& intents) {
   auto opt = train_options_from_config(cfg);
-  auto model = build_backbone(cfg, ds);
-  opt.run_dir = run_dir / cfg.require<std::string>("model");
-  opt.label = model->label();
+  opt.run_dir = run_dir;
+  opt.label = model.label();
   std::int64_t n_params = 0;
-  for (const auto& p : model->parameters()) n_params += p.numel();
-  spdlog::info("train: {} ({} parameters) on {} samples", opt.label, n_params, ds.train.size());
-  return {model->label(), fit(*model, ds, opt)};
+  for (const auto& p : model.parameters()) n_params += p.numel();
+  spdlog::info("train: {} ({} parameters) on {} samples -> {}", opt.label, n_params, ds.train.size(), run_dir.string());
+  return {model.label(), fit(model, ds, opt, intents), ""};
 }
 
-std::string results_table(const std::vector<ModelRun>& runs, const std::vector<std::int64_t>& ks, bool markdown,
-                          bool best_on_test) {
-  const auto names = metric_names(ks);
-  std::size_t label_width = 5;
-  for (const auto& r : runs) label_width = std::max(label_width, r.label.size());
+ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const fs::path& run_dir) {
+  auto model = build_backbone(cfg, ds);
+  return train_model(cfg, ds, *model, run_dir / cfg.require<std::string>("model"));
+}
+
+namespace {
+
+// A file-system-friendly name for a row's run directory ("LLM4SBR(SR-GNN) w/o AU" -> "llm4sbr-sr-gnn-w-o-au").
+std::string slug(const std::string& label) {
   std::string out;
-  auto cell = [&](const std::string& s, std::size_t w) { return markdown ? fmt::format(" {} |", s) : fmt::format(" {:>{}}", s, w); };
-  out += markdown ? fmt::format("| {} |", "Model") : fmt::format("{:<{}}", "Model", label_width);
-  for (const auto& n : names) out += cell(n, 8);
-  out += "\n";
-  if (markdown) {
-    out += "|---|";
-    for (std::size_t i = 0; i < names.size(); ++i) out += "---:|";
-    out += "\n";
+  for (unsigned char c : label) {
+    if (std::isalnum(c)) out += static_cast<char>(std::tolower(c));
+    else if (!out.empty() && out.back() != '-') out += '-';
   }
-  for (const auto& r : runs) {
-    const auto& m = best_on_test ? r.result.best_on_test : r.result.test;
-    out += markdown ? fmt::format("| {} |", r.label) : fmt::format("{:<{}}", r.label, label_width);
-    for (const auto& n : names) out += cell(fmt::format("{:.2f}", m.count(n) ? m.at(n) : 0.0), 8);
-    out += "\n";
-  }
-  return out;
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "model" : out;
 }
 
-void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std::vector<ModelRun>& runs,
-                   const fs::path& run_dir) {
-  const auto opt = train_options_from_config(cfg);
-  nlohmann::json metrics;
-  metrics["dataset"] = cfg.get<std::string>("dataset", ds.name);
-  metrics["stats"] = data::dataset_stats(ds);
-  metrics["paper_compatible"] = opt.paper_compatible;
-  for (const auto& r : runs) metrics["models"][r.label] = r.result.to_json();
-  // The first run's figures also sit at the top level, the layout scripts read for a single model.
-  if (!runs.empty()) {
-    auto first = runs.front().result.to_json();
-    for (const char* k : {"test", "best_on_test", "epochs"}) metrics[k] = first[k];
+// One row: the plain backbone, or Stage 1 (cached) and the LLM4SBR head.
+ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::string& data_key, const fs::path& out_dir,
+                 const std::string& label) {
+  if (!cfg.get<bool>("enhance.enabled", true)) {
+    auto model = build_backbone(cfg, ds);
+    const std::string name = label.empty() ? model->label() : label;
+    auto run = train_model(cfg, ds, *model, out_dir / slug(name));
+    run.label = name;
+    return run;
   }
-  write_text(run_dir / "metrics.json", metrics.dump(2) + "\n");
-
-  std::string md = fmt::format("# Results: {} on {}\n\n", cfg.get<std::string>("model", "?"), metrics["dataset"].get<std::string>());
-  md += fmt::format("Test metrics (%) of the epoch selected on the validation split{}; averaged over all {} test samples{}.\n\n",
-                    runs.empty() || runs.front().result.selected_on_validation ? "" : " (no validation split: last epoch)",
-                    ds.test.size(), opt.paper_compatible ? " with the reference code's @5/@10 averaging (paper_compatible)" : "");
-  md += results_table(runs, opt.ks, true);
-  md += "\nBest value of each metric over epochs on the test set (the papers' protocol; optimistic):\n\n";
-  md += results_table(runs, opt.ks, true, true);
-  md += "\n## Epochs\n\n| model | epoch | lr | loss | s/epoch | samples/s | valid HR@20 | valid MRR@20 | test HR@20 | test MRR@20 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& r : runs)
-    for (const auto& e : r.result.epochs)
-      md += fmt::format("| {} | {}{} | {:.0e} | {:.4f} | {:.1f} | {:.0f} | {} | {} | {:.2f} | {:.2f} |\n", r.label, e.epoch,
-                        e.epoch == r.result.best_epoch ? "*" : "", e.lr, e.train_loss, e.train_seconds,
-                        e.train_samples_per_second, e.valid.empty() ? "-" : fmt::format("{:.2f}", e.valid.at("HR@20")),
-                        e.valid.empty() ? "-" : fmt::format("{:.2f}", e.valid.at("MRR@20")), e.test.at("HR@20"),
-                        e.test.at("MRR@20"));
-  md += fmt::format("\n## Data\n\n```\n{}\n```\n\n## Settings\n\n```yaml\n{}```\n", data::dataset_stats(ds).dump(2), cfg.dump());
-  write_text(run_dir / "results.md", md);
+  const auto stage = intent::run_intent_stage(cfg, ds, data_key, out_dir / "stages");
+  auto model = build_llm4sbr(cfg, ds, stage.views, stage.dim);
+  std::string name = label.empty() ? model->label() : label;
+  if (label.empty() && stage.source.kind == "titles") name += " [titles]";
+  auto run = train_model(cfg, ds, *model, out_dir / slug(name), {stage.train, stage.valid, stage.test});
+  run.label = name;
+  run.intents = stage.source.describe();
+  return run;
 }
 
-std::vector<ModelRun> run_experiment(const Config& cfg, const fs::path& out_dir) {
+}  // namespace
+
+std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, const std::vector<Variant>& variants,
+                                   const std::string& title, bool improvement) {
   configure_runtime(cfg.get<int>("threads", 0));
   fs::create_directories(out_dir);
   write_text(out_dir / "config.yaml", cfg.dump());
   const auto data_dir = resolve_data_dir(cfg.get<std::string>("paths.data", ""));
-  auto ds = prepare_cached(cfg, data_dir, out_dir / "stages");
-  std::vector<ModelRun> runs;
-  runs.push_back(train_backbone(cfg, ds, out_dir));
-  write_reports(cfg, ds, runs, out_dir);
+  const auto ds = prepare_cached(cfg, data_dir, out_dir / "stages");
+  const auto data_key = prepare_key(cfg, data_dir);
   const auto opt = train_options_from_config(cfg);
-  fmt::print("\nTest metrics (%), epoch selected on validation, {} test samples:\n\n{}\n", ds.test.size(),
-             results_table(runs, opt.ks, false));
-  fmt::print("Written: {}/results.md, metrics.json, checkpoints\n", out_dir.string());
+
+  std::vector<ModelRun> runs;
+  for (const auto& v : variants) {
+    Config vcfg(YAML::Clone(cfg.root()));  // a deep copy: yaml-cpp nodes are shared handles
+    vcfg.apply_overrides(v.set);
+    runs.push_back(run_one(vcfg, ds, data_key, out_dir, v.label));
+    // Reports after every row, so a long comparison that is stopped still shows what finished.
+    plot_curves(runs, out_dir);
+    write_reports(cfg, ds, runs, out_dir, title, improvement);
+  }
+  fmt::print("\n{}\nTest metrics (%), epoch selected on validation, {} test samples:\n\n{}\n", title, ds.test.size(),
+             results_table(runs, opt.ks, false, false, improvement));
+  for (const auto& r : runs)
+    if (!r.intents.empty()) fmt::print("{}: intents from {}\n", r.label, r.intents);
+  fmt::print("Written: {}/results.md, metrics.json, curves.png, checkpoints\n", out_dir.string());
   return runs;
+}
+
+std::vector<ModelRun> run_experiment(const Config& cfg, const fs::path& out_dir) {
+  std::vector<Variant> variants;
+  const bool enhanced = cfg.get<bool>("enhance.enabled", true);
+  if (!enhanced || cfg.get<bool>("enhance.baseline", true)) variants.push_back({"", {"enhance.enabled=false"}});
+  if (enhanced) variants.push_back({"", {}});
+  const auto title = fmt::format("{} on {}", display_name(cfg.require<std::string>("model")), cfg.require<std::string>("dataset"));
+  return run_variants(cfg, out_dir, variants, title, variants.size() == 2);
+}
+
+std::vector<Variant> ablation_variants() {
+  return {
+      {"LLM4SBR", {}},
+      {"w/o SBR", {"enhance.without_sbr=true"}},
+      {"w/o LLM", {"enhance.enabled=false"}},
+      {"w/o AU", {"enhance.align_uniform=false"}},
+      {"w/o long", {"intent.views=[short]"}},
+      {"w/o short", {"intent.views=[long]"}},
+      {"normal", {"intent.views=[normal]"}},
+      {"r=0", {"intent.top_r=0"}},
+      {"r=1", {"intent.top_r=1"}},
+      {"r=3", {"intent.top_r=3"}},
+  };
+}
+
+std::vector<Variant> comparison_variants(const std::vector<std::string>& models) {
+  std::vector<Variant> out;
+  for (const auto& m : models) {
+    out.push_back({display_name(m), {"model=" + m, "enhance.enabled=false"}});
+    out.push_back({fmt::format("LLM4SBR({})", display_name(m)), {"model=" + m}});
+  }
+  return out;
 }
 
 }  // namespace llm4sbr::train

@@ -1,14 +1,18 @@
-// `llm4sbr run`: from a config to results. Prepares the data (cached in the run directory by a hash of
-// the dataset and the data settings), builds the model, trains, evaluates, and writes config.yaml,
-// metrics.json, results.md and checkpoints.
+// `llm4sbr run`, `ablate` and `compare`: from one config to results. Prepares the data and runs Stage 1
+// (both cached in <out>/stages by a hash of their inputs and settings), trains the plain backbone and
+// LLM4SBR(backbone) with the same seed, and writes config.yaml, metrics.json, results.md, curves.png
+// and checkpoints.
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/dataset.hpp"
+#include "llm4sbr/train/recommender.hpp"
+#include "llm4sbr/train/report.hpp"
 #include "llm4sbr/train/trainer.hpp"
 
 namespace llm4sbr::train {
@@ -17,9 +21,12 @@ namespace llm4sbr::train {
 /// Throws ConfigError naming every place it looked if none exists.
 std::filesystem::path resolve_data_dir(const std::string& override_dir = "");
 
-/// Prepares `cfg["dataset"]` with the `data.*` settings into stages_dir/prepare-<hash>, or re-uses that
-/// directory when it is already complete. The hash covers the dataset name, the data settings and the
-/// size and modification time of the source files.
+/// The prepare stage's cache key: a hash of the dataset name, the data settings and the size and
+/// modification time of the source files.
+std::string prepare_key(const Config& cfg, const std::filesystem::path& data_dir);
+
+/// Prepares `cfg["dataset"]` with the `data.*` settings into stages_dir/prepare-<prepare_key>, or re-uses
+/// that directory when it is already complete.
 data::PreparedDataset prepare_cached(const Config& cfg, const std::filesystem::path& data_dir,
                                      const std::filesystem::path& stages_dir);
 
@@ -27,32 +34,46 @@ data::PreparedDataset prepare_cached(const Config& cfg, const std::filesystem::p
 /// cfg["paths.configs"]) overridden by cfg["models.<model>"] (so `--set models.srgnn.step=2` works).
 Config model_settings(const Config& cfg);
 
-/// One trained model: its table label and its result.
-struct ModelRun {
-  std::string label;
-  TrainResult result;
-};
-
-/// Builds the plain backbone named by cfg["model"] for ds (seeded by train.seed).
+/// Builds the plain backbone named by cfg["model"] for ds. Its initial weights depend only on train.seed,
+/// so the plain and the enhanced model of a run start from the same backbone.
 std::shared_ptr<PlainRecommenderImpl> build_backbone(const Config& cfg, const data::PreparedDataset& ds);
+
+/// Builds LLM4SBR(cfg["model"]) for intents with `views` of width `text_dim` (enhance.* settings).
+Recommender build_llm4sbr(const Config& cfg, const data::PreparedDataset& ds, const std::vector<std::string>& views,
+                          std::int64_t text_dim);
 
 /// Builds the model of cfg, loads `checkpoint` and evaluates it on a split ("train", "valid", "test").
 /// Throws InputError if the checkpoint does not fit the model and dataset.
 ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& checkpoint,
                              const std::string& split);
 
-/// Builds the model named in cfg, trains it on ds and returns its result. Checkpoints go to run_dir.
+/// Trains `model` on ds (with the split intents, if any) and returns its result; checkpoints go to run_dir.
+ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, RecommenderImpl& model,
+                     const std::filesystem::path& run_dir, const SplitIntents& intents = {});
+
+/// Builds the plain backbone named in cfg, trains it on ds and returns its result (run_dir/<model>).
 ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& run_dir);
 
-/// A text table (rows = models, columns = metrics in display order); markdown when `markdown`.
-std::string results_table(const std::vector<ModelRun>& runs, const std::vector<std::int64_t>& ks, bool markdown,
-                          bool best_on_test = false);
+/// One row of a results table: `set` overrides applied to the run's config, and a label ("" = the model's).
+struct Variant {
+  std::string label;
+  std::vector<std::string> set;
+};
 
-/// Writes metrics.json and results.md for the runs into run_dir.
-void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std::vector<ModelRun>& runs,
-                   const std::filesystem::path& run_dir);
+/// Trains every variant on the same prepared data (Stage 1 cached per intent setting) and writes one
+/// table. A variant with enhance.enabled=false is the plain backbone. Returns the runs in order.
+std::vector<ModelRun> run_variants(const Config& cfg, const std::filesystem::path& out_dir,
+                                   const std::vector<Variant>& variants, const std::string& title, bool improvement);
 
-/// The whole `llm4sbr run`: returns the runs (the plain backbone for now).
+/// `llm4sbr run`: the plain backbone and LLM4SBR(backbone) (enhance.enabled=false trains only the first;
+/// enhance.baseline=false only the second), with the Table-3-style comparison.
 std::vector<ModelRun> run_experiment(const Config& cfg, const std::filesystem::path& out_dir);
+
+/// `llm4sbr ablate`: the paper's Table 4 / Fig. 6 variants (w/o SBR, w/o LLM, w/o AU, w/o long, w/o short,
+/// normal) and the top-r sweep {0, 1, 3, 5} (Fig. 7) in one table.
+std::vector<Variant> ablation_variants();
+
+/// `llm4sbr compare`: every model in `models`, plain and with the head, in one table.
+std::vector<Variant> comparison_variants(const std::vector<std::string>& models);
 
 }  // namespace llm4sbr::train

@@ -36,7 +36,31 @@ std::string short_metrics(const MetricMap& m) {
   return fmt::format("HR@20 {:.2f} MRR@20 {:.2f} NDCG@20 {:.2f}", get("HR@20"), get("MRR@20"), get("NDCG@20"));
 }
 
+// The intents of the batch's samples, looked up by sample id: one gather per batch, nothing parsed.
+void attach_intents(models::SessionBatch& batch, const torch::Tensor& intents) {
+  if (intents.defined()) batch.intents = intents.index_select(0, batch.sample_ids.to(intents.device()));
+}
+
+// Intents must have a row for every sample id of the split (row s = Sample::id s).
+void check_intents(const torch::Tensor& intents, const std::vector<data::Sample>& samples, const std::string& split) {
+  if (!intents.defined()) return;
+  std::int64_t rows = 0;
+  for (const auto& s : samples) rows = std::max(rows, s.id + 1);
+  if (intents.dim() != 3 || intents.size(0) < rows)
+    throw InputError("intents of the " + split + " split", 0, "shape",
+                     fmt::format("[{}] but the split needs rows for {} samples (were the intents made for another "
+                                 "preparation of the data?)",
+                                 fmt::join(intents.sizes(), ", "), rows));
+}
+
 }  // namespace
+
+const torch::Tensor& SplitIntents::of(const std::string& split) const {
+  if (split == "train") return train;
+  if (split == "valid") return valid;
+  if (split == "test") return test;
+  throw ConfigError(fmt::format("unknown split '{}' (train, valid, test)", split));
+}
 
 TrainOptions train_options_from_config(const Config& cfg) {
   TrainOptions o;
@@ -85,7 +109,8 @@ nlohmann::json TrainResult::to_json() const {
 }
 
 std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector<data::Sample>& samples,
-                                       std::int64_t batch_size) {
+                                       std::int64_t batch_size, const torch::Tensor& intents) {
+  check_intents(intents, samples, "evaluated");
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -93,6 +118,7 @@ std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector
   ranks.reserve(samples.size());
   for (const auto& idx : data::batch_indices(static_cast<std::int64_t>(samples.size()), batch_size, false, 0)) {
     auto batch = data::make_batch(samples, idx);
+    attach_intents(batch, intents);
     auto out = model.forward(batch);
     auto r = target_ranks(out.scores, batch.targets);
     auto acc = r.accessor<std::int64_t, 1>();
@@ -103,8 +129,8 @@ std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector
 }
 
 MetricMap evaluate(RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
-                   bool paper_compatible) {
-  return metrics_from_ranks(rank_targets(model, samples, opt.eval_batch_size), opt.ks, paper_compatible);
+                   bool paper_compatible, const torch::Tensor& intents) {
+  return metrics_from_ranks(rank_targets(model, samples, opt.eval_batch_size, intents), opt.ks, paper_compatible);
 }
 
 void save_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
@@ -139,8 +165,12 @@ void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file
   }
 }
 
-TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt) {
+TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt,
+                const SplitIntents& intents) {
   if (ds.train.empty()) throw Error("fit: the training split is empty");
+  check_intents(intents.train, ds.train, "train");
+  check_intents(intents.valid, ds.valid, "valid");
+  check_intents(intents.test, ds.test, "test");
   TrainResult result;
   result.selected_on_validation = !ds.valid.empty();
   if (!result.selected_on_validation)
@@ -171,6 +201,7 @@ TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const T
     double loss_sum = 0;
     for (std::size_t b = 0; b < batches.size(); ++b) {
       auto batch = data::make_batch(ds.train, batches[b]);
+      attach_intents(batch, intents.train);
       optimizer.zero_grad();
       auto out = model.forward(batch);
       auto loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
@@ -190,8 +221,8 @@ TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const T
     bar.finish(fmt::format("loss {:.4f}", rec.train_loss));
 
     auto t1 = std::chrono::steady_clock::now();
-    if (!ds.valid.empty()) rec.valid = evaluate(model, ds.valid, opt, false);
-    auto test_ranks = rank_targets(model, ds.test, opt.eval_batch_size);
+    if (!ds.valid.empty()) rec.valid = evaluate(model, ds.valid, opt, false, intents.valid);
+    auto test_ranks = rank_targets(model, ds.test, opt.eval_batch_size, intents.test);
     rec.test = metrics_from_ranks(test_ranks, opt.ks, opt.paper_compatible);
     rec.eval_seconds = seconds_since(t1);
 

@@ -70,18 +70,29 @@ struct TrainResult {
   nlohmann::json to_json() const;
 };
 
+/// The localized intents of each split (Stage 1 output, intents.npy): [n_samples, V, d_text] float32,
+/// row s = the sample with Sample::id s. Undefined tensors when the run has no intents.
+struct SplitIntents {
+  torch::Tensor train, valid, test;
+  /// The tensor of a split by name ("train", "valid", "test"); throws ConfigError for another name.
+  const torch::Tensor& of(const std::string& split) const;
+};
+
 /// Ranks of each sample's target (1-based) on a split, in sample order; the model runs in eval mode
-/// without gradients. Nothing depends on which samples share a batch.
+/// without gradients. Nothing depends on which samples share a batch. `intents` are the split's intents
+/// (undefined = none), handed to the model in each batch.
 std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector<data::Sample>& samples,
-                                       std::int64_t batch_size);
+                                       std::int64_t batch_size, const torch::Tensor& intents = {});
 
 /// Metrics of a split (percent).
 MetricMap evaluate(RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
-                   bool paper_compatible);
+                   bool paper_compatible, const torch::Tensor& intents = {});
 
 /// Trains `model` on ds.train, selects on ds.valid, reports ds.test. Loads the selected weights into
-/// `model` before returning. Throws Error if the loss becomes NaN (with the epoch and batch).
-TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt);
+/// `model` before returning. Throws Error if the loss becomes NaN (with the epoch and batch), and
+/// InputError if the intents of a split do not have one row per sample.
+TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt,
+                const SplitIntents& intents = {});
 
 /// Writes module parameters and buffers to `file` (LibTorch archive).
 void save_checkpoint(torch::nn::Module& model, const std::filesystem::path& file);

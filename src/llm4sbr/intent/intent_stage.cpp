@@ -1,0 +1,184 @@
+#include "llm4sbr/intent/intent_stage.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/hash.hpp"
+#include "llm4sbr/embed/text_encoder.hpp"
+#include "llm4sbr/intent/intents.hpp"
+#include "llm4sbr/llm/infer.hpp"
+#include "llm4sbr/llm/llm_backend.hpp"
+#include "llm4sbr/llm/response_store.hpp"
+#include "llm4sbr/text/prompts.hpp"
+
+namespace llm4sbr::intent {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string>& split_names() {
+  static const std::vector<std::string> names{"train", "valid", "test"};
+  return names;
+}
+
+// A model named by a local path exists as a file; a server spec (openai:...) is taken on trust here
+// and fails with the backend's own message when it cannot be reached.
+bool llm_available(const std::string& spec) {
+  if (spec.starts_with("llama:")) return fs::is_regular_file(spec.substr(6));
+  return !spec.empty();
+}
+
+// What identifies an LLM's answers: the spec and, for a local file, its size and modification time.
+std::string llm_fingerprint(const std::string& spec) {
+  if (spec.starts_with("llama:") && fs::exists(spec.substr(6))) {
+    const fs::path file = spec.substr(6);
+    return fmt::format("{}:{}:{}", file.filename().string(), fs::file_size(file),
+                       fs::last_write_time(file).time_since_epoch().count());
+  }
+  return spec;
+}
+
+// The generation settings that change an answer (not threads, batching or chunking).
+std::string generation_key(const Config& cfg) {
+  std::string key;
+  for (const char* k : {"max_tokens", "temperature", "seed", "stop", "context", "api_model"})
+    key += fmt::format("{}={};", k, cfg.canonical(std::string("llm.") + k));
+  return key;
+}
+
+// The fitted text encoder, re-used from its stage directory when the catalogue and settings match.
+std::unique_ptr<embed::TextEncoder> cached_encoder(const Config& cfg, const data::PreparedDataset& ds,
+                                                   const std::string& data_key, const fs::path& stages_dir,
+                                                   std::string& key) {
+  const auto spec = cfg.get<std::string>("embed.encoder", "tfidf");
+  key = hash_hex(fmt::format("encoder\n{}\n{}\n{}", data_key, spec, cfg.canonical("embed")));
+  const fs::path dir = stages_dir / ("encoder-" + key);
+  if (fs::exists(dir / "encoder.json")) {
+    spdlog::info("encode: re-using the text encoder in {}", dir.string());
+    return embed::load_text_encoder(dir);
+  }
+  auto encoder = embed::make_text_encoder(spec, cfg.sub("embed"));
+  if (!encoder->fitted()) {
+    std::vector<std::string> titles;
+    titles.reserve(ds.items.size());
+    for (const auto& item : ds.items) titles.push_back(item.title);
+    spdlog::info("encode: fitting {} on {} item titles", spec, titles.size());
+    encoder->fit(titles);
+  }
+  encoder->save(dir);
+  return encoder;
+}
+
+// The LLM's answers for every (sample, view) of every split, generated where missing (resumable).
+fs::path cached_responses(const Config& cfg, const data::PreparedDataset& ds, const IntentSource& source,
+                          const std::vector<std::string>& views, const std::string& data_key,
+                          const fs::path& stages_dir, std::string& key) {
+  key = hash_hex(fmt::format("responses\n{}\n{}\n{}\n{}\n{}", data_key, cfg.canonical("prompt"), fmt::join(views, ","),
+                             llm_fingerprint(source.llm), generation_key(cfg)));
+  const fs::path dir = stages_dir / ("responses-" + key);
+  const auto tpl = text::prompt_template_from_config(cfg);
+  std::unique_ptr<llm::LlmBackend> backend;  // loaded only if something is left to generate
+  for (const auto& split : split_names()) {
+    const auto& samples = ds.split(split);
+    llm::ResponseStore store(dir / split / "responses.jsonl");
+    if (store.size() >= samples.size() * views.size()) continue;
+    if (!backend) backend = llm::make_llm_backend(source.llm, cfg);
+    spdlog::info("infer: {} split, {} samples x {} views -> {}", split, samples.size(), views.size(),
+                 store.file().string());
+    llm::run_inference(ds, samples, views, tpl, *backend, store, cfg.get<std::int64_t>("llm.chunk", 2048));
+  }
+  return dir;
+}
+
+// A ViewTextSource reading one split's responses.jsonl.
+ViewTextSource response_text_source(const fs::path& file) {
+  return [file](const std::vector<data::Sample>& samples, const std::string& view) {
+    llm::ResponseStore store(file);
+    std::vector<std::string> texts;
+    texts.reserve(samples.size());
+    for (const auto& s : samples) {
+      auto it = store.records().find({s.id, view});
+      if (it == store.records().end())
+        throw Error(fmt::format("{}: no LLM answer for sample {} view '{}' (run `llm4sbr infer` again to finish it)",
+                                file.string(), s.id, view));
+      texts.push_back(it->second.response);
+    }
+    return texts;
+  };
+}
+
+}  // namespace
+
+std::string IntentSource::describe() const { return kind == "llm" ? "llm " + llm : kind; }
+
+IntentSource resolve_intent_source(const Config& cfg) {
+  const auto kind = cfg.get<std::string>("intent.source", "auto");
+  const auto model = cfg.get<std::string>("llm.model", "");
+  if (kind == "titles") return {"titles", "", "intent.source = titles"};
+  if (kind == "llm") {
+    if (model.empty()) throw ConfigError("intent.source = llm needs llm.model (llama:PATH.gguf or openai:URL)");
+    if (!llm_available(model))
+      throw ConfigError(fmt::format("intent.source = llm: llm.model '{}' does not exist (`llm4sbr download model` "
+                                    "fetches one)",
+                                    model));
+    return {"llm", model, "intent.source = llm"};
+  }
+  if (kind != "auto") throw ConfigError(fmt::format("intent.source must be auto, llm or titles, not '{}'", kind));
+  if (llm_available(model)) return {"llm", model, "llm.model is available"};
+  const std::string why = model.empty() ? "no LLM configured (llm.model is empty)"
+                                        : fmt::format("the LLM '{}' (llm.model) is not there", model);
+  spdlog::warn("{}: using the titles intent source instead of LLM answers. To use an LLM, run `llm4sbr download "
+               "model qwen2.5-0.5b-instruct` or set llm.model=llama:PATH.gguf",
+               why);
+  return {"titles", "", why};
+}
+
+IntentStage run_intent_stage(const Config& cfg, const data::PreparedDataset& ds, const std::string& data_key,
+                             const fs::path& stages_dir) {
+  IntentStage out;
+  out.source = resolve_intent_source(cfg);
+  out.views = text::views_from_config(cfg, text::prompt_template_from_config(cfg));
+
+  IntentsOptions opt;
+  opt.views = out.views;
+  opt.r = cfg.get<std::int64_t>("intent.top_r", opt.r);
+  opt.normalize_weights = cfg.get<bool>("intent.normalize_weights", opt.normalize_weights);
+  opt.localizer = cfg.get<std::string>("intent.localizer", opt.localizer);
+
+  std::string source_key = "titles";
+  fs::path responses;
+  if (out.source.kind == "llm") responses = cached_responses(cfg, ds, out.source, out.views, data_key, stages_dir, source_key);
+  std::string encoder_key;
+  std::unique_ptr<embed::TextEncoder> encoder;  // built only when some split needs (re)computing
+
+  opt.key = hash_hex(fmt::format("intents\n{}\n{}\n{}\n{}\n{}\n{}", data_key, source_key, cfg.canonical("embed"),
+                                 fmt::join(out.views, ","), opt.r, opt.normalize_weights));
+  out.dir = stages_dir / ("intents-" + opt.key);
+  torch::Tensor catalogue;
+  for (const auto& split : split_names()) {
+    const auto& samples = ds.split(split);
+    if (samples.empty()) continue;
+    const fs::path dir = out.dir / split;
+    if (intents_ready(dir, opt.key)) {
+      spdlog::info("intents: re-using {}", dir.string());
+    } else {
+      if (!encoder) {
+        encoder = cached_encoder(cfg, ds, data_key, stages_dir, encoder_key);
+        catalogue = catalogue_embeddings(ds, *encoder);
+      }
+      const auto text_source =
+          out.source.kind == "llm" ? response_text_source(responses / split / "responses.jsonl") : titles_text_source(ds);
+      spdlog::info("intents: {} split ({} samples, views {}, top-r {})", split, samples.size(), fmt::join(out.views, "/"), opt.r);
+      write_intents(dir, ds, samples, text_source, *encoder, catalogue, opt);
+    }
+    auto t = read_intents(dir);
+    out.dim = t.size(2);
+    (split == "train" ? out.train : split == "valid" ? out.valid : out.test) = std::move(t);
+  }
+  return out;
+}
+
+}  // namespace llm4sbr::intent
