@@ -58,7 +58,7 @@ TEST(EndToEnd, CliRunWritesMetricsAndReuseThePreparedData) {
   const std::string cmd = fmt::format(
       "cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' run --config configs/beauty.yaml --set data.max_sessions=1500 "
       "--set data.min_item_count=2 --set data.iterative_filter=true "
-      "--set train.epochs=1 --out '{}' > '{}' 2>&1",
+      "--set train.epochs=1 --set enhance.enabled=false --out '{}' > '{}' 2>&1",
       LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, (dir / "run").string(), (dir / "log.txt").string());
   ASSERT_EQ(std::system(cmd.c_str()), 0) << std::ifstream(dir / "log.txt").rdbuf();
   auto metrics = nlohmann::json::parse(std::ifstream(dir / "run" / "metrics.json"));

@@ -1,0 +1,136 @@
+// `llm4sbr run` end to end on real Beauty subsets, as a user types it: the titles intent source with a
+// 2-epoch comparison table and the stage cache, and the tiny GGUF chat model through the whole pipeline.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_all(const fs::path& file) {
+  std::stringstream s;
+  s << std::ifstream(file).rdbuf();
+  return s.str();
+}
+
+// Runs `llm4sbr run` on a Beauty subset of `sessions` users with extra --set flags; returns the exit code.
+int run_cli(const fs::path& out, const fs::path& log, int sessions, const std::string& extra) {
+  const std::string cmd = fmt::format(
+      "cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' run --config configs/beauty.yaml --set data.max_sessions={} "
+      "--set data.min_item_count=2 --set data.iterative_filter=true {} --out '{}' > '{}' 2>&1",
+      LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, sessions, extra, out.string(),
+      log.string());
+  return std::system(cmd.c_str());
+}
+
+// The newest modification time of any file under `dir`.
+fs::file_time_type newest_file(const fs::path& dir) {
+  fs::file_time_type newest{};
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) newest = std::max(newest, e.last_write_time());
+  return newest;
+}
+
+fs::path only_subdir(const fs::path& dir, const std::string& prefix) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().starts_with(prefix)) return e.path();
+  return {};
+}
+
+}  // namespace
+
+TEST(EndToEnd, RunComparesSrGnnWithLlm4sbrOnTitlesIntentsAndReusesTheStages) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  llm4sbr::testing::TempDir dir;
+  const auto out = dir / "run";
+  ASSERT_EQ(run_cli(out, dir / "log1.txt", 600, "--set train.epochs=2 --set intent.source=titles"), 0)
+      << read_all(dir / "log1.txt");
+
+  const auto md = read_all(out / "results.md");
+  EXPECT_NE(md.find("| SR-GNN |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| LLM4SBR(SR-GNN) [titles] |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| Improv. (%) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("LLM4SBR(SR-GNN) [titles] = titles"), std::string::npos) << "results.md says where the intents came from";
+  const auto log1 = read_all(dir / "log1.txt");
+  EXPECT_NE(log1.find("Improv. (%)"), std::string::npos) << log1;
+  EXPECT_NE(log1.find("intents from titles"), std::string::npos) << log1;
+  EXPECT_TRUE(fs::exists(out / "curves.png"));
+  auto metrics = nlohmann::json::parse(std::ifstream(out / "metrics.json"));
+  ASSERT_TRUE(metrics["models"].contains("LLM4SBR(SR-GNN) [titles]"));
+  EXPECT_EQ(metrics["models"]["LLM4SBR(SR-GNN) [titles]"]["epochs"].size(), 2u);
+  EXPECT_EQ(metrics["models"]["LLM4SBR(SR-GNN) [titles]"]["intents"], "titles");
+
+  // Only a training setting changes: the prepared data, the encoder and the intents are re-used as they are.
+  const auto intents_dir = only_subdir(out / "stages", "intents-");
+  const auto encoder_dir = only_subdir(out / "stages", "encoder-");
+  ASSERT_FALSE(intents_dir.empty());
+  ASSERT_FALSE(encoder_dir.empty());
+  const auto intents_time = newest_file(intents_dir);
+  const auto encoder_time = newest_file(encoder_dir);
+  ASSERT_EQ(run_cli(out, dir / "log2.txt", 600, "--set train.epochs=1 --set intent.source=titles --set enhance.baseline=false"), 0)
+      << read_all(dir / "log2.txt");
+  const auto log2 = read_all(dir / "log2.txt");
+  EXPECT_NE(log2.find("prepare: re-using"), std::string::npos) << log2;
+  EXPECT_NE(log2.find("intents: re-using"), std::string::npos) << log2;
+  EXPECT_EQ(log2.find("fitting"), std::string::npos) << log2;
+  EXPECT_EQ(newest_file(intents_dir), intents_time);
+  EXPECT_EQ(newest_file(encoder_dir), encoder_time);
+  EXPECT_EQ(only_subdir(out / "stages", "intents-"), intents_dir);
+
+  // A different top-r is a different intent stage.
+  ASSERT_EQ(run_cli(out, dir / "log3.txt", 600,
+                    "--set train.epochs=1 --set intent.source=titles --set enhance.baseline=false --set intent.top_r=1"),
+            0)
+      << read_all(dir / "log3.txt");
+  EXPECT_EQ(read_all(dir / "log3.txt").find("intents: re-using"), std::string::npos);
+}
+
+TEST(EndToEnd, RunWithTheTinyGgufChatModelGoesThroughEveryStage) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  const fs::path model = fs::path(LLM4SBR_TINY_MODELS) / "tiny-qwen2-chat.gguf";
+  ASSERT_TRUE(fs::exists(model)) << model;
+  llm4sbr::testing::TempDir dir;
+  const auto out = dir / "run";
+  const std::string llm = fmt::format(
+      "--set train.epochs=1 --set intent.source=llm --set llm.model=llama:{} --set llm.max_tokens=3 "
+      "--set prompt.max_items=3",
+      model.string());
+  ASSERT_EQ(run_cli(out, dir / "log.txt", 150, llm), 0) << read_all(dir / "log.txt");
+  const auto md = read_all(out / "results.md");
+  EXPECT_NE(md.find("| LLM4SBR(SR-GNN) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("LLM4SBR(SR-GNN) = llm llama:"), std::string::npos) << md;
+
+  // Every (sample, view) of every split has an answer, and a second run generates nothing.
+  const auto responses = only_subdir(out / "stages", "responses-");
+  ASSERT_FALSE(responses.empty());
+  for (const char* split : {"train", "valid", "test"}) EXPECT_TRUE(fs::exists(responses / split / "responses.jsonl")) << split;
+  ASSERT_EQ(run_cli(out, dir / "log2.txt", 150, llm + " --set enhance.baseline=false"), 0) << read_all(dir / "log2.txt");
+  const auto log2 = read_all(dir / "log2.txt");
+  EXPECT_EQ(log2.find("prompts to generate"), std::string::npos) << log2;
+  EXPECT_NE(log2.find("intents: re-using"), std::string::npos) << log2;
+}
+
+TEST(EndToEnd, WithoutAModelRunSaysSoAndUsesTitles) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  llm4sbr::testing::TempDir dir;
+  ASSERT_EQ(run_cli(dir / "run", dir / "log.txt", 150,
+                    "--set train.epochs=1 --set llm.model=llama:/nonexistent/model.gguf --set enhance.baseline=false"),
+            0)
+      << read_all(dir / "log.txt");
+  const auto log = read_all(dir / "log.txt");
+  EXPECT_NE(log.find("'llama:/nonexistent/model.gguf' (llm.model) is not there: using the titles intent source"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("LLM4SBR(SR-GNN) [titles]"), std::string::npos) << log;
+
+  // Asking for the LLM explicitly with no model is an error, not a silent fallback.
+  EXPECT_NE(run_cli(dir / "run2", dir / "log2.txt", 150, "--set intent.source=llm --set llm.model=llama:/nonexistent.gguf"), 0);
+  EXPECT_NE(read_all(dir / "log2.txt").find("does not exist"), std::string::npos) << read_all(dir / "log2.txt");
+}
