@@ -17,6 +17,7 @@
 #include "llm4sbr/data/readers.hpp"
 #include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/data/download.hpp"
+#include "llm4sbr/intent/intent_stage.hpp"
 #include "llm4sbr/llm/infer.hpp"
 #include "llm4sbr/llm/llm_backend.hpp"
 #include "llm4sbr/llm/response_store.hpp"
@@ -163,6 +164,30 @@ int main(int argc, char** argv) {
   infer_cmd->add_option("--out,-o", out, "output directory (<split>/responses.jsonl)")->required();
   add_config_options(infer_cmd, infer_cfg, false);
 
+  // encode
+  auto* encode_cmd = app.add_subcommand("encode", "embed the item titles and the view texts (LLM answers or titles) of a split");
+  std::string responses_dir, encoder_spec;
+  ConfigArgs encode_cfg;
+  encode_cmd->add_option("--data", prepared, "prepared dataset directory")->required();
+  encode_cmd->add_option("--responses", responses_dir, "output of `llm4sbr infer` (<split>/responses.jsonl); default: the titles source");
+  encode_cmd->add_option("--encoder", encoder_spec, "text encoder (default: embed.encoder of the config, else tfidf)");
+  encode_cmd->add_option("--split", stage_split, "train, valid, test or all")->capture_default_str();
+  encode_cmd->add_option("--limit", limit, "only the first N samples of each split");
+  encode_cmd->add_option("--out,-o", out, "output directory (encoder/, catalogue.npy, <split>/texts.npy ...)")->required();
+  add_config_options(encode_cmd, encode_cfg, false);
+
+  // localize
+  auto* localize_cmd = app.add_subcommand("localize", "intent localization: top-r catalogue items of every encoded text (Eq. 4-5)");
+  std::string embeddings_dir;
+  std::int64_t top_r = -1;
+  ConfigArgs localize_cfg;
+  localize_cmd->add_option("--data", prepared, "prepared dataset directory")->required();
+  localize_cmd->add_option("--embeddings", embeddings_dir, "output of `llm4sbr encode`")->required();
+  localize_cmd->add_option("--top-r,-r", top_r, "items per intent (default: intent.top_r of the config, else 5; 0 = raw embedding)");
+  localize_cmd->add_option("--split", stage_split, "train, valid, test or all")->capture_default_str();
+  localize_cmd->add_option("--out,-o", out, "output directory (<split>/intents.npy, localization.jsonl)")->required();
+  add_config_options(localize_cmd, localize_cfg, false);
+
   // run
   auto* run = app.add_subcommand("run", "the whole pipeline from a config: prepare (cached), train, evaluate, report");
   ConfigArgs run_cfg;
@@ -256,6 +281,37 @@ int main(int argc, char** argv) {
                                         cfg.get<std::int64_t>("llm.chunk", 2048));
         fmt::print("{}: {} records in {} ({} generated now, {} were already there)\n", sp, store.size(),
                    store.file().string(), stats.generated, stats.already);
+      }
+    } else if (encode_cmd->parsed()) {
+      Config cfg = load_config(encode_cfg);
+      if (!encoder_spec.empty()) cfg.set("embed.encoder", encoder_spec);
+      auto ds = data::read_prepared(prepared);
+      const auto encoder = intent::fitted_encoder(cfg, ds, fs::path(out) / "encoder");
+      intent::save_catalogue(fs::path(out) / "catalogue.npy", intent::catalogue_embeddings(ds, *encoder));
+      intent::IntentsOptions opt;
+      opt.views = text::views_from_config(cfg, text::prompt_template_from_config(cfg));
+      for (const auto& sp : splits_of(stage_split)) {
+        const auto samples = first_samples(ds.split(sp), limit);
+        const auto source = responses_dir.empty() ? intent::titles_text_source(ds)
+                                                  : intent::response_text_source(fs::path(responses_dir) / sp / "responses.jsonl");
+        const auto encoded = intent::encode_view_texts(ds, samples, source, *encoder, opt);
+        intent::save_encoded_texts(fs::path(out) / sp, encoded);
+        fmt::print("{}: {} samples x {} views, {} distinct texts ({} with a zero embedding) -> {}\n", sp, samples.size(),
+                   opt.views.size(), encoded.distinct.size(), encoded.zero_texts, (fs::path(out) / sp).string());
+      }
+    } else if (localize_cmd->parsed()) {
+      Config cfg = load_config(localize_cfg);
+      auto ds = data::read_prepared(prepared);
+      const auto catalogue = intent::load_catalogue(fs::path(embeddings_dir) / "catalogue.npy");
+      intent::IntentsOptions opt;
+      opt.r = top_r >= 0 ? top_r : cfg.get<std::int64_t>("intent.top_r", opt.r);
+      opt.normalize_weights = cfg.get<bool>("intent.normalize_weights", opt.normalize_weights);
+      opt.localizer = cfg.get<std::string>("intent.localizer", opt.localizer);
+      for (const auto& sp : splits_of(stage_split)) {
+        const auto encoded = intent::load_encoded_texts(fs::path(embeddings_dir) / sp);
+        opt.views = encoded.views;
+        intent::localize_texts(fs::path(out) / sp, ds, encoded, catalogue, opt);
+        fmt::print("{}: intents -> {}\n", sp, (fs::path(out) / sp / "intents.npy").string());
       }
     } else if (run->parsed()) {
       Config cfg = load_config(run_cfg);

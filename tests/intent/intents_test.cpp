@@ -115,6 +115,38 @@ TEST(Intents, WritesIntentsRecordsAndDoneLast) {
   EXPECT_EQ(done.at("views"), nlohmann::json({"long", "short"}));
 }
 
+TEST(Intents, EncodeThenLocalizeInTwoStepsEqualsTheOneStepStage) {
+  // `llm4sbr encode` + `llm4sbr localize` write through files what write_intents does in memory.
+  TempDir tmp;
+  const auto ds = toy_dataset();
+  auto enc = fitted_toy_encoder(ds);
+  const auto catalogue = catalogue_embeddings(ds, *enc);
+  IntentsOptions opt;
+  opt.r = 2;
+  write_intents(tmp / "one", ds, ds.train, titles_text_source(ds), *enc, catalogue, opt);
+
+  const auto encoded = encode_view_texts(ds, ds.train, titles_text_source(ds), *enc, opt);
+  EXPECT_EQ(encoded.distinct.size(), 3u);
+  save_encoded_texts(tmp / "enc", encoded);
+  save_catalogue(tmp / "catalogue.npy", catalogue);
+  const auto loaded = load_encoded_texts(tmp / "enc");
+  EXPECT_EQ(loaded.distinct, encoded.distinct);
+  EXPECT_EQ(loaded.text_index, encoded.text_index);
+  EXPECT_EQ(loaded.sample_ids, encoded.sample_ids);
+  EXPECT_TRUE(torch::equal(loaded.embeddings, encoded.embeddings));
+  localize_texts(tmp / "two", ds, loaded, load_catalogue(tmp / "catalogue.npy"), opt);
+
+  EXPECT_TRUE(torch::equal(read_intents(tmp / "one"), read_intents(tmp / "two")));
+  EXPECT_EQ(read_lines(tmp / "one" / "localization.jsonl"), read_lines(tmp / "two" / "localization.jsonl"));
+
+  // An unfinished or mixed-up encode directory is refused with the file named.
+  fs::remove(tmp / "enc" / "encoded.json");
+  EXPECT_THROW(load_encoded_texts(tmp / "enc"), InputError);
+  save_encoded_texts(tmp / "enc", encoded);
+  std::ofstream(tmp / "enc" / "texts.jsonl", std::ios::app) << "\"one text too many\"\n";
+  EXPECT_THROW(load_encoded_texts(tmp / "enc"), InputError);
+}
+
 TEST(Intents, InterruptedRunIsNeverMistakenForAFinishedOne) {
   TempDir tmp;
   const auto ds = toy_dataset();

@@ -53,23 +53,9 @@ std::string generation_key(const Config& cfg) {
 std::unique_ptr<embed::TextEncoder> cached_encoder(const Config& cfg, const data::PreparedDataset& ds,
                                                    const std::string& data_key, const fs::path& stages_dir,
                                                    std::string& key) {
-  const auto spec = cfg.get<std::string>("embed.encoder", "tfidf");
-  key = hash_hex(fmt::format("encoder\n{}\n{}\n{}", data_key, spec, cfg.canonical("embed")));
-  const fs::path dir = stages_dir / ("encoder-" + key);
-  if (fs::exists(dir / "encoder.json")) {
-    spdlog::info("encode: re-using the text encoder in {}", dir.string());
-    return embed::load_text_encoder(dir);
-  }
-  auto encoder = embed::make_text_encoder(spec, cfg.sub("embed"));
-  if (!encoder->fitted()) {
-    std::vector<std::string> titles;
-    titles.reserve(ds.items.size());
-    for (const auto& item : ds.items) titles.push_back(item.title);
-    spdlog::info("encode: fitting {} on {} item titles", spec, titles.size());
-    encoder->fit(titles);
-  }
-  encoder->save(dir);
-  return encoder;
+  key = hash_hex(fmt::format("encoder\n{}\n{}\n{}", data_key, cfg.get<std::string>("embed.encoder", "tfidf"),
+                             cfg.canonical("embed")));
+  return fitted_encoder(cfg, ds, stages_dir / ("encoder-" + key));
 }
 
 // The LLM's answers for every (sample, view) of every split, generated where missing (resumable).
@@ -93,7 +79,8 @@ fs::path cached_responses(const Config& cfg, const data::PreparedDataset& ds, co
   return dir;
 }
 
-// A ViewTextSource reading one split's responses.jsonl.
+}  // namespace
+
 ViewTextSource response_text_source(const fs::path& file) {
   return [file](const std::vector<data::Sample>& samples, const std::string& view) {
     llm::ResponseStore store(file);
@@ -110,7 +97,24 @@ ViewTextSource response_text_source(const fs::path& file) {
   };
 }
 
-}  // namespace
+std::unique_ptr<embed::TextEncoder> fitted_encoder(const Config& cfg, const data::PreparedDataset& ds,
+                                                   const fs::path& dir) {
+  if (fs::exists(dir / "encoder.json")) {
+    spdlog::info("encode: re-using the text encoder in {}", dir.string());
+    return embed::load_text_encoder(dir);
+  }
+  const auto spec = cfg.get<std::string>("embed.encoder", "tfidf");
+  auto encoder = embed::make_text_encoder(spec, cfg.sub("embed"));
+  if (!encoder->fitted()) {
+    std::vector<std::string> titles;
+    titles.reserve(ds.items.size());
+    for (const auto& item : ds.items) titles.push_back(item.title);
+    spdlog::info("encode: fitting {} on {} item titles", spec, titles.size());
+    encoder->fit(titles);
+  }
+  encoder->save(dir);
+  return encoder;
+}
 
 std::string IntentSource::describe() const { return kind == "llm" ? "llm " + llm : kind; }
 

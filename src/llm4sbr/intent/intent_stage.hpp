@@ -12,11 +12,14 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/dataset.hpp"
+#include "llm4sbr/embed/text_encoder.hpp"
+#include "llm4sbr/intent/intents.hpp"
 
 namespace llm4sbr::intent {
 
@@ -28,6 +31,15 @@ struct IntentSource {
   /// "titles" or "llm <spec>": what a results table says the intents came from.
   std::string describe() const;
 };
+
+/// The text encoder `embed.encoder` (default "tfidf"; settings embed.*), fitted on the item titles of
+/// `ds` if it needs fitting and saved into `dir`; re-used from `dir` when it holds a finished encoder.
+std::unique_ptr<embed::TextEncoder> fitted_encoder(const Config& cfg, const data::PreparedDataset& ds,
+                                                   const std::filesystem::path& dir);
+
+/// The LLM answers of one split's responses.jsonl as a ViewTextSource: the response of each (sample,
+/// view). Throws Error naming the file, sample and view when an answer is missing.
+ViewTextSource response_text_source(const std::filesystem::path& responses_jsonl);
 
 /// Resolves `intent.source`: "llm" (needs `llm.model`), "titles", or "auto" (the default): the LLM when
 /// `llm.model` names a GGUF file that exists or a server, else the titles source with a warning that says

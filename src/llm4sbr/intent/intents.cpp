@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <string_view>
@@ -63,29 +64,19 @@ torch::Tensor catalogue_embeddings(const data::PreparedDataset& ds, embed::TextE
   return e;
 }
 
-IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& ds,
-                             const std::vector<data::Sample>& samples, const ViewTextSource& source,
-                             embed::TextEncoder& encoder, const torch::Tensor& catalogue_in,
-                             const IntentsOptions& opt) {
+EncodedTexts encode_view_texts(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
+                               const ViewTextSource& source, embed::TextEncoder& encoder, const IntentsOptions& opt) {
   check_options(opt);
   if (!encoder.fitted()) throw Error("intents: the text encoder is not fitted");
   torch::NoGradGuard no_grad;
-  IntentsSummary sum;
-  sum.samples = static_cast<std::int64_t>(samples.size());
-  sum.views = static_cast<std::int64_t>(opt.views.size());
-  sum.texts = sum.samples * sum.views;
-  const auto d = encoder.dim();
-  sum.dim = d;
-  if (catalogue_in.dim() != 2 || catalogue_in.size(0) != ds.n_items() || catalogue_in.size(1) != d)
-    throw Error(fmt::format("intents: the catalogue must be [{}, {}] (items x encoder dim), got {}", ds.n_items(), d,
-                            fmt::join(catalogue_in.sizes(), "x")));
-
-  fs::create_directories(dir);
-  std::error_code ec;
-  fs::remove(dir / "done.json", ec);
+  const auto t0 = std::chrono::steady_clock::now();
+  EncodedTexts out;
+  out.views = opt.views;
+  out.encoder = encoder.name();
+  for (const auto& s : samples) out.sample_ids.push_back(s.id);
 
   // 1. The texts of every (sample, view), and each distinct text once.
-  const auto n_views = static_cast<std::size_t>(sum.views);
+  const auto n_views = opt.views.size();
   std::vector<std::vector<std::string>> texts(n_views);
   for (std::size_t v = 0; v < n_views; ++v) {
     texts[v] = source(samples, opt.views[v]);
@@ -94,34 +85,31 @@ IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& d
                               opt.views[v], samples.size()));
   }
   std::unordered_map<std::string_view, std::int64_t> distinct_of;
-  std::vector<const std::string*> distinct;
   std::vector<std::pair<std::size_t, std::size_t>> first_use;  // (sample index, view) of each distinct text
-  std::vector<std::int64_t> text_of(samples.size() * n_views);  // [sample][view] -> distinct index
+  out.text_index.resize(samples.size() * n_views);
   distinct_of.reserve(samples.size() * n_views);
   for (std::size_t s = 0; s < samples.size(); ++s)
     for (std::size_t v = 0; v < n_views; ++v) {
       const std::string& t = texts[v][s];
-      auto [it, inserted] = distinct_of.try_emplace(t, static_cast<std::int64_t>(distinct.size()));
-      if (inserted) {
-        distinct.push_back(&t);
-        first_use.emplace_back(s, v);
-      }
-      text_of[s * n_views + v] = it->second;
+      auto [it, inserted] = distinct_of.try_emplace(t, static_cast<std::int64_t>(first_use.size()));
+      if (inserted) first_use.emplace_back(s, v);
+      out.text_index[s * n_views + v] = it->second;
     }
   distinct_of = {};
-  const auto u = static_cast<std::int64_t>(distinct.size());
-  sum.distinct_texts = u;
+  out.distinct.reserve(first_use.size());
+  for (const auto& [s, v] : first_use) out.distinct.push_back(std::move(texts[v][s]));
+  texts = {};
+  const auto u = static_cast<std::int64_t>(out.distinct.size());
+  const auto d = encoder.dim();
 
   // 2. Encode.
-  auto t0 = std::chrono::steady_clock::now();
   auto emb = torch::empty({u, d}, torch::kFloat32);
   {
     ProgressBar bar("intents: encode", u, "texts");
     std::vector<std::string> batch;
     for (std::int64_t b0 = 0; b0 < u; b0 += opt.chunk) {
       const auto b1 = std::min(u, b0 + opt.chunk);
-      batch.assign(static_cast<std::size_t>(b1 - b0), {});
-      for (auto i = b0; i < b1; ++i) batch[static_cast<std::size_t>(i - b0)] = *distinct[static_cast<std::size_t>(i)];
+      batch.assign(out.distinct.begin() + b0, out.distinct.begin() + b1);
       const auto e = encoder.encode(batch);
       if (e.dim() != 2 || e.size(0) != b1 - b0 || e.size(1) != d)
         throw Error(fmt::format("intents: encoder {} returned shape {} for {} texts of dim {}", encoder.name(),
@@ -137,20 +125,110 @@ IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& d
     const auto [s, v] = first_use[static_cast<std::size_t>(i)];
     throw InputError(fmt::format("{} sample {}", ds.name, samples[s].id), 0, "view " + opt.views[v],
                      fmt::format("the text embeds to NaN/Inf ({}): '{}'", encoder.name(),
-                                 distinct[static_cast<std::size_t>(i)]->substr(0, 200)));
+                                 out.distinct[static_cast<std::size_t>(i)].substr(0, 200)));
   }
-  torch::Tensor catalogue = catalogue_in.to(torch::kCPU, torch::kFloat32).contiguous();
-  if (!encoder.normalize()) {
-    emb = unit_rows(emb);
-    catalogue = unit_rows(catalogue);
-  }
-  const auto zero = (emb == 0).all(1).contiguous();
-  sum.zero_texts = zero.sum().item<std::int64_t>();
-  distinct.clear();
-  sum.encode_seconds = seconds_since(t0);
+  out.embeddings = encoder.normalize() ? emb : unit_rows(emb);
+  out.zero_texts = (out.embeddings == 0).all(1).sum().item<std::int64_t>();
+  out.seconds = seconds_since(t0);
+  return out;
+}
 
-  // 3. Localize each distinct text.
-  t0 = std::chrono::steady_clock::now();
+void save_catalogue(const fs::path& file, const torch::Tensor& catalogue) {
+  const auto c = catalogue.to(torch::kCPU, torch::kFloat32).contiguous();
+  write_npy(file, c.data_ptr<float>(), c.sizes().vec());
+}
+
+torch::Tensor load_catalogue(const fs::path& file) {
+  auto a = read_npy_float32(file);
+  if (a.shape.size() != 2) throw InputError(file.string(), 0, "shape", "the catalogue must be a 2-D array [items, d]");
+  return torch::from_blob(a.data.data(), a.shape, torch::kFloat32).clone();
+}
+
+void save_encoded_texts(const fs::path& dir, const EncodedTexts& e) {
+  fs::create_directories(dir);
+  std::error_code ec;
+  fs::remove(dir / "encoded.json", ec);
+  const auto n = static_cast<std::int64_t>(e.sample_ids.size());
+  const auto v = static_cast<std::int64_t>(e.views.size());
+  write_npy(dir / "texts.npy", e.embeddings.contiguous().data_ptr<float>(), {e.embeddings.size(0), e.embeddings.size(1)});
+  write_npy(dir / "text_index.npy", e.text_index.data(), {n, v});
+  write_npy(dir / "sample_ids.npy", e.sample_ids.data(), {n});
+  {
+    AtomicFile out(dir / "texts.jsonl");
+    for (const auto& t : e.distinct) {
+      out.write(nlohmann::json(t).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      out.write("\n");
+    }
+    out.commit();
+  }
+  const nlohmann::json done = {{"format", kFormatVersion}, {"views", e.views},          {"samples", n},
+                               {"distinct_texts", e.distinct.size()}, {"dim", e.embeddings.size(1)},
+                               {"encoder", e.encoder},      {"zero_texts", e.zero_texts}, {"seconds", e.seconds}};
+  write_file_atomically(dir / "encoded.json", done.dump(2) + "\n");
+}
+
+EncodedTexts load_encoded_texts(const fs::path& dir) {
+  const auto meta_file = dir / "encoded.json";
+  std::ifstream in(meta_file);
+  if (!in) throw InputError(meta_file.string(), 0, "", "missing: `llm4sbr encode` did not finish in this directory");
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& ex) {
+    throw InputError(meta_file.string(), 0, "", std::string("not valid JSON: ") + ex.what());
+  }
+  EncodedTexts e;
+  e.views = meta.at("views").get<std::vector<std::string>>();
+  e.encoder = meta.value("encoder", "");
+  e.zero_texts = meta.value("zero_texts", 0);
+  auto texts = read_npy_float32(dir / "texts.npy");
+  auto index = read_npy_int64(dir / "text_index.npy");
+  auto ids = read_npy_int64(dir / "sample_ids.npy");
+  e.embeddings = torch::from_blob(texts.data.data(), texts.shape, torch::kFloat32).clone();
+  e.text_index = std::move(index.data);
+  e.sample_ids = std::move(ids.data);
+  std::ifstream lines(dir / "texts.jsonl");
+  std::string line;
+  for (std::int64_t no = 1; std::getline(lines, line); ++no) {
+    try {
+      e.distinct.push_back(nlohmann::json::parse(line).get<std::string>());
+    } catch (const nlohmann::json::exception& ex) {
+      throw InputError((dir / "texts.jsonl").string(), no, "", std::string("not a JSON string: ") + ex.what());
+    }
+  }
+  const auto u = static_cast<std::int64_t>(e.distinct.size());
+  const bool ok = e.embeddings.dim() == 2 && e.embeddings.size(0) == u &&
+                  static_cast<std::int64_t>(e.text_index.size()) ==
+                      static_cast<std::int64_t>(e.sample_ids.size() * e.views.size()) &&
+                  std::all_of(e.text_index.begin(), e.text_index.end(), [u](std::int64_t t) { return t >= 0 && t < u; });
+  if (!ok)
+    throw InputError(dir.string(), 0, "", "texts.npy, texts.jsonl, text_index.npy and sample_ids.npy disagree (files from different runs?)");
+  return e;
+}
+
+IntentsSummary localize_texts(const fs::path& dir, const data::PreparedDataset& ds, const EncodedTexts& enc,
+                              const torch::Tensor& catalogue_in, const IntentsOptions& opt) {
+  check_options(opt);
+  torch::NoGradGuard no_grad;
+  IntentsSummary sum;
+  sum.samples = static_cast<std::int64_t>(enc.sample_ids.size());
+  sum.views = static_cast<std::int64_t>(enc.views.size());
+  sum.texts = sum.samples * sum.views;
+  sum.distinct_texts = static_cast<std::int64_t>(enc.distinct.size());
+  sum.zero_texts = enc.zero_texts;
+  sum.encode_seconds = enc.seconds;
+  const auto d = enc.embeddings.size(1);
+  sum.dim = d;
+  if (catalogue_in.dim() != 2 || catalogue_in.size(0) != ds.n_items() || catalogue_in.size(1) != d)
+    throw Error(fmt::format("intents: the catalogue must be [{}, {}] (items x encoder dim), got {}", ds.n_items(), d,
+                            fmt::join(catalogue_in.sizes(), "x")));
+  fs::create_directories(dir);
+  std::error_code ec;
+  fs::remove(dir / "done.json", ec);
+
+  // Localize each distinct text (cosines: both sides unit rows).
+  auto t0 = std::chrono::steady_clock::now();
+  const torch::Tensor catalogue = unit_rows(catalogue_in.to(torch::kCPU, torch::kFloat32).contiguous());
   const auto index = make_localizer(opt.localizer, catalogue);
   std::int64_t r = opt.r;
   if (r > index->size()) {
@@ -159,6 +237,7 @@ IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& d
     r = index->size();
   }
   sum.r = r;
+  const auto u = sum.distinct_texts;
   auto intents = torch::empty({u, d}, torch::kFloat32);
   auto top_ids = torch::empty({u, r}, torch::kInt64);
   auto top_scores = torch::empty({u, r}, torch::kFloat32);
@@ -166,7 +245,7 @@ IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& d
     ProgressBar bar("intents: localize", u, "queries");
     for (std::int64_t b0 = 0; b0 < u; b0 += opt.chunk) {
       const auto b1 = std::min(u, b0 + opt.chunk);
-      const auto loc = localize(*index, emb.slice(0, b0, b1), r, opt.normalize_weights);
+      const auto loc = localize(*index, enc.embeddings.slice(0, b0, b1), r, opt.normalize_weights);
       intents.slice(0, b0, b1).copy_(loc.intents);
       top_ids.slice(0, b0, b1).copy_(loc.ids);
       top_scores.slice(0, b0, b1).copy_(loc.scores);
@@ -174,25 +253,26 @@ IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& d
     }
     bar.finish();
   }
-  emb = torch::Tensor();
   sum.localize_seconds = seconds_since(t0);
 
-  // 4. Write, done.json last.
+  // Write, done.json last.
   t0 = std::chrono::steady_clock::now();
+  const auto n_views = enc.views.size();
   {
     NpyWriter out(dir / "intents.npy", NpyDtype::kFloat32, {sum.samples, sum.views, d});
     const float* ip = intents.data_ptr<float>();
-    for (const auto t : text_of) out.write(ip + t * d, d);
+    for (const auto t : enc.text_index) out.write(ip + t * d, d);
     out.commit();
   }
   if (opt.write_records) {
     AtomicFile out(dir / "localization.jsonl");
+    const auto zero = (enc.embeddings == 0).all(1).contiguous();
     const auto* idp = top_ids.data_ptr<std::int64_t>();
     const auto* scp = top_scores.data_ptr<float>();
     const auto* zp = zero.data_ptr<bool>();
-    for (std::size_t s = 0; s < samples.size(); ++s)
+    for (std::size_t s = 0; s < enc.sample_ids.size(); ++s)
       for (std::size_t v = 0; v < n_views; ++v) {
-        const auto t = text_of[s * n_views + v];
+        const auto t = enc.text_index[s * n_views + v];
         using Json = nlohmann::ordered_json;
         Json items = Json::array(), titles = Json::array(), scores = Json::array();
         if (!zp[t])
@@ -202,7 +282,8 @@ IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& d
             titles.push_back(ds.items[static_cast<std::size_t>(id - 1)].title);
             scores.push_back(std::round(static_cast<double>(scp[t * r + j]) * 1e6) / 1e6);  // 6 decimals
           }
-        const Json rec = {{"sample", samples[s].id}, {"view", opt.views[v]}, {"text", texts[v][s]},
+        const Json rec = {{"sample", enc.sample_ids[s]}, {"view", enc.views[v]},
+                          {"text", enc.distinct[static_cast<std::size_t>(t)]},
                           {"items", std::move(items)}, {"titles", std::move(titles)}, {"scores", std::move(scores)}};
         out.write(rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         out.write("\n");
@@ -214,13 +295,13 @@ IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& d
                                {"key", opt.key},
                                {"shape", {sum.samples, sum.views, d}},
                                {"samples", sum.samples},
-                               {"views", opt.views},
+                               {"views", enc.views},
                                {"dim", d},
                                {"r", r},
                                {"r_requested", opt.r},
                                {"normalize_weights", opt.normalize_weights},
                                {"localizer", index->name()},
-                               {"encoder", encoder.name()},
+                               {"encoder", enc.encoder},
                                {"catalogue_items", ds.n_items()},
                                {"searchable_items", index->size()},
                                {"distinct_texts", sum.distinct_texts},
@@ -236,6 +317,18 @@ IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& d
                sum.samples, sum.views, (dir / "intents.npy").string(), u, sum.zero_texts, sum.encode_seconds,
                sum.localize_seconds, sum.write_seconds);
   return sum;
+}
+
+IntentsSummary write_intents(const fs::path& dir, const data::PreparedDataset& ds,
+                             const std::vector<data::Sample>& samples, const ViewTextSource& source,
+                             embed::TextEncoder& encoder, const torch::Tensor& catalogue, const IntentsOptions& opt) {
+  check_options(opt);
+  if (catalogue.dim() != 2 || catalogue.size(0) != ds.n_items() || catalogue.size(1) != encoder.dim())
+    throw Error(fmt::format("intents: the catalogue must be [{}, {}] (items x encoder dim), got {}", ds.n_items(),
+                            encoder.dim(), fmt::join(catalogue.sizes(), "x")));
+  std::error_code ec;
+  fs::remove(dir / "done.json", ec);  // an interrupted re-run must never look finished
+  return localize_texts(dir, ds, encode_view_texts(ds, samples, source, encoder, opt), catalogue, opt);
 }
 
 std::optional<nlohmann::json> intents_done(const fs::path& dir) {

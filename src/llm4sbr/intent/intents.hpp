@@ -64,7 +64,46 @@ struct IntentsSummary {
 /// title gets a zero row, which the localizer leaves out of its index, so it is never a top-r hit.
 torch::Tensor catalogue_embeddings(const data::PreparedDataset& ds, embed::TextEncoder& encoder);
 
-/// Runs the stage for one split and writes `dir` (created if needed). `catalogue` is
+/// The view texts of a split after encoding (the `llm4sbr encode` output): each distinct text once with
+/// its embedding, and which text every (sample, view) has.
+struct EncodedTexts {
+  std::vector<std::string> views;        ///< the second axis of text_index
+  std::vector<std::int64_t> sample_ids;  ///< Sample::id of each row, in order
+  std::vector<std::string> distinct;     ///< every distinct text once, in first-use order
+  std::vector<std::int64_t> text_index;  ///< [samples x views] row-major: index into `distinct`
+  torch::Tensor embeddings;              ///< [distinct, d] float32, unit rows (zero for an unrepresentable text)
+  std::string encoder;                   ///< TextEncoder::name()
+  std::int64_t zero_texts = 0;           ///< distinct texts with a zero embedding
+  double seconds = 0;
+};
+
+/// Encodes the view texts of `samples` (paper Eq. 2): each distinct text once, in chunks of
+/// options.chunk, with a progress bar; rows L2-normalised here if the encoder does not. Throws
+/// InputError naming the sample and view whose text embeds to NaN/Inf, and Error when the source returns
+/// the wrong number of texts.
+EncodedTexts encode_view_texts(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
+                               const ViewTextSource& source, embed::TextEncoder& encoder, const IntentsOptions& options);
+
+/// Writes `encoded` into `dir`: texts.npy [distinct, d], text_index.npy int64 [samples, views],
+/// texts.jsonl (one JSON string per distinct text), sample_ids.npy, and encoded.json last.
+void save_encoded_texts(const std::filesystem::path& dir, const EncodedTexts& encoded);
+/// Reads what save_encoded_texts wrote. Throws InputError naming the file if it is missing, unfinished
+/// (no encoded.json) or inconsistent.
+EncodedTexts load_encoded_texts(const std::filesystem::path& dir);
+
+/// Localizes encoded texts against `catalogue` (paper Eq. 4-5) and writes intents.npy,
+/// localization.jsonl and done.json into `dir`. `catalogue` is [N, d] from the same encoder. Throws
+/// ConfigError for bad options and Error for a catalogue of the wrong shape.
+IntentsSummary localize_texts(const std::filesystem::path& dir, const data::PreparedDataset& ds,
+                              const EncodedTexts& encoded, const torch::Tensor& catalogue, const IntentsOptions& options);
+
+/// catalogue.npy: the [N, d] float32 title embeddings as a tensor file, and back. load_catalogue throws
+/// InputError naming the file if it is missing or not a 2-D float32 array.
+void save_catalogue(const std::filesystem::path& file, const torch::Tensor& catalogue);
+torch::Tensor load_catalogue(const std::filesystem::path& file);
+
+/// Runs the stage for one split and writes `dir` (created if needed): encode_view_texts, then
+/// localize_texts. `catalogue` is
 /// catalogue_embeddings(ds, encoder) (or any [N, d] from the same encoder). If the encoder does not
 /// L2-normalise, queries and catalogue rows are normalised here so that inner products are the cosines
 /// of Eq. 4. Identical texts are encoded and localized once. Shows progress bars for encoding and
