@@ -212,10 +212,13 @@ int main(int argc, char** argv) {
   add_config_options(compare, compare_cfg, true);
 
   // download
-  auto* download = app.add_subcommand("download", "download a public dataset into the data directory");
-  std::string what;
-  download->add_option("dataset", what, fmt::format("dataset: {}", fmt::join(data::downloadable_datasets(), ", ")))->required();
-  download->add_option("--data-dir", data_dir, "where to put it (default: $LLM4SBR_DATA_DIR or ../shared/data)");
+  auto* download = app.add_subcommand("download", "download a public dataset, or a GGUF model (`download model NAME`)");
+  std::string what, what_name, models_dir = "models";
+  download->add_option("what", what,
+                       fmt::format("a dataset ({}), or `model`", fmt::join(data::downloadable_datasets(), ", ")))->required();
+  download->add_option("name", what_name, fmt::format("with `model`: {}", fmt::join(data::downloadable_models(), ", ")));
+  download->add_option("--data-dir", data_dir, "where datasets go (default: $LLM4SBR_DATA_DIR or ../shared/data)");
+  download->add_option("--models-dir", models_dir, "where models go")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -334,7 +337,12 @@ int main(int argc, char** argv) {
           throw ConfigError(fmt::format("compare: unknown model '{}'; known models: {}", m, fmt::join(known, ", ")));
       train::run_variants(cfg, out, train::comparison_variants(compare_models),
                           fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), false);
+    } else if (download->parsed() && what == "model") {
+      if (what_name.empty())
+        throw ConfigError(fmt::format("download model: name one of {}", fmt::join(data::downloadable_models(), ", ")));
+      data::download_model(what_name, models_dir);
     } else if (download->parsed()) {
+      if (what == "dataset") what = what_name;
       fs::path target = data_dir.empty() ? fs::path(std::getenv("LLM4SBR_DATA_DIR") ? std::getenv("LLM4SBR_DATA_DIR") : "../shared/data")
                                          : fs::path(data_dir);
       data::download_dataset(what, target);

@@ -46,6 +46,25 @@ const std::map<std::string, std::vector<RemoteFile>>& sources() {
   return s;
 }
 
+struct RemoteModel {
+  std::string url;
+  std::string kind;  ///< "chat" (Stage 1 LLM) or "embedding" (text encoder)
+};
+
+// Quantised GGUF files of the models a user most likely wants: the paper used Qwen-7B chat; the small
+// Qwen2.5 models run on a CPU; bge-small and nomic-embed are GGUF text-embedding models for llama.cpp.
+const std::map<std::string, RemoteModel>& model_sources() {
+  static const std::string hf = "https://huggingface.co/";
+  static const std::map<std::string, RemoteModel> m = {
+      {"qwen2.5-0.5b-instruct", {hf + "Qwen/Qwen2.5-0.5B-Instruct-GGUF/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf", "chat"}},
+      {"qwen2.5-1.5b-instruct", {hf + "Qwen/Qwen2.5-1.5B-Instruct-GGUF/resolve/main/qwen2.5-1.5b-instruct-q4_k_m.gguf", "chat"}},
+      {"qwen2.5-7b-instruct", {hf + "bartowski/Qwen2.5-7B-Instruct-GGUF/resolve/main/Qwen2.5-7B-Instruct-Q4_K_M.gguf", "chat"}},
+      {"bge-small-en-v1.5", {hf + "CompendiumLabs/bge-small-en-v1.5-gguf/resolve/main/bge-small-en-v1.5-q8_0.gguf", "embedding"}},
+      {"nomic-embed-text-v1.5", {hf + "nomic-ai/nomic-embed-text-v1.5-GGUF/resolve/main/nomic-embed-text-v1.5.Q8_0.gguf", "embedding"}},
+  };
+  return m;
+}
+
 size_t write_to_stream(char* data, size_t size, size_t n, void* stream) {
   auto* out = static_cast<std::ofstream*>(stream);
   out->write(data, static_cast<std::streamsize>(size * n));
@@ -68,7 +87,7 @@ std::string sha256_of(const fs::path& file) {
   return out.substr(0, out.find(' '));
 }
 
-void fetch(const std::string& url, const fs::path& target) {
+void fetch(const std::string& url, const fs::path& target, const std::string& hint) {
   auto tmp = target;
   tmp += ".part";
   std::ofstream out(tmp, std::ios::binary);
@@ -90,10 +109,9 @@ void fetch(const std::string& url, const fs::path& target) {
   out.close();
   if (rc != CURLE_OK) {
     fs::remove(tmp);
-    throw Error(fmt::format("download of {} failed: {} ({}). Check the network, or copy {} (see shared/data/README.md "
-                            "for every file of this dataset) into {} by hand",
-                            url, err[0] ? err : curl_easy_strerror(rc), curl_easy_strerror(rc),
-                            target.filename().string(), target.parent_path().string()));
+    throw Error(fmt::format("download of {} failed: {} ({}). Check the network, or copy {} into {} by hand{}", url,
+                            err[0] ? err : curl_easy_strerror(rc), curl_easy_strerror(rc), target.filename().string(),
+                            target.parent_path().string(), hint));
   }
   fs::rename(tmp, target);
 }
@@ -131,7 +149,7 @@ void download_dataset(const std::string& name, const fs::path& data_dir) {
       continue;
     }
     spdlog::info("download: {} -> {}", f.url, target.string());
-    fetch(f.url, target);
+    fetch(f.url, target, " (shared/data/README.md lists every file of this dataset)");
     if (!f.sha256.empty()) {
       auto got = sha256_of(target);
       if (got != f.sha256) {
@@ -147,6 +165,43 @@ void download_dataset(const std::string& name, const fs::path& data_dir) {
   }
   curl_global_cleanup();
   spdlog::info("download: {} is in {}", key, dir.string());
+}
+
+std::vector<std::string> downloadable_models() {
+  std::vector<std::string> names;
+  for (const auto& [name, m] : model_sources()) names.push_back(fmt::format("{} ({})", name, m.kind));
+  return names;
+}
+
+fs::path download_model(const std::string& name, const fs::path& models_dir) {
+  auto it = model_sources().find(name);
+  if (it == model_sources().end())
+    throw ConfigError(fmt::format("unknown model '{}'; known: {}", name, fmt::join(downloadable_models(), ", ")));
+  const auto& url = it->second.url;
+  const fs::path target = models_dir / url.substr(url.rfind('/') + 1);
+  if (fs::exists(target)) {
+    spdlog::info("download: {} is already there", target.string());
+    return target;
+  }
+  const bool existed = fs::exists(models_dir);
+  fs::create_directories(models_dir);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  spdlog::info("download: {} -> {}", url, target.string());
+  try {
+    fetch(url, target, " (any GGUF file works: set llm.model=llama:PATH or embed.encoder=llama:PATH)");
+  } catch (...) {
+    std::error_code ec;
+    if (!existed && fs::is_empty(models_dir, ec)) fs::remove(models_dir, ec);  // leave nothing half-made behind
+    curl_global_cleanup();
+    throw;
+  }
+  curl_global_cleanup();
+  const auto sha = sha256_of(target);
+  std::ofstream(fs::path(target.string() + ".sha256")) << sha << "  " << target.filename().string() << "\n";
+  spdlog::info("download: {} ({:.0f} MB, sha256 {}); use it with --set {}=llama:{}", target.string(),
+               static_cast<double>(fs::file_size(target)) / 1e6, sha, it->second.kind == "chat" ? "llm.model" : "embed.encoder",
+               target.string());
+  return target;
 }
 
 }  // namespace llm4sbr::data
