@@ -140,6 +140,9 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--data", prepared, "prepared dataset directory")->required();
   eval_cmd->add_option("--checkpoint", checkpoint, "checkpoint (best.pt) written by train or run")->required()->check(CLI::ExistingFile);
   eval_cmd->add_option("--split", split, "train, valid or test")->capture_default_str();
+  std::string eval_intents;
+  eval_cmd->add_option("--intents", eval_intents,
+                       "for an LLM4SBR checkpoint: the intents folder of its run (runs/X/stages/intents-<key>)");
   add_config_options(eval_cmd, eval_cfg, false);
 
   // prompts
@@ -250,8 +253,10 @@ int main(int argc, char** argv) {
       if (!cfg.has("model")) cfg.set("model", "srgnn");
       train::configure_runtime(cfg.get<int>("threads", 0));
       auto ds = data::read_prepared(prepared);
-      auto result = train::evaluate_checkpoint(cfg, ds, checkpoint, split);
-      fmt::print("\n{}\n", train::results_table({result}, train::train_options_from_config(cfg).ks, false));
+      auto result = train::evaluate_checkpoint(cfg, ds, checkpoint, split, eval_intents);
+      fmt::print("\n{} split, {} samples{}:\n\n{}\n", split, ds.split(split).size(),
+                 result.intents.empty() ? "" : ", intents from " + result.intents,
+                 train::results_table({result}, train::train_options_from_config(cfg).ks, false));
     } else if (prompts_cmd->parsed()) {
       Config cfg = load_config(prompts_cfg);
       auto ds = data::read_prepared(prepared);

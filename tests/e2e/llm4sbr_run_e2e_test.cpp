@@ -67,6 +67,21 @@ TEST(EndToEnd, RunComparesSrGnnWithLlm4sbrOnTitlesIntentsAndReusesTheStages) {
   EXPECT_EQ(metrics["models"]["LLM4SBR(SR-GNN) [titles]"]["epochs"].size(), 2u);
   EXPECT_EQ(metrics["models"]["LLM4SBR(SR-GNN) [titles]"]["intents"], "titles");
 
+  // The LLM4SBR checkpoint evaluates to the run's figures with its intents, and is refused without them.
+  const auto model_dir = out / "llm4sbr-sr-gnn-titles";
+  const auto prepared = only_subdir(out / "stages", "prepare-");
+  const auto evaluate = [&](const std::string& extra, const fs::path& log) {
+    return std::system(fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' {} > '{}' 2>&1", LLM4SBR_SOURCE_DIR,
+                                   LLM4SBR_CLI, prepared.string(), (model_dir / "best.pt").string(), extra, log.string())
+                           .c_str());
+  };
+  ASSERT_EQ(evaluate("--intents '" + only_subdir(out / "stages", "intents-").string() + "'", dir / "eval.txt"), 0)
+      << read_all(dir / "eval.txt");
+  const double hr20 = metrics["models"]["LLM4SBR(SR-GNN) [titles]"]["test"]["HR@20"].get<double>();
+  EXPECT_NE(read_all(dir / "eval.txt").find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << read_all(dir / "eval.txt");
+  EXPECT_NE(evaluate("", dir / "eval2.txt"), 0);
+  EXPECT_NE(read_all(dir / "eval2.txt").find("evaluate it with --intents"), std::string::npos) << read_all(dir / "eval2.txt");
+
   // Only a training setting changes: the prepared data, the encoder and the intents are re-used as they are.
   const auto intents_dir = only_subdir(out / "stages", "intents-");
   const auto encoder_dir = only_subdir(out / "stages", "encoder-");

@@ -107,14 +107,24 @@ std::shared_ptr<PlainRecommenderImpl> build_backbone(const Config& cfg, const da
 }
 
 ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds, const fs::path& checkpoint,
-                             const std::string& split) {
-  auto model = build_backbone(cfg, ds);
-  load_checkpoint(*model, checkpoint);
+                             const std::string& split, const fs::path& intents_dir) {
   const auto opt = train_options_from_config(cfg);
   if (ds.split(split).empty())
     throw ConfigError(fmt::format("the {} split of this dataset is empty (data.valid_fraction = 0?)", split));
-  ModelRun run{model->label(), {}};
-  run.result.test = evaluate(*model, ds.split(split), opt, opt.paper_compatible);
+  Recommender model;
+  torch::Tensor intents;
+  std::string source;
+  if (intents_dir.empty()) {
+    model = build_backbone(cfg, ds);
+  } else {
+    intents = intent::read_intents(intents_dir / split);
+    const auto done = intent::intents_done(intents_dir / split);
+    model = build_llm4sbr(cfg, ds, done->at("views").get<std::vector<std::string>>(), intents.size(2));
+    source = (intents_dir / split).string();
+  }
+  load_checkpoint(*model, checkpoint);
+  ModelRun run{model->label(), {}, source};
+  run.result.test = evaluate(*model, ds.split(split), opt, opt.paper_compatible, intents);
   return run;
 }
 

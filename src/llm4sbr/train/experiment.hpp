@@ -43,9 +43,11 @@ Recommender build_llm4sbr(const Config& cfg, const data::PreparedDataset& ds, co
                           std::int64_t text_dim);
 
 /// Builds the model of cfg, loads `checkpoint` and evaluates it on a split ("train", "valid", "test").
-/// Throws InputError if the checkpoint does not fit the model and dataset.
+/// With `intents_dir` (an intents-<key> stage folder holding <split>/intents.npy) the model is
+/// LLM4SBR(model) fed with those intents. Throws InputError if the checkpoint does not fit the model and
+/// dataset (including an LLM4SBR checkpoint evaluated without intents).
 ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& checkpoint,
-                             const std::string& split);
+                             const std::string& split, const std::filesystem::path& intents_dir = {});
 
 /// Trains `model` on ds (with the split intents, if any) and returns its result; checkpoints go to run_dir.
 ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, RecommenderImpl& model,

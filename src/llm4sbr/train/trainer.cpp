@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/progress.hpp"
@@ -151,6 +152,18 @@ void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(file.string());
+    // LibTorch ignores what the model does not ask for: an LLM4SBR checkpoint would load into the plain
+    // backbone without a word and be evaluated without its head. Refuse entries the model does not have.
+    std::set<std::string> own;
+    for (const auto& p : model.named_parameters(false)) own.insert(p.key());
+    for (const auto& b : model.named_buffers(false)) own.insert(b.key());
+    for (const auto& c : model.named_children()) own.insert(c.key());
+    for (const auto& key : archive.keys())
+      if (!own.count(key))
+        throw InputError(file.string(), 0, key,
+                         fmt::format("the checkpoint holds '{}', which this model ({}) does not have: was it trained with "
+                                     "another model, or with the LLM4SBR head (then evaluate it with --intents)?",
+                                     key, fmt::join(own, ", ")));
     model.load(archive);
   } catch (const c10::Error& e) {
     throw InputError(file.string(), 0, "", std::string("checkpoint does not match the model: ") + e.what_without_backtrace());
