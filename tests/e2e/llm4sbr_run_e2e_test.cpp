@@ -149,3 +149,27 @@ TEST(EndToEnd, WithoutAModelRunSaysSoAndUsesTitles) {
   EXPECT_NE(run_cli(dir / "run2", dir / "log2.txt", 150, "--set intent.source=llm --set llm.model=llama:/nonexistent.gguf"), 0);
   EXPECT_NE(read_all(dir / "log2.txt").find("does not exist"), std::string::npos) << read_all(dir / "log2.txt");
 }
+
+TEST(EndToEnd, AblateWritesOneTableWithEveryVariant) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  llm4sbr::testing::TempDir dir;
+  const std::string cmd = fmt::format(
+      "cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' ablate --config configs/beauty.yaml --set data.max_sessions=150 "
+      "--set data.min_item_count=2 --set data.iterative_filter=true --set train.epochs=1 --set intent.source=titles "
+      "--out '{}' > '{}' 2>&1",
+      LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, (dir / "run").string(),
+      (dir / "log.txt").string());
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_all(dir / "log.txt");
+  const auto md = read_all(dir / "run" / "results.md");
+  for (const char* row : {"LLM4SBR", "w/o SBR", "w/o LLM", "w/o AU", "w/o long", "w/o short", "normal", "r=0", "r=1", "r=3"})
+    EXPECT_NE(md.find(fmt::format("| {} |", row)), std::string::npos) << row << "\n" << md;
+  auto metrics = nlohmann::json::parse(std::ifstream(dir / "run" / "metrics.json"));
+  EXPECT_EQ(metrics["models"].size(), 10u);
+  EXPECT_EQ(metrics["models"]["w/o LLM"]["intents"], "");
+  EXPECT_EQ(metrics["models"]["normal"]["intents"], "titles");
+  // Views and r make their own intent stages; the rest share one.
+  int intent_stages = 0;
+  for (const auto& e : fs::directory_iterator(dir / "run" / "stages"))
+    intent_stages += e.path().filename().string().starts_with("intents-");
+  EXPECT_EQ(intent_stages, 7);  // default, short, long, normal, r=0, r=1, r=3
+}
