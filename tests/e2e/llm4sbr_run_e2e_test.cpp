@@ -60,7 +60,7 @@ TEST(EndToEnd, RunComparesSrGnnWithLlm4sbrOnTitlesIntentsAndReusesTheStages) {
   EXPECT_NE(md.find("LLM4SBR(SR-GNN) [titles] = titles"), std::string::npos) << "results.md says where the intents came from";
   const auto log1 = read_all(dir / "log1.txt");
   EXPECT_NE(log1.find("Improv. (%)"), std::string::npos) << log1;
-  EXPECT_NE(log1.find("intents from titles"), std::string::npos) << log1;
+  EXPECT_NE(log1.find("Intents from titles: LLM4SBR(SR-GNN) [titles]"), std::string::npos) << log1;
   EXPECT_TRUE(fs::exists(out / "curves.png"));
   auto metrics = nlohmann::json::parse(std::ifstream(out / "metrics.json"));
   ASSERT_TRUE(metrics["models"].contains("LLM4SBR(SR-GNN) [titles]"));

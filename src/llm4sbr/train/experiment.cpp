@@ -1,10 +1,12 @@
 #include "llm4sbr/train/experiment.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <cctype>
 #include <cstdlib>
+#include <map>
 #include <fstream>
 
 #include "llm4sbr/core/error.hpp"
@@ -208,8 +210,10 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
   }
   fmt::print("\n{}\nTest metrics (%), epoch selected on validation, {} test samples:\n\n{}\n", title, ds.test.size(),
              results_table(runs, opt.ks, false, false, improvement));
+  std::map<std::string, std::vector<std::string>> by_source;  // one line per intent source
   for (const auto& r : runs)
-    if (!r.intents.empty()) fmt::print("{}: intents from {}\n", r.label, r.intents);
+    if (!r.intents.empty()) by_source[r.intents].push_back(r.label);
+  for (const auto& [source, labels] : by_source) fmt::print("Intents from {}: {}\n", source, fmt::join(labels, ", "));
   fmt::print("Written: {}/results.md, metrics.json, curves.png, checkpoints\n", out_dir.string());
   return runs;
 }
