@@ -21,21 +21,22 @@ SERVER=$BUILD/bin/llama-server
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do { kill -9 "$pid" && wait "$pid"; } 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# Starts a server on a port the kernel picks; prints its URL once /health answers.
+# Starts a server on a port the kernel picks and sets URL once /health answers. Not to be called in a
+# $(...) subshell: the PID must reach the cleanup of this shell.
 start_server() {
   local log=$WORK/server-$1.log
   "$SERVER" -m "$MODEL" --host 127.0.0.1 --port 0 --no-webui -np "$SLOTS" -c $((SLOTS * 2048)) -t "$THREADS" \
     -tb "$THREADS" > "$log" 2>&1 &
   PIDS+=($!)
-  local url=""
+  URL=""
   for _ in $(seq 600); do
-    url=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/listening on //') || true
-    if [ -n "$url" ] && curl -sf "$url/health" > /dev/null; then echo "$url"; return; fi
+    URL=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/listening on //') || true
+    if [ -n "$URL" ] && curl -sf "$URL/health" > /dev/null; then return; fi
     sleep 0.1
   done
   echo "server $1 did not start:" >&2; tail -20 "$log" >&2; exit 1
@@ -56,8 +57,8 @@ run_infer() {
 }
 
 "$CLI" prepare --config configs/beauty.yaml --out "$WORK/beauty" > /dev/null 2>&1
-A=$(start_server a)
-B=$(start_server b)
+start_server a; A=$URL
+start_server b; B=$URL
 HTTP="--set llm.http.concurrency=$SLOTS"
 
 read -r n_in s_in r_in < <(run_infer inprocess --llm "llama:$MODEL" --set llm.threads="$THREADS" --set llm.parallel="$SLOTS")
