@@ -68,7 +68,8 @@ const std::map<std::string, std::set<std::string>>& known_keys() {
       {"data", {"sessionize", "clock_seconds", "gap_seconds", "min_session_length", "min_item_count", "iterative_filter", "split",
                 "test_fraction", "test_sessions", "valid_fraction", "augment", "max_sessions", "skip_malformed"}},
       {"prompt", {"header", "item_line", "question", "qualifiers", "max_items", "system"}},
-      {"llm", {"model", "max_tokens", "temperature", "seed", "stop", "parallel", "batch_tokens", "threads", "context", "chunk"}},
+      {"llm", {"model", "max_tokens", "temperature", "seed", "stop", "parallel", "batch_tokens", "threads", "context", "chunk",
+               "api_model", "http"}},
       {"intent", {"source", "views", "top_r", "normalize_weights", "localizer"}},
       {"enhance", {"enabled", "baseline", "tau", "align_uniform", "average_views", "without_sbr"}},
   };
@@ -161,7 +162,12 @@ int main(int argc, char** argv) {
   std::string llm_spec;
   ConfigArgs infer_cfg;
   infer_cmd->add_option("--data", prepared, "prepared dataset directory")->required();
-  infer_cmd->add_option("--llm", llm_spec, "llama:PATH.gguf (default: llm.model of the config)");
+  std::string shard_spec = "1/1";
+  infer_cmd->add_option("--llm", llm_spec,
+                        "llama:PATH.gguf (in-process) or openai:URL[,URL...] (OpenAI-compatible servers; API key from "
+                        "$OPENAI_API_KEY or the variable named by llm.http.api_key_env); default: llm.model of the config");
+  infer_cmd->add_option("--shard", shard_spec, "answer only shard i of n (i/n, 1-based) of the prompts; join them with merge")
+      ->capture_default_str();
   infer_cmd->add_option("--split", stage_split, "train, valid, test or all")->capture_default_str();
   infer_cmd->add_option("--limit", limit, "only the first N samples of each split");
   infer_cmd->add_option("--out,-o", out, "output directory (<split>/responses.jsonl)")->required();
@@ -190,6 +196,17 @@ int main(int argc, char** argv) {
   localize_cmd->add_option("--split", stage_split, "train, valid, test or all")->capture_default_str();
   localize_cmd->add_option("--out,-o", out, "output directory (<split>/intents.npy, localization.jsonl)")->required();
   add_config_options(localize_cmd, localize_cfg, false);
+  // merge
+  auto* merge_cmd = app.add_subcommand("merge", "join the responses.jsonl of `infer --shard` runs into one store, checking "
+                                                 "that every prompt is answered exactly once");
+  std::vector<std::string> shard_dirs;
+  ConfigArgs merge_cfg;
+  merge_cmd->add_option("--data", prepared, "prepared dataset directory (the one the shards used)")->required();
+  merge_cmd->add_option("--split", stage_split, "train, valid, test or all")->capture_default_str();
+  merge_cmd->add_option("--limit", limit, "only the first N samples of each split (as the shards were run)");
+  merge_cmd->add_option("--out,-o", out, "output directory (<split>/responses.jsonl)")->required();
+  merge_cmd->add_option("shards", shard_dirs, "the shards' --out directories")->required()->check(CLI::ExistingDirectory);
+  add_config_options(merge_cmd, merge_cfg, false);
 
   // run
   auto* run = app.add_subcommand("run", "the whole pipeline from a config: prepare (cached), train, evaluate, report");
@@ -278,17 +295,34 @@ int main(int argc, char** argv) {
     } else if (infer_cmd->parsed()) {
       Config cfg = load_config(infer_cfg);
       if (llm_spec.empty()) llm_spec = cfg.get<std::string>("llm.model", "");
-      if (llm_spec.empty()) throw ConfigError("infer: give --llm llama:PATH.gguf or set llm.model in the config");
+      if (llm_spec.empty()) throw ConfigError("infer: give --llm llama:PATH.gguf or openai:URL, or set llm.model in the config");
+      llm::InferOptions options{cfg.get<std::int64_t>("llm.chunk", 2048), llm::Shard::parse(shard_spec)};
       auto ds = data::read_prepared(prepared);
       const auto tpl = text::prompt_template_from_config(cfg);
       const auto views = text::views_from_config(cfg, tpl);
       auto backend = llm::make_llm_backend(llm_spec, cfg);
+      std::vector<std::unique_ptr<llm::ResponseStore>> stores;
+      std::vector<llm::InferTask> tasks;
       for (const auto& sp : splits_of(stage_split)) {
-        llm::ResponseStore store(fs::path(out) / sp / "responses.jsonl");
-        auto stats = llm::run_inference(ds, first_samples(ds.split(sp), limit), views, tpl, *backend, store,
-                                        cfg.get<std::int64_t>("llm.chunk", 2048));
-        fmt::print("{}: {} records in {} ({} generated now, {} were already there)\n", sp, store.size(),
-                   store.file().string(), stats.generated, stats.already);
+        stores.push_back(std::make_unique<llm::ResponseStore>(fs::path(out) / sp / "responses.jsonl"));
+        tasks.push_back({first_samples(ds.split(sp), limit), stores.back().get()});
+      }
+      auto stats = llm::run_inference(ds, tasks, views, tpl, *backend, options);
+      for (const auto& store : stores) fmt::print("{} records in {}\n", store->size(), store->file().string());
+      fmt::print("{} generated now, {} were already there, {} left to other shards\n", stats.generated, stats.already,
+                 stats.other_shards);
+    } else if (merge_cmd->parsed()) {
+      Config cfg = load_config(merge_cfg);
+      auto ds = data::read_prepared(prepared);
+      const auto tpl = text::prompt_template_from_config(cfg);
+      const auto views = text::views_from_config(cfg, tpl);
+      for (const auto& sp : splits_of(stage_split)) {
+        const auto expected = llm::prompt_keys(ds, first_samples(ds.split(sp), limit), views, tpl);
+        std::vector<fs::path> files;
+        for (const auto& dir : shard_dirs) files.push_back(fs::path(dir) / sp / "responses.jsonl");
+        const auto target = fs::path(out) / sp / "responses.jsonl";
+        fmt::print("{}: {} records from {} shards in {}\n", sp, llm::merge_shards(expected, files, target), files.size(),
+                   target.string());
       }
     } else if (encode_cmd->parsed()) {
       Config cfg = load_config(encode_cfg);

@@ -21,30 +21,10 @@ using namespace llm4sbr;
 
 namespace {
 
-std::filesystem::path tiny_chat_model() { return std::filesystem::path(LLM4SBR_TINY_MODELS) / "tiny-qwen2-chat.gguf"; }
+std::filesystem::path tiny_chat_model() { return llm4sbr::testing::tiny_model("tiny-qwen2-chat.gguf"); }
 
-std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& file) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
-// Prepares the Beauty dataset once into a directory shared by the tests of this file.
-std::filesystem::path prepared_beauty() {
-  static llm4sbr::testing::TempDir dir;
-  static bool done = false;
-  if (!done) {
-    const auto cmd = fmt::format("cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' prepare --config configs/beauty.yaml --out '{}' > /dev/null 2>&1",
-                                 LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI,
-                                 (dir / "beauty").string());
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("prepare failed: " + cmd);
-    done = true;
-  }
-  return dir / "beauty";
-}
+using llm4sbr::testing::prepared_beauty;
+using llm4sbr::testing::read_jsonl;
 
 std::string infer_command(const std::filesystem::path& data, const std::filesystem::path& out, int limit,
                           const std::string& extra = "") {

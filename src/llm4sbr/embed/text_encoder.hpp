@@ -2,8 +2,9 @@
 //
 // One interface for the item titles (the catalogue) and the LLM answers (the queries of intent
 // localization): both must go through the same encoder so that their cosine similarities mean something.
-// Implementations: "tfidf" (TF-IDF + LSA, fitted on the catalogue, the offline default; tfidf_lsa.hpp).
-// The llama.cpp and OpenAI-compatible embedding encoders plug in through make_text_encoder.
+// Implementations: "tfidf" (TF-IDF + LSA, fitted on the catalogue, the offline default; tfidf_lsa.hpp),
+// "llama:PATH.gguf" (a GGUF embedding model in-process; llama_encoder.hpp) and "openai:URL[,URL...]"
+// (OpenAI-compatible /v1/embeddings servers; openai_encoder.hpp).
 #pragma once
 
 #include <torch/torch.h>
@@ -44,7 +45,13 @@ class TextEncoder {
 };
 
 /// Builds an encoder from a spec string and its settings (the `embed` section of a run config):
-///   "tfidf"  TfidfLsaEncoder with options from `settings.tfidf.*` (TfidfLsaOptions::from_config); unfitted.
+///   "tfidf"                TfidfLsaEncoder with options from `settings.tfidf.*` (TfidfLsaOptions::from_config);
+///                          unfitted.
+///   "llama:PATH.gguf"      LlamaEncoder with `settings.threads` (0 = all cores) and `settings.batch_tokens`
+///                          (2048); InputError naming the file if it is missing or not a GGUF model.
+///   "openai:URL[,URL...]"  OpenAiEncoder with `settings.api_model`, `settings.batch` (64) and
+///                          `settings.http.*` (http::PoolOptions); asks the server for the width at once, so
+///                          an unreachable server or a bad API key throws Error here.
 /// Throws ConfigError listing the known specs for anything else.
 std::unique_ptr<TextEncoder> make_text_encoder(const std::string& spec, const Config& settings);
 

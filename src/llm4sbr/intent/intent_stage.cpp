@@ -65,16 +65,23 @@ fs::path cached_responses(const Config& cfg, const data::PreparedDataset& ds, co
   key = hash_hex(fmt::format("responses\n{}\n{}\n{}\n{}\n{}", data_key, cfg.canonical("prompt"), fmt::join(views, ","),
                              llm_fingerprint(source.llm), generation_key(cfg)));
   const fs::path dir = stages_dir / ("responses-" + key);
-  const auto tpl = text::prompt_template_from_config(cfg);
-  std::unique_ptr<llm::LlmBackend> backend;  // loaded only if something is left to generate
+  // One job over every split that is not finished: one progress bar, identical prompts generated once.
+  std::vector<std::unique_ptr<llm::ResponseStore>> stores;
+  std::vector<llm::InferTask> tasks;
   for (const auto& split : split_names()) {
     const auto& samples = ds.split(split);
-    llm::ResponseStore store(dir / split / "responses.jsonl");
-    if (store.size() >= samples.size() * views.size()) continue;
-    if (!backend) backend = llm::make_llm_backend(source.llm, cfg);
+    auto store = std::make_unique<llm::ResponseStore>(dir / split / "responses.jsonl");
+    if (store->size() >= samples.size() * views.size()) continue;
     spdlog::info("infer: {} split, {} samples x {} views -> {}", split, samples.size(), views.size(),
-                 store.file().string());
-    llm::run_inference(ds, samples, views, tpl, *backend, store, cfg.get<std::int64_t>("llm.chunk", 2048));
+                 store->file().string());
+    tasks.push_back({samples, store.get()});
+    stores.push_back(std::move(store));
+  }
+  if (!tasks.empty()) {
+    const auto backend = llm::make_llm_backend(source.llm, cfg);
+    llm::InferOptions opt;
+    opt.chunk = cfg.get<std::int64_t>("llm.chunk", opt.chunk);
+    llm::run_inference(ds, tasks, views, text::prompt_template_from_config(cfg), *backend, opt);
   }
   return dir;
 }

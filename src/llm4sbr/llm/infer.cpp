@@ -5,74 +5,92 @@
 
 #include <map>
 
-#include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/core/progress.hpp"
 
 namespace llm4sbr::llm {
 
 namespace {
 
+struct Waiting {
+  ResponseStore* store;
+  std::int64_t sample;
+  std::string view;
+};
+
 struct Pending {
   std::string prompt;
-  std::vector<std::pair<std::int64_t, std::string>> waiting;  // (sample, view) answered by this prompt
+  std::vector<Waiting> waiting;  // the (sample, view) pairs this prompt answers
 };
 
 }  // namespace
 
-InferStats run_inference(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
+InferStats run_inference(const data::PreparedDataset& ds, const std::vector<InferTask>& tasks,
                          const std::vector<std::string>& views, const text::PromptTemplate& tpl, LlmBackend& backend,
-                         ResponseStore& store, std::int64_t chunk) {
+                         const InferOptions& options) {
   InferStats stats;
-  std::vector<std::string> order;  // distinct prompt hashes in first-seen (sample) order
+  std::vector<std::string> order;  // distinct prompt hashes in first-seen (task, sample) order
   std::map<std::string, Pending> pending;
-  for (const auto& sample : samples) {
-    for (const auto& view : views) {
-      ++stats.requested;
-      std::string prompt = text::build_prompt(tpl, ds, sample, view);
-      const std::string hash = hash_hex(prompt);
-      if (store.has(sample.id, view, hash)) {
-        ++stats.already;
-        continue;
+  for (const auto& task : tasks) {
+    ResponseStore& store = *task.store;
+    for_each_prompt(ds, task.samples, views, tpl, [&](PromptKey&& key) {
+      if (!options.shard.holds(key.hash)) {
+        ++stats.other_shards;
+        return;
       }
-      if (auto same = store.find_prompt(hash)) {
+      ++stats.requested;
+      if (store.has(key.sample, key.view, key.hash)) {
+        ++stats.already;
+        return;
+      }
+      if (auto same = store.find_prompt(key.hash)) {
         ResponseRecord r = *same;
-        r.sample = sample.id;
-        r.view = view;
+        r.sample = key.sample;
+        r.view = key.view;
         store.append(r);
         ++stats.reused;
-        continue;
+        return;
       }
-      auto [it, fresh] = pending.try_emplace(hash);
+      auto [it, fresh] = pending.try_emplace(key.hash);
       if (fresh) {
-        it->second.prompt = std::move(prompt);
-        order.push_back(hash);
+        it->second.prompt = std::move(key.prompt);
+        order.push_back(key.hash);
       } else {
         ++stats.reused;
       }
-      it->second.waiting.emplace_back(sample.id, view);
-    }
+      it->second.waiting.push_back({&store, key.sample, key.view});
+    });
   }
   stats.generated = static_cast<std::int64_t>(order.size());
-  spdlog::info("infer: {} (sample, view) pairs: {} already answered, {} answered by an identical prompt, {} prompts to "
+  spdlog::info("infer: {} (sample, view) pairs{}: {} already answered, {} answered by an identical prompt, {} prompts to "
                "generate with {}",
-               stats.requested, stats.already, stats.reused, stats.generated, backend.model_name());
+               stats.requested,
+               options.shard.count > 1 ? fmt::format(" in shard {}/{} ({} left to the other shards)", options.shard.index,
+                                                     options.shard.count, stats.other_shards)
+                                       : "",
+               stats.already, stats.reused, stats.generated, backend.model_name());
   if (order.empty()) return stats;
 
   ProgressBar bar("infer", stats.generated, "prompts");
-  std::int64_t completion_tokens = 0;
-  for (std::size_t lo = 0; lo < order.size(); lo += static_cast<std::size_t>(chunk)) {
-    const std::size_t hi = std::min(order.size(), lo + static_cast<std::size_t>(chunk));
+  std::int64_t prompt_tokens = 0, completion_tokens = 0;
+  auto token_rates = [&] {
+    const double secs = std::max(bar.elapsed_seconds(), 1e-9);
+    return fmt::format("{:.0f} prompt tok/s, {:.0f} gen tok/s", prompt_tokens / secs, completion_tokens / secs);
+  };
+  for (std::size_t lo = 0; lo < order.size(); lo += static_cast<std::size_t>(options.chunk)) {
+    const std::size_t hi = std::min(order.size(), lo + static_cast<std::size_t>(options.chunk));
     std::vector<std::string> prompts;
     for (std::size_t i = lo; i < hi; ++i) prompts.push_back(pending[order[i]].prompt);
     backend.generate(prompts, [&](std::size_t k, const Generation& g) {
       const std::string& hash = order[lo + k];
-      for (const auto& [sample, view] : pending[hash].waiting)
-        store.append({sample, view, hash, backend.model_name(), g.text, g.prompt_tokens, g.completion_tokens, g.seconds});
+      for (const auto& w : pending[hash].waiting)
+        w.store->append({w.sample, w.view, hash, backend.model_name(), g.text, g.prompt_tokens, g.completion_tokens, g.seconds});
+      prompt_tokens += g.prompt_tokens;
       completion_tokens += g.completion_tokens;
-      bar.tick(1, fmt::format("{:.0f} gen tok/s", completion_tokens / std::max(bar.elapsed_seconds(), 1e-9)));
+      bar.tick(1, token_rates());
     });
   }
-  bar.finish();
+  bar.finish(token_rates());
+  backend.log_summary();
   return stats;
 }
 

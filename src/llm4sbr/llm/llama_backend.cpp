@@ -71,12 +71,6 @@ std::string piece(const llama_vocab* vocab, llama_token t) {
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
-
 // Splits the sorted prompt order into one contiguous run per sequence, so that each sequence answers
 // neighbours in sorted order and re-uses its cached prefix.
 void assign_runs(std::vector<Slot>& slots, const std::vector<std::size_t>& order) {
@@ -291,7 +285,7 @@ void LlamaBackend::generate(const std::vector<std::string>& prompts,
         }
         if (!stop) continue;
         // The sampled token is not in the cache yet: the cache holds prompt + answer so far.
-        s.gen.text = trim(s.text);
+        s.gen.text = trim_answer(s.text);
         s.gen.seconds = std::chrono::duration<double>(Clock::now() - s.started).count();
         s.busy = false;
         on_done(s.prompt, s.gen);
@@ -308,33 +302,6 @@ void LlamaBackend::generate(const std::vector<std::string>& prompts,
                "generated {} ({:.0f} tok/s), {} prompt tokens re-used from the KV cache",
                name_, prompts.size(), secs, prompts.size() / secs, decoded_tokens, decoded_tokens / secs,
                generated_tokens, generated_tokens / secs, reused_tokens);
-}
-
-GenerationOptions generation_options_from_config(const Config& cfg) {
-  GenerationOptions o;
-  o.max_tokens = cfg.get<std::int64_t>("llm.max_tokens", o.max_tokens);
-  o.temperature = cfg.get<double>("llm.temperature", o.temperature);
-  o.seed = cfg.get<std::uint32_t>("llm.seed", o.seed);
-  o.stop = cfg.get<std::vector<std::string>>("llm.stop", o.stop);
-  o.parallel = cfg.get<std::int64_t>("llm.parallel", o.parallel);
-  o.batch_tokens = cfg.get<std::int64_t>("llm.batch_tokens", o.batch_tokens);
-  o.threads = cfg.get<std::int64_t>("llm.threads", o.threads);
-  o.context = cfg.get<std::int64_t>("llm.context", o.context);
-  if (o.max_tokens < 1) throw ConfigError("llm.max_tokens must be >= 1");
-  if (o.parallel < 1) throw ConfigError("llm.parallel must be >= 1");
-  return o;
-}
-
-std::unique_ptr<LlmBackend> make_llm_backend(const std::string& spec, const Config& cfg) {
-  const auto colon = spec.find(':');
-  const std::string kind = spec.substr(0, colon);
-  const std::string rest = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  if (kind == "llama" && !rest.empty()) {
-    auto b = std::make_unique<LlamaBackend>(rest, generation_options_from_config(cfg));
-    b->system_prompt = cfg.get<std::string>("prompt.system", "");
-    return b;
-  }
-  throw ConfigError(fmt::format("unknown LLM '{}': use llama:PATH.gguf (in-process llama.cpp)", spec));
 }
 
 }  // namespace llm4sbr::llm

@@ -1,6 +1,6 @@
 // The seam of the intent-inference stage (DESIGN.md, "Interfaces"): many prompts in, answers out, so that
-// a backend can batch them. Implementations: llama.cpp in-process (llama_backend.hpp); an
-// OpenAI-compatible HTTP server (vLLM, llama-server, Ollama, TGI) plugs in behind the same interface.
+// a backend can batch them. Implementations: llama.cpp in-process (llama_backend.hpp) and any
+// OpenAI-compatible HTTP server (vLLM, llama-server, Ollama, TGI), several at once (openai_backend.hpp).
 #pragma once
 
 #include <cstdint>
@@ -45,12 +45,23 @@ class LlmBackend {
   /// stay delivered).
   virtual void generate(const std::vector<std::string>& prompts,
                         const std::function<void(std::size_t, const Generation&)>& on_done) = 0;
-  /// "llama:<file name>" or "openai:<model>@<url>", stored with every response.
+  /// "llama:<file name>" or "openai:<model>", stored with every response. The HTTP backend leaves the
+  /// server URLs out: the answer does not depend on which server of the set gave it.
   virtual std::string model_name() const = 0;
+  /// Logs what the backend knows about its run when the job ends (the HTTP backend: requests, failures
+  /// and latency percentiles per endpoint). Default: nothing.
+  virtual void log_summary() const {}
 };
 
-/// Builds a backend from a spec: "llama:PATH.gguf" (in-process llama.cpp). Throws ConfigError for an
-/// unknown kind and InputError for a model file that is missing or not a GGUF chat model.
+/// Builds a backend from a spec and the run config:
+///   "llama:PATH.gguf"        in-process llama.cpp (LlamaBackend);
+///   "openai:URL[,URL...]"    OpenAI-compatible /v1/chat/completions servers (OpenAiBackend), model name
+///                            `llm.api_model`, transport settings `llm.http.*` (http::PoolOptions).
+/// Throws ConfigError for an unknown kind or bad setting, InputError for a model file that is missing or
+/// not a GGUF chat model.
 std::unique_ptr<LlmBackend> make_llm_backend(const std::string& spec, const Config& cfg);
+
+/// An answer without the white space around it (both backends deliver answers this way).
+std::string trim_answer(const std::string& text);
 
 }  // namespace llm4sbr::llm

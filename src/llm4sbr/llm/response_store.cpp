@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/core/error.hpp"
@@ -38,33 +39,50 @@ ResponseRecord parse_record(const std::string& line, const std::string& file, st
   return r;
 }
 
+// Calls on_record(line number, record) for every complete line and returns the size in bytes of the
+// complete lines: what is left after them is the torn tail of an interrupted write.
+std::uintmax_t scan_records(const fs::path& file, const std::function<void(std::size_t, ResponseRecord&&)>& on_record) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw InputError(file.string(), 0, "", "cannot open");
+  std::string line;
+  std::size_t line_no = 0;
+  std::uintmax_t good_bytes = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (in.eof()) {  // the last line of a killed write has no '\n'
+      spdlog::warn("{}:{}: cutting off a torn last record ({} bytes) left by an interrupted run", file.string(), line_no,
+                   line.size());
+      break;
+    }
+    good_bytes += line.size() + 1;
+    if (!line.empty()) on_record(line_no, parse_record(line, file.string(), line_no));
+  }
+  return good_bytes;
+}
+
 }  // namespace
+
+std::string to_jsonl(const ResponseRecord& r) {
+  nlohmann::json j = {{"sample", r.sample},          {"view", r.view},
+                      {"prompt_hash", r.prompt_hash}, {"model", r.model},
+                      {"response", r.response},       {"prompt_tokens", r.prompt_tokens},
+                      {"completion_tokens", r.completion_tokens}, {"seconds", r.seconds}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::vector<std::pair<std::size_t, ResponseRecord>> read_response_file(const fs::path& file) {
+  std::vector<std::pair<std::size_t, ResponseRecord>> out;
+  scan_records(file, [&](std::size_t line_no, ResponseRecord&& r) { out.emplace_back(line_no, std::move(r)); });
+  return out;
+}
 
 ResponseStore::ResponseStore(fs::path file) : file_(std::move(file)) {
   if (file_.has_parent_path()) fs::create_directories(file_.parent_path());
-  std::uintmax_t good_bytes = 0;
   if (fs::exists(file_)) {
-    std::ifstream in(file_, std::ios::binary);
-    std::string line;
-    std::size_t line_no = 0;
-    std::uintmax_t offset = 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      const bool complete = !in.eof();  // the last line of a killed write has no '\n'
-      if (!complete) {
-        spdlog::warn("{}:{}: cutting off a torn last record ({} bytes) left by an interrupted run", file_.string(),
-                     line_no, line.size());
-        break;
-      }
-      offset += line.size() + 1;
-      if (!line.empty()) {
-        auto r = parse_record(line, file_.string(), line_no);
-        by_prompt_[r.prompt_hash] = {r.sample, r.view};
-        records_[{r.sample, r.view}] = std::move(r);
-      }
-      good_bytes = offset;
-    }
-    in.close();
+    const std::uintmax_t good_bytes = scan_records(file_, [&](std::size_t, ResponseRecord&& r) {
+      by_prompt_[r.prompt_hash] = {r.sample, r.view};
+      records_[{r.sample, r.view}] = std::move(r);
+    });
     if (fs::file_size(file_) != good_bytes) fs::resize_file(file_, good_bytes);
   }
   out_ = std::fopen(file_.c_str(), "ab");
@@ -87,12 +105,8 @@ std::optional<ResponseRecord> ResponseStore::find_prompt(const std::string& prom
 }
 
 void ResponseStore::append(const ResponseRecord& r) {
-  nlohmann::json j = {{"sample", r.sample},          {"view", r.view},
-                      {"prompt_hash", r.prompt_hash}, {"model", r.model},
-                      {"response", r.response},       {"prompt_tokens", r.prompt_tokens},
-                      {"completion_tokens", r.completion_tokens}, {"seconds", r.seconds}};
   // One write of the whole line: a kill leaves either the full line or a torn tail that has no '\n'.
-  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  const std::string line = to_jsonl(r);
   if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0)
     throw Error(fmt::format("{}: write failed", file_.string()));
   by_prompt_[r.prompt_hash] = {r.sample, r.view};

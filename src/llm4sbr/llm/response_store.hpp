@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace llm4sbr::llm {
 
@@ -26,6 +27,14 @@ struct ResponseRecord {
   std::int64_t completion_tokens = 0;
   double seconds = 0;       ///< wall time of the generation (shared by a batch)
 };
+
+/// A record as one line of responses.jsonl (with the trailing '\n').
+std::string to_jsonl(const ResponseRecord& record);
+
+/// Every complete record of a responses.jsonl file, in file order, with its 1-based line number; a torn
+/// last line (no '\n') is left out with a warning. Reads only: the file is not changed. Throws InputError
+/// naming the file (and line) if it cannot be opened or a complete line is not a valid record.
+std::vector<std::pair<std::size_t, ResponseRecord>> read_response_file(const std::filesystem::path& file);
 
 class ResponseStore {
  public:
