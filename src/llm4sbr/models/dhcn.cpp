@@ -1,0 +1,323 @@
+#include "llm4sbr/models/dhcn.hpp"
+
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <utility>
+
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/models/srgnn.hpp"  // init_uniform_reference
+
+namespace llm4sbr::models {
+
+namespace {
+
+torch::Tensor int64_tensor(const std::vector<std::int64_t>& v) { return torch::tensor(v, torch::kInt64); }
+
+/// Rows of `table` ([N, d], row k-1 = id k) for every position of `items` ([B, L], 0 = padding), with
+/// zero rows at padding: [B, L, d].
+torch::Tensor lookup_padded(const torch::Tensor& table, const torch::Tensor& items) {
+  const auto padded = torch::cat({torch::zeros({1, table.size(1)}, table.options()), table}, 0);
+  return padded.index_select(0, items.flatten()).view({items.size(0), items.size(1), table.size(1)});
+}
+
+/// y = A x for a fixed sparse A, with the backward pass grad_x = Aᵀ grad_y from a precomputed Aᵀ
+/// (autograd's own backward for sparse @ dense transposes and re-sorts A on every call).
+class SparsePropagate : public torch::autograd::Function<SparsePropagate> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const SparseRows& a,
+                               const SparseRows& a_t) {
+    ctx->saved_data["coo"] = a_t.coo;
+    ctx->saved_data["crow"] = a_t.crow;
+    ctx->saved_data["col"] = a_t.col;
+    ctx->saved_data["values"] = a_t.values;
+    return a.matmul(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const SparseRows a_t{ctx->saved_data["coo"].toTensor(), ctx->saved_data["crow"].toTensor(),
+                         ctx->saved_data["col"].toTensor(), ctx->saved_data["values"].toTensor()};
+    return {a_t.matmul(grad[0]), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+/// out[r] = Σ_k values[k] · x[col[k]] over row r's entries; rows in parallel, each written by one thread.
+template <typename T>
+void csr_rows_matmul(const std::int64_t* crow, const std::int64_t* col, const T* values, const T* x, T* out,
+                     std::int64_t n_rows, std::int64_t d) {
+  at::parallel_for(0, n_rows, 256, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t r = begin; r < end; ++r) {
+      T* o = out + r * d;
+      std::fill(o, o + d, T(0));
+      for (std::int64_t k = crow[r]; k < crow[r + 1]; ++k) {
+        const T v = values[k];
+        const T* xr = x + col[k] * d;
+        for (std::int64_t j = 0; j < d; ++j) o[j] += v * xr[j];
+      }
+    }
+  });
+}
+
+}  // namespace
+
+DhcnOptions DhcnOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  DhcnOptions o;
+  o.n_items = ctx.n_items;
+  o.hidden_size = settings.get<std::int64_t>("hidden_size", ctx.hidden_size);
+  o.layers = settings.get<std::int64_t>("layers", o.layers);
+  o.beta = settings.get<double>("beta", o.beta);
+  o.position_embedding = settings.get<bool>("position_embedding", o.position_embedding);
+  o.max_positions = settings.get<std::int64_t>("max_positions", o.max_positions);
+  o.prune_below = settings.get<double>("prune_below", o.prune_below);
+  if (o.n_items < 1) throw ConfigError(fmt::format("dhcn: the catalogue is empty (n_items = {})", o.n_items));
+  if (o.hidden_size < 1)
+    throw ConfigError(fmt::format("dhcn: config key 'hidden_size' must be >= 1, got {}", o.hidden_size));
+  if (o.layers < 0) throw ConfigError(fmt::format("dhcn: config key 'layers' must be >= 0, got {}", o.layers));
+  if (o.beta < 0) throw ConfigError(fmt::format("dhcn: config key 'beta' must be >= 0, got {}", o.beta));
+  if (o.max_positions < 1)
+    throw ConfigError(fmt::format("dhcn: config key 'max_positions' must be >= 1, got {}", o.max_positions));
+  if (o.prune_below < 0 || o.prune_below > 1)
+    throw ConfigError(fmt::format("dhcn: config key 'prune_below' must be in [0, 1], got {}", o.prune_below));
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+Hypergraph build_hypergraph(const std::vector<data::Sample>& samples, std::int64_t n_items, double prune_below) {
+  if (n_items < 1) throw Error(fmt::format("build_hypergraph: the catalogue is empty (n_items = {})", n_items));
+  using Index = std::int64_t;  // item rows are 0-based (model id - 1), edges are sample positions
+  const auto n = static_cast<std::size_t>(n_items);
+
+  // Hyperedges: the distinct items of every prefix, packed (edge e owns edge_items[edge_offsets[e] ..]).
+  std::vector<std::size_t> edge_offsets = {0};
+  std::vector<Index> edge_items, set;
+  for (const auto& s : samples) {
+    set = s.prefix;
+    for (auto id : set)
+      if (id < 1 || id > n_items)
+        throw InputError(fmt::format("sample {}", s.id), 0, "prefix",
+                         fmt::format("item id {} is outside 1..{}", id, n_items));
+    std::sort(set.begin(), set.end());
+    set.erase(std::unique(set.begin(), set.end()), set.end());
+    for (auto id : set) edge_items.push_back(id - 1);
+    edge_offsets.push_back(edge_items.size());
+  }
+  const std::size_t n_edges = edge_offsets.size() - 1;
+  auto edge_size = [&](std::size_t e) { return edge_offsets[e + 1] - edge_offsets[e]; };
+
+  // H by rows: the edges of item i are item_edges[item_offsets[i] ..], ascending (counting sort).
+  std::vector<Index> degree(n, 0), item_edges(edge_items.size());
+  std::vector<std::size_t> item_offsets(n + 1, 0);
+  for (auto i : edge_items) ++degree[static_cast<std::size_t>(i)];
+  for (std::size_t i = 0; i < n; ++i) item_offsets[i + 1] = item_offsets[i] + static_cast<std::size_t>(degree[i]);
+  std::vector<std::size_t> next(item_offsets.begin(), item_offsets.end() - 1);
+  for (std::size_t e = 0; e < n_edges; ++e)
+    for (std::size_t k = edge_offsets[e]; k < edge_offsets[e + 1]; ++k)
+      item_edges[next[static_cast<std::size_t>(edge_items[k])]++] = static_cast<Index>(e);
+
+  // A = D⁻¹ H B⁻¹ Hᵀ row by row (Gustavson): acc[j] = Σ_{e ∋ i, j} 1/|e|, then divide by deg_i.
+  std::vector<double> acc(n, 0.0);
+  std::vector<char> seen(n, 0);
+  std::vector<Index> touched, rows, cols;
+  std::vector<double> values;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (degree[i] == 0) continue;  // an item in no prefix: an empty row instead of 1/0
+    for (std::size_t k = item_offsets[i]; k < item_offsets[i + 1]; ++k) {
+      const auto e = static_cast<std::size_t>(item_edges[k]);
+      const double w = 1.0 / static_cast<double>(edge_size(e));
+      for (std::size_t m = edge_offsets[e]; m < edge_offsets[e + 1]; ++m) {
+        const auto j = static_cast<std::size_t>(edge_items[m]);
+        if (!seen[j]) {
+          seen[j] = 1;
+          touched.push_back(edge_items[m]);
+        }
+        acc[j] += w;
+      }
+    }
+    std::sort(touched.begin(), touched.end());
+    for (auto j : touched) {
+      const auto col = static_cast<std::size_t>(j);
+      const double v = acc[col] / static_cast<double>(degree[i]);
+      if (v >= prune_below) {
+        rows.push_back(static_cast<Index>(i));
+        cols.push_back(j);
+        values.push_back(v);
+      }
+      acc[col] = 0.0;
+      seen[col] = 0;
+    }
+    touched.clear();
+  }
+
+  Hypergraph g;
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  std::vector<Index> h_rows(item_edges.size()), sizes(n_edges);
+  for (std::size_t i = 0; i < n; ++i)
+    std::fill(h_rows.begin() + static_cast<std::ptrdiff_t>(item_offsets[i]),
+              h_rows.begin() + static_cast<std::ptrdiff_t>(item_offsets[i + 1]), static_cast<Index>(i));
+  for (std::size_t e = 0; e < n_edges; ++e) sizes[e] = static_cast<Index>(edge_size(e));
+  const auto n_cols = static_cast<std::int64_t>(n_edges);
+  g.incidence =
+      torch::sparse_coo_tensor(torch::stack({int64_tensor(h_rows), int64_tensor(item_edges)}),
+                               torch::ones({static_cast<std::int64_t>(item_edges.size())}, f64), {n_items, n_cols})
+          .coalesce();
+  g.degrees = int64_tensor(degree);
+  g.edge_sizes = int64_tensor(sizes);
+  const auto index = torch::stack({int64_tensor(rows), int64_tensor(cols)});
+  const auto vals = torch::tensor(values, f64);
+  g.adjacency = torch::sparse_coo_tensor(index, vals, {n_items, n_items}).coalesce();
+  g.adjacency_t = torch::sparse_coo_tensor(index.flip(0), vals, {n_items, n_items}).coalesce();
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+DhcnImpl::DhcnImpl(DhcnOptions options, Hypergraph graph, std::uint64_t seed)
+    : options_(options), graph_(std::move(graph)) {
+  const std::int64_t d = options_.hidden_size;
+  if (graph_.adjacency.size(0) != options_.n_items)
+    throw Error(
+        fmt::format("dhcn: the hypergraph has {} items but the model {}", graph_.adjacency.size(0), options_.n_items));
+  embedding = register_module("embedding", torch::nn::Embedding(options_.n_items, d));
+  pos_embedding = register_module("pos_embedding", torch::nn::Embedding(options_.max_positions, d));
+  w_1 = register_module("w_1", torch::nn::Linear(2 * d, d));
+  w_2 = register_parameter("w_2", torch::empty({d, 1}));
+  glu1 = register_module("glu1", torch::nn::Linear(d, d));
+  glu2 = register_module("glu2", torch::nn::Linear(torch::nn::LinearOptions(d, d).bias(false)));
+  init_uniform_reference(*this, d, seed);
+}
+
+SparseRows SparseRows::from_coo(const torch::Tensor& coo, const torch::Tensor& like) {
+  SparseRows s;
+  s.coo = coo.to(like.device(), like.scalar_type());
+  const auto indices = s.coo._indices();
+  s.col = indices[1].contiguous();
+  s.values = s.coo._values().contiguous();
+  s.crow = torch::zeros({coo.size(0) + 1}, indices.options());
+  s.crow.narrow(0, 1, coo.size(0)).copy_(torch::bincount(indices[0], {}, coo.size(0)).cumsum(0));
+  return s;
+}
+
+torch::Tensor SparseRows::matmul(const torch::Tensor& x) const {
+  if (!x.is_cpu()) return torch::mm(coo, x);
+  const auto dense = x.contiguous();
+  auto out = torch::empty({coo.size(0), x.size(1)}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dhcn_csr_rows_matmul", [&] {
+    csr_rows_matmul<scalar_t>(crow.data_ptr<std::int64_t>(), col.data_ptr<std::int64_t>(), values.data_ptr<scalar_t>(),
+                              dense.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), coo.size(0), x.size(1));
+  });
+  return out;
+}
+
+const std::pair<SparseRows, SparseRows>& DhcnImpl::adjacency_like(const torch::Tensor& like) {
+  const auto& a = adjacency_cache_.first.coo;
+  if (!a.defined() || a.scalar_type() != like.scalar_type() || a.device() != like.device())
+    adjacency_cache_ = {SparseRows::from_coo(graph_.adjacency, like), SparseRows::from_coo(graph_.adjacency_t, like)};
+  return adjacency_cache_;
+}
+
+torch::Tensor DhcnImpl::item_states() {
+  const auto& e = embedding->weight;
+  const auto& [a, a_t] = adjacency_like(e);
+  auto x = e;
+  auto sum = e;
+  for (std::int64_t l = 0; l < options_.layers; ++l) {
+    x = SparsePropagate::apply(x, a, a_t);
+    sum = sum + x;
+  }
+  return sum / static_cast<double>(options_.layers + 1);
+}
+
+SessionRepresentation DhcnImpl::encode(const SessionBatch& batch) {
+  const auto& weight = embedding->weight;
+  const auto device = weight.device();
+  const auto items = batch.items.to(device);
+  const auto mask = batch.mask.to(device);
+  const auto lengths = batch.lengths.to(device);
+  const std::int64_t b = items.size(0), len = items.size(1);
+
+  const auto x_h = item_states();  // [N, d]
+  current_states_ = x_h;
+  const auto seq = lookup_padded(x_h, items);                    // [B, L, d], x_t
+  const auto n = lengths.to(weight.scalar_type()).unsqueeze(1);  // [B, 1]
+  const auto mean = seq.sum(1) / n;                              // s*, [B, d]
+  torch::Tensor z;
+  if (options_.position_embedding) {
+    // Reversed position r_t = n-1-t (the reference reverses the session); padding is masked below.
+    const auto t = torch::arange(len, lengths.options()).unsqueeze(0);
+    const auto r = (lengths.unsqueeze(1) - 1 - t).clamp(0, options_.max_positions - 1);
+    z = torch::tanh(w_1(torch::cat({pos_embedding(r), seq}, -1)));
+  } else {
+    z = torch::tanh(seq);  // generate_sess_emb_npos
+  }
+  const auto gate = torch::sigmoid(glu1(z) + glu2(mean).unsqueeze(1));
+  const auto attention = torch::matmul(gate, w_2) * mask.unsqueeze(-1).to(weight.scalar_type());  // β_t, [B, L, 1]
+
+  SessionRepresentation rep;
+  rep.global = (attention * seq).sum(1);  // θ_h
+  const auto rows = torch::arange(b, lengths.options());
+  rep.local = seq.index({rows, lengths - 1});
+  rep.clicks = seq.index({mask});
+  rep.click_sessions = rows.unsqueeze(1).expand({b, len}).index({mask});
+  if (is_training() && options_.beta > 0) rep.aux_loss = ssl_loss(rep.global, line_graph_sessions(batch));
+  return rep;
+}
+
+torch::Tensor DhcnImpl::line_graph_sessions(const SessionBatch& batch) {
+  torch::NoGradGuard no_grad;  // the reference builds Θ⁰ through numpy: no gradient reaches this channel
+  const auto& weight = embedding->weight;
+  const auto items = batch.items.to(weight.device());
+  const auto n = batch.lengths.to(weight.options()).unsqueeze(1);
+  auto theta = lookup_padded(weight.detach(), items).sum(1) / n;  // Θ⁰: mean of raw E, duplicates counted
+
+  // Jaccard overlap of the batch's item sets over the batch's distinct items (padding column zeroed).
+  const auto [distinct, inverse] = torch::_unique(items, /*sorted=*/true, /*return_inverse=*/true);
+  auto incidence = torch::zeros({items.size(0), distinct.size(0)}, weight.options())
+                       .scatter_(1, inverse, 1.0)
+                       .mul_(distinct.ne(0).to(weight.scalar_type()).unsqueeze(0));
+  const auto overlap = incidence.mm(incidence.t());
+  const auto sizes = incidence.sum(1);
+  auto adjacency = overlap / (sizes.unsqueeze(1) + sizes.unsqueeze(0) - overlap);
+  adjacency.fill_diagonal_(1.0);  // Â = W + I: the reference leaves W's diagonal at 0
+  const auto propagate = adjacency / adjacency.sum(1, /*keepdim=*/true);  // D̂⁻¹ Â
+
+  auto sum = theta;
+  for (std::int64_t l = 0; l < options_.layers; ++l) {
+    theta = propagate.mm(theta);
+    sum = sum + theta;
+  }
+  return sum / static_cast<double>(options_.layers + 1);
+}
+
+torch::Tensor DhcnImpl::ssl_loss(const torch::Tensor& theta_h, const torch::Tensor& theta_l) const {
+  const auto idx = torch::TensorOptions().dtype(torch::kInt64).device(theta_h.device());
+  const auto corrupted = theta_h.index_select(0, torch::randperm(theta_h.size(0), idx))
+                             .index_select(1, torch::randperm(theta_h.size(1), idx));
+  const auto pos = (theta_h * theta_l).sum(1);
+  const auto neg = (theta_l * corrupted).sum(1);
+  const auto loss = (-torch::log(torch::sigmoid(pos) + 1e-8) - torch::log(1 - torch::sigmoid(neg) + 1e-8)).sum();
+  return options_.beta * loss;
+}
+
+torch::Tensor DhcnImpl::readout(const SessionRepresentation& rep) { return rep.global; }
+
+torch::Tensor DhcnImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
+  if (!current_states_.defined()) throw Error("dhcn: score() called before encode()");
+  return torch::matmul(session, current_states_.t());
+}
+
+SessionEncoder make_dhcn(const ModelContext& ctx, const Config& settings) {
+  const auto options = DhcnOptions::from_config(ctx, settings);
+  if (ctx.dataset == nullptr)
+    throw ConfigError("dhcn: the model needs the training data (ModelContext::dataset) to build its hypergraph");
+  auto graph = build_hypergraph(ctx.dataset->train, options.n_items, options.prune_below);
+  const auto isolated = graph.degrees.eq(0).sum().item<std::int64_t>();
+  spdlog::info("dhcn: hypergraph of {} training prefixes, {} items ({} in no prefix), {} nonzeros in A",
+               graph.edge_sizes.size(0), options.n_items, isolated, graph.adjacency._nnz());
+  return std::make_shared<DhcnImpl>(options, std::move(graph), ctx.seed);
+}
+
+}  // namespace llm4sbr::models

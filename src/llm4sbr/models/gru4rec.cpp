@@ -1,0 +1,94 @@
+#include "llm4sbr/models/gru4rec.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <memory>
+#include <utility>
+
+namespace llm4sbr::models {
+
+namespace F = torch::nn::functional;
+
+Gru4RecOptions Gru4RecOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  Gru4RecOptions o;
+  o.n_items = ctx.n_items;
+  o.hidden_size = settings.get<std::int64_t>("hidden_size", ctx.hidden_size);
+  o.layers = settings.get<std::int64_t>("layers", o.layers);
+  o.dropout_embed = settings.get<double>("dropout_embed", o.dropout_embed);
+  o.dropout_hidden = settings.get<double>("dropout_hidden", o.dropout_hidden);
+  if (o.n_items < 1) throw ConfigError(fmt::format("gru4rec: the catalogue is empty (n_items = {})", o.n_items));
+  if (o.hidden_size < 1)
+    throw ConfigError(fmt::format("gru4rec: config key 'hidden_size' must be >= 1, got {}", o.hidden_size));
+  if (o.layers < 1) throw ConfigError(fmt::format("gru4rec: config key 'layers' must be >= 1, got {}", o.layers));
+  for (const auto& [key, p] :
+       {std::pair{"dropout_embed", o.dropout_embed}, std::pair{"dropout_hidden", o.dropout_hidden}})
+    if (p < 0 || p >= 1) throw ConfigError(fmt::format("gru4rec: config key '{}' must be in [0, 1), got {}", key, p));
+  return o;
+}
+
+Gru4RecImpl::Gru4RecImpl(Gru4RecOptions options, std::uint64_t seed) : options_(options) {
+  const std::int64_t d = options_.hidden_size;
+  embedding = register_module("embedding", torch::nn::Embedding(options_.n_items + 1, d));
+  gru = register_module("gru", torch::nn::GRU(torch::nn::GRUOptions(d, d)
+                                                  .num_layers(options_.layers)
+                                                  .batch_first(true)
+                                                  .dropout(options_.layers > 1 ? options_.dropout_hidden : 0.0)));
+  item_bias = register_parameter("item_bias", torch::zeros({options_.n_items}));
+  init_official(seed);
+}
+
+// The official GRU4Rec's initialisation (init_parameter_matrix in hidasib/GRU4Rec_PyTorch_Official):
+// U(−σ, σ) with σ = √(6 / (rows + cols)) for the item table, σ = √(6 / (rows + cols/3)) for the GRU's
+// stacked gate matrices [3d, ·] (the code's dim1_scale = 3), and zero biases (item bias included).
+void Gru4RecImpl::init_official(std::uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  torch::NoGradGuard no_grad;
+  for (const auto& item : named_parameters()) {
+    auto p = item.value();
+    auto draw = torch::zeros(p.sizes(), p.options().device(torch::kCPU));
+    if (p.dim() == 2) {
+      const double cols = static_cast<double>(p.size(1)) / (item.key().starts_with("gru.") ? 3.0 : 1.0);
+      const double sigma = std::sqrt(6.0 / (static_cast<double>(p.size(0)) + cols));
+      draw.uniform_(-sigma, sigma, gen);
+    }
+    p.copy_(draw);
+  }
+}
+
+SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
+  const auto& weight = embedding->weight;
+  const auto device = weight.device();
+  const auto items = batch.items.to(device);
+  const auto mask = batch.mask.to(device);
+  const auto lengths = batch.lengths.to(device);
+  const std::int64_t b = items.size(0), len = items.size(1);
+
+  const auto input =
+      F::dropout(embedding(items), F::DropoutFuncOptions().p(options_.dropout_embed).training(is_training()));
+  const auto states =
+      F::dropout(std::get<0>(gru(input)), F::DropoutFuncOptions().p(options_.dropout_hidden).training(is_training()));
+  const auto real = mask.unsqueeze(-1).to(weight.scalar_type());
+  const auto rows = torch::arange(b, lengths.options());
+
+  SessionRepresentation rep;
+  rep.local = states.index({rows, lengths - 1});
+  rep.global = (states * real).sum(1) / lengths.to(weight.scalar_type()).unsqueeze(1);
+  rep.clicks = states.index({mask});
+  rep.click_sessions = rows.unsqueeze(1).expand({b, len}).index({mask});
+  return rep;
+}
+
+torch::Tensor Gru4RecImpl::readout(const SessionRepresentation& rep) { return rep.local; }
+
+torch::Tensor Gru4RecImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
+  const auto candidates = embedding->weight.narrow(0, 1, options_.n_items);  // E[1:], [N, d]
+  return torch::matmul(session, candidates.t()) + item_bias;
+}
+
+SessionEncoder make_gru4rec(const ModelContext& ctx, const Config& settings) {
+  return std::make_shared<Gru4RecImpl>(Gru4RecOptions::from_config(ctx, settings), ctx.seed);
+}
+
+}  // namespace llm4sbr::models

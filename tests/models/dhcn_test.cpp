@@ -1,0 +1,379 @@
+// S²-DHCN: the hypergraph entry by entry (with items of degree zero), the convolved item table, a
+// recomputation of the session readout, the line-graph channel and SSL loss, finite-difference
+// gradients with and without SSL, and scores that do not depend on the rest of the batch.
+#include "llm4sbr/models/dhcn.hpp"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "llm4sbr/core/config.hpp"
+#include "llm4sbr/data/batch.hpp"
+#include "test_support.hpp"
+
+namespace llm4sbr::models {
+namespace {
+
+std::vector<data::Sample> samples_of(const std::vector<std::vector<std::int64_t>>& prefixes,
+                                     const std::vector<std::int64_t>& targets) {
+  std::vector<data::Sample> out;
+  for (std::size_t i = 0; i < prefixes.size(); ++i)
+    out.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(i), prefixes[i], targets[i]});
+  return out;
+}
+
+torch::Tensor real_matrix(const std::vector<std::vector<double>>& rows) {
+  auto t = torch::zeros({static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())},
+                        torch::kFloat64);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    for (std::size_t c = 0; c < rows[r].size(); ++c)
+      t[static_cast<std::int64_t>(r)][static_cast<std::int64_t>(c)] = rows[r][c];
+  return t;
+}
+
+DhcnOptions tiny_options(std::int64_t n_items, std::int64_t d, double beta = 0.01, std::int64_t layers = 3) {
+  DhcnOptions o;
+  o.n_items = n_items;
+  o.hidden_size = d;
+  o.layers = layers;
+  o.beta = beta;
+  o.max_positions = 6;
+  return o;
+}
+
+// Training prefixes over 5 items: item 4 is only ever a target and item 5 never occurs, so both have
+// degree 0. Hyperedges: e0 = {1,2} (from 1,2,1), e1 = {2,3}, e2 = {3}, e3 = {1,2,3}.
+const std::vector<std::vector<std::int64_t>> kPrefixes = {{1, 2, 1}, {2, 3}, {3}, {1, 2, 3}};
+const std::vector<std::int64_t> kTargets = {4, 4, 2, 4};
+
+// ---------------------------------------------------------------------------------------------------
+// (a) The hypergraph, entry by entry.
+
+TEST(DhcnHypergraph, MatchesHandComputedIncidenceAndNormalisation) {
+  const Hypergraph g = build_hypergraph(samples_of(kPrefixes, kTargets), 5);
+
+  const auto h = real_matrix({{1, 0, 0, 1}, {1, 1, 0, 1}, {0, 1, 1, 1}, {0, 0, 0, 0}, {0, 0, 0, 0}});
+  EXPECT_TRUE(torch::equal(g.incidence.to_dense(), h)) << g.incidence.to_dense();
+  EXPECT_TRUE(torch::equal(g.degrees, torch::tensor({2L, 3L, 3L, 0L, 0L})));
+  EXPECT_TRUE(torch::equal(g.edge_sizes, torch::tensor({2L, 2L, 1L, 3L})));
+
+  // A[i][j] = (1/deg_i) Σ_{e ∋ i,j} 1/|e|, e.g. A[2][3] = (1/2 + 1 + 1/3) / 3 = 11/18.
+  const auto want = real_matrix({{5.0 / 12, 5.0 / 12, 1.0 / 6, 0, 0},
+                                 {5.0 / 18, 4.0 / 9, 5.0 / 18, 0, 0},
+                                 {1.0 / 9, 5.0 / 18, 11.0 / 18, 0, 0},
+                                 {0, 0, 0, 0, 0},
+                                 {0, 0, 0, 0, 0}});
+  const auto a = g.adjacency.to_dense();
+  EXPECT_TRUE(torch::allclose(a, want, 0, 1e-15)) << a;
+  EXPECT_TRUE(torch::allclose(g.adjacency_t.to_dense(), want.t(), 0, 1e-15));
+  EXPECT_TRUE(g.adjacency.is_coalesced());
+  EXPECT_EQ(g.adjacency._nnz(), 9);  // nothing stored for the isolated items
+  EXPECT_TRUE(torch::isfinite(a).all().item<bool>());
+
+  // The same as D⁻¹ H B⁻¹ Hᵀ with the zero degrees guarded.
+  const auto deg = g.degrees.to(torch::kFloat64);
+  const auto d_inv = torch::where(deg > 0, 1.0 / deg, torch::zeros_like(deg));
+  const auto b_inv = 1.0 / g.edge_sizes.to(torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(a, d_inv.unsqueeze(1) * h.mm(torch::diag(b_inv)).mm(h.t()), 0, 1e-15));
+  // Row-stochastic on the items that have a hyperedge.
+  EXPECT_TRUE(torch::allclose(a.sum(1), torch::tensor({1.0, 1.0, 1.0, 0.0, 0.0}, torch::kFloat64), 0, 1e-15));
+}
+
+TEST(DhcnHypergraph, PrunesSmallEntriesWithoutRenormalising) {
+  const Hypergraph g = build_hypergraph(samples_of(kPrefixes, kTargets), 5, 0.2);
+  const auto a = g.adjacency.to_dense();
+  EXPECT_EQ(g.adjacency._nnz(), 7);  // 1/6 and 1/9 go
+  EXPECT_DOUBLE_EQ(a[0][2].item<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(a[2][0].item<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(a[0][0].item<double>(), 5.0 / 12);
+  EXPECT_DOUBLE_EQ(a[2][2].item<double>(), 11.0 / 18);
+}
+
+TEST(DhcnHypergraph, RejectsIdsOutsideTheCatalogue) {
+  EXPECT_THROW(build_hypergraph(samples_of({{1, 6}}, {2}), 5), InputError);
+  EXPECT_THROW(build_hypergraph(samples_of({{0, 1}}, {2}), 5), InputError);
+  EXPECT_THROW(build_hypergraph(samples_of({{1}}, {2}), 0), Error);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (b) Construction: from the training split only, config keys.
+
+data::PreparedDataset tiny_dataset() {
+  data::PreparedDataset ds;
+  ds.name = "tiny";
+  for (std::int64_t k = 1; k <= 5; ++k) ds.items.push_back({k, "i" + std::to_string(k), ""});
+  ds.train = samples_of(kPrefixes, kTargets);
+  ds.valid = samples_of({{4, 5}}, {1});
+  ds.test = samples_of({{4, 5, 1}, {5}}, {2, 4});
+  return ds;
+}
+
+TEST(Dhcn, BuildsItsHypergraphFromTheTrainingSplitOnly) {
+  const auto ds = tiny_dataset();
+  ModelContext ctx;
+  ctx.n_items = ds.n_items();
+  ctx.hidden_size = 4;
+  ctx.dataset = &ds;
+  auto enc = make_encoder("dhcn", ctx, Config::parse("layers: 2\nbeta: 0.02\nposition_embedding: false\n"));
+  auto* m = dynamic_cast<DhcnImpl*>(enc.get());
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->name(), "dhcn");
+  EXPECT_EQ(m->hidden_size(), 4);
+  EXPECT_EQ(m->n_items(), 5);
+  EXPECT_EQ(m->options().layers, 2);
+  EXPECT_DOUBLE_EQ(m->options().beta, 0.02);
+  EXPECT_FALSE(m->options().position_embedding);
+  // Items 4 and 5 occur in the validation and test prefixes, but only training prefixes are hyperedges.
+  EXPECT_TRUE(torch::equal(m->hypergraph().degrees, torch::tensor({2L, 3L, 3L, 0L, 0L})));
+  EXPECT_EQ(m->embedding->weight.sizes(), (std::vector<std::int64_t>{5, 4}));  // no padding row
+
+  EXPECT_THROW(make_encoder("dhcn", ctx, Config::parse("layers: -1\n")), ConfigError);
+  EXPECT_THROW(make_encoder("dhcn", ctx, Config::parse("beta: -0.1\n")), ConfigError);
+  EXPECT_THROW(make_encoder("dhcn", ctx, Config::parse("max_positions: 0\n")), ConfigError);
+  EXPECT_THROW(make_encoder("dhcn", ctx, Config::parse("prune_below: 2\n")), ConfigError);
+  ctx.dataset = nullptr;
+  EXPECT_THROW(make_encoder("dhcn", ctx, Config()), ConfigError);
+}
+
+TEST(Dhcn, InitialisesUniformlyFromTheSeed) {
+  auto graph = [] { return build_hypergraph(samples_of(kPrefixes, kTargets), 5); };
+  DhcnImpl a(tiny_options(5, 8), graph(), 7), b(tiny_options(5, 8), graph(), 7), c(tiny_options(5, 8), graph(), 8);
+  const auto pa = a.parameters(), pb = b.parameters(), pc = c.parameters();
+  bool any_differs = false;
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(torch::equal(pa[i], pb[i]));
+    EXPECT_LE(pa[i].abs().max().item<double>(), 1.0 / std::sqrt(8.0));
+    any_differs = any_differs || !torch::equal(pa[i], pc[i]);
+  }
+  EXPECT_TRUE(any_differs);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (c) The forward pass against dense recomputations, in double precision.
+
+TEST(Dhcn, ItemStatesAverageTheConvolutionLayers) {
+  DhcnImpl model(tiny_options(5, 4), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 3);
+  model.to(torch::kFloat64);
+  torch::NoGradGuard no_grad;
+  const auto e = model.embedding->weight;
+  const auto a = model.hypergraph().adjacency.to_dense();
+  const auto want = (e + a.mm(e) + a.mm(a.mm(e)) + a.mm(a.mm(a.mm(e)))) / 4.0;
+  const auto x_h = model.item_states();
+  EXPECT_TRUE(torch::allclose(x_h, want, 1e-12, 1e-12));
+  // An item in no training prefix keeps only its layer-0 share.
+  EXPECT_TRUE(torch::allclose(x_h[3], e[3] / 4.0, 1e-12, 1e-12));
+}
+
+TEST(Dhcn, MatchesClickByClickRecomputation) {
+  const std::int64_t d = 4;
+  DhcnImpl model(tiny_options(5, d), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
+  model.to(torch::kFloat64);
+  model.eval();
+  torch::NoGradGuard no_grad;
+
+  // Session 3, 1, 3, 2 (7 clicks would exceed max_positions = 6; see the next test for that).
+  const std::vector<std::int64_t> session = {3, 1, 3, 2};
+  const auto x_h = model.item_states();
+  const auto n = static_cast<std::int64_t>(session.size());
+  auto mean = torch::zeros({d}, torch::kFloat64);
+  for (auto i : session) mean = mean + x_h[i - 1] / static_cast<double>(n);
+  auto theta = torch::zeros({d}, torch::kFloat64);
+  for (std::int64_t t = 0; t < n; ++t) {
+    const auto x = x_h[session[static_cast<std::size_t>(t)] - 1];
+    const auto p = model.pos_embedding->weight[n - 1 - t];  // reversed position: the last click is 0
+    const auto z = torch::tanh(torch::mv(model.w_1->weight, torch::cat({p, x})) + model.w_1->bias);
+    const auto gate =
+        torch::sigmoid(torch::mv(model.glu1->weight, z) + model.glu1->bias + torch::mv(model.glu2->weight, mean));
+    theta = theta + torch::dot(model.w_2.squeeze(1), gate) * x;
+  }
+
+  const auto batch = data::make_batch(samples_of({session}, {1}));
+  const SessionRepresentation rep = model.encode(batch);
+  EXPECT_TRUE(torch::allclose(rep.global[0], theta, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(rep.local[0], x_h[1], 1e-12, 1e-12));  // the last click, item 2
+  EXPECT_TRUE(torch::allclose(rep.clicks[2], x_h[2], 1e-12, 1e-12));
+  EXPECT_TRUE(torch::equal(model.readout(rep), rep.global));
+  const auto scores = model.score(model.readout(rep), rep);
+  EXPECT_TRUE(torch::allclose(scores[0], torch::mv(x_h, theta), 1e-12, 1e-12));
+}
+
+TEST(Dhcn, FarPositionsShareTheLastPositionRow) {
+  DhcnImpl model(tiny_options(5, 4), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
+  model.eval();
+  torch::NoGradGuard no_grad;
+  // 8 clicks with max_positions 6: the reversed positions 7, 6 and 5 of the first three clicks all use
+  // row 5, which therefore moves the result; the reference's fixed table would fail here.
+  const auto batch = data::make_batch(samples_of({{1, 2, 3, 1, 2, 3, 1, 2}}, {3}));
+  const auto before = model.forward(batch);
+  EXPECT_TRUE(torch::isfinite(before).all().item<bool>());
+  model.pos_embedding->weight[5].add_(0.3);
+  EXPECT_FALSE(torch::allclose(model.forward(batch), before));
+}
+
+TEST(Dhcn, OutputShapesAndTheSslLossOnlyInTraining) {
+  const std::int64_t n = 5, d = 8;
+  DhcnImpl model(tiny_options(n, d), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 1);
+  const auto batch = data::make_batch(samples_of({{3, 4, 3, 1}, {1}, {5, 2}}, {5, 2, 4}));
+  const SessionRepresentation rep = model.encode(batch);
+  EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
+  EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
+  EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, d}));
+  EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
+  ASSERT_TRUE(rep.aux_loss.defined());
+  EXPECT_EQ(rep.aux_loss.dim(), 0);
+  EXPECT_TRUE(rep.aux_loss.requires_grad());
+  const auto scores = model.score(model.readout(rep), rep);
+  EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, n}));
+  EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
+
+  model.eval();
+  EXPECT_FALSE(model.encode(batch).aux_loss.defined());
+  model.train();
+  DhcnImpl no_ssl(tiny_options(n, d, 0.0), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 1);
+  EXPECT_FALSE(no_ssl.encode(batch).aux_loss.defined());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (d) The line-graph channel and the SSL loss.
+
+TEST(Dhcn, LineGraphChannelUsesJaccardOverlapAndNoGradient) {
+  const std::int64_t d = 4;
+  DhcnImpl model(tiny_options(5, d, 0.01, 2), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 2);
+  model.to(torch::kFloat64);
+  // Item sets {1,2} (from 1,2,2), {2,3} and {4}: J = 1/3 between the first two, 0 otherwise.
+  const auto batch = data::make_batch(samples_of({{1, 2, 2}, {2, 3}, {4}}, {1, 1, 1}));
+  const auto theta_l = model.line_graph_sessions(batch);
+  EXPECT_FALSE(theta_l.requires_grad());
+
+  const auto e = model.embedding->weight.detach();
+  const auto theta0 = torch::stack({(e[0] + 2 * e[1]) / 3.0, (e[1] + e[2]) / 2.0, e[3]});  // duplicates counted
+  const auto adj = real_matrix({{1, 1.0 / 3, 0}, {1.0 / 3, 1, 0}, {0, 0, 1}});
+  const auto p = adj / adj.sum(1, true);
+  const auto want = (theta0 + p.mm(theta0) + p.mm(p.mm(theta0))) / 3.0;
+  EXPECT_TRUE(torch::allclose(theta_l, want, 1e-12, 1e-12)) << theta_l << "\n" << want;
+}
+
+TEST(Dhcn, SslLossIsTheSummedBinaryCrossEntropyWithShuffledNegatives) {
+  DhcnImpl model(tiny_options(5, 3, 0.5), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 2);
+  model.to(torch::kFloat64);
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto theta_h = torch::tensor({0.1, -0.2, 0.3, 0.4, 0.5, -0.6}, opts).view({2, 3});
+  const auto theta_l = torch::tensor({0.7, 0.1, -0.3, 0.2, -0.4, 0.9}, opts).view({2, 3});
+  torch::manual_seed(9);
+  const auto loss = model.ssl_loss(theta_h, theta_l).item<double>();
+  torch::manual_seed(9);
+  const auto rows = torch::randperm(2, torch::kInt64), cols = torch::randperm(3, torch::kInt64);
+  const auto shuffled = theta_h.index_select(0, rows).index_select(1, cols);
+  double want = 0;
+  for (std::int64_t b = 0; b < 2; ++b) {
+    const double pos = torch::dot(theta_h[b], theta_l[b]).item<double>();
+    const double neg = torch::dot(theta_l[b], shuffled[b]).item<double>();
+    auto sigmoid = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+    want += -std::log(sigmoid(pos) + 1e-8) - std::log(1 - sigmoid(neg) + 1e-8);
+  }
+  EXPECT_NEAR(loss, 0.5 * want, 1e-12);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (e) Finite-difference gradients, in double precision, with the SSL loss on and off.
+
+// The loss with the line-graph vectors θ_l held fixed: the reference detaches the line-graph channel, so
+// its analytic gradient is the derivative with θ_l constant, which is what the finite differences see.
+double batch_loss(DhcnImpl& model, const SessionBatch& batch, const torch::Tensor& theta_l) {
+  model.eval();  // no SSL inside encode(); it is added below from the fixed θ_l
+  const SessionRepresentation rep = model.encode(batch);
+  model.train();
+  auto loss = torch::nn::functional::cross_entropy(model.score(model.readout(rep), rep), batch.targets - 1);
+  if (model.options().beta > 0) {
+    torch::manual_seed(17);  // the SSL negatives are random: the same permutation for every evaluation
+    loss = loss + model.ssl_loss(rep.global, theta_l);
+  }
+  return loss.item<double>();
+}
+
+void check_gradients(double beta) {
+  DhcnImpl model(tiny_options(5, 4, beta, 2), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 11);
+  model.to(torch::kFloat64);
+  // Prefix 7 clicks long: reversed positions 6 -> clamped to row 5.
+  const auto batch = data::make_batch(samples_of({{3, 1, 3, 2}, {2, 2, 4}, {5}, {1, 2, 3, 1, 2, 3, 1}}, {3, 5, 1, 4}));
+  const auto theta_l = model.line_graph_sessions(batch);
+
+  model.zero_grad();
+  torch::manual_seed(17);
+  const SessionRepresentation rep = model.encode(batch);  // training mode: the model's own SSL loss
+  ASSERT_EQ(rep.aux_loss.defined(), beta > 0);
+  auto loss = torch::nn::functional::cross_entropy(model.score(model.readout(rep), rep), batch.targets - 1);
+  if (rep.aux_loss.defined()) loss = loss + rep.aux_loss;
+  EXPECT_NEAR(loss.item<double>(), batch_loss(model, batch, theta_l), 1e-12);
+  loss.backward();
+
+  const double eps = 1e-6;
+  torch::NoGradGuard no_grad;
+  for (const auto& item : model.named_parameters()) {
+    const std::string& name = item.key();
+    auto p = item.value();
+    const auto analytic = p.grad().clone();
+    auto numeric = torch::zeros_like(p);
+    auto flat = p.view({-1});
+    auto num_flat = numeric.view({-1});
+    for (std::int64_t k = 0; k < flat.numel(); ++k) {
+      const double orig = flat[k].item<double>();
+      flat[k] = orig + eps;
+      const double up = batch_loss(model, batch, theta_l);
+      flat[k] = orig - eps;
+      const double down = batch_loss(model, batch, theta_l);
+      flat[k] = orig;
+      num_flat[k] = (up - down) / (2 * eps);
+    }
+    const double scale = std::max(analytic.norm().item<double>(), numeric.norm().item<double>());
+    ASSERT_GT(scale, 1e-8) << name << " gets no gradient";
+    EXPECT_LT((analytic - numeric).norm().item<double>() / scale, 1e-5) << name << " (beta " << beta << ")";
+    EXPECT_LT((analytic - numeric).abs().max().item<double>() / scale, 1e-5) << name;
+  }
+}
+
+TEST(Dhcn, GradientsMatchFiniteDifferencesWithSsl) { check_gradients(0.5); }
+TEST(Dhcn, GradientsMatchFiniteDifferencesWithoutSsl) { check_gradients(0.0); }
+
+// ---------------------------------------------------------------------------------------------------
+// (f) Batch independence: the line graph couples a batch, but eval scores never see it.
+
+TEST(Dhcn, EvalScoresDoNotDependOnTheBatch) {
+  DhcnImpl model(tiny_options(5, 8), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const auto samples = samples_of({{3, 1, 3, 2}, {1, 2, 3, 4, 5, 5, 1, 2}, {4}, {2, 3}}, {1, 2, 3, 4});
+  const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2, 3}, other = {3, 2, 0};
+  const auto a = model.forward(data::make_batch(samples, alone));
+  const auto b = model.forward(data::make_batch(samples, together));
+  const auto c = model.forward(data::make_batch(samples, other));
+  const auto d = model.forward(data::make_batch(samples, alone, torch::kCPU, 30));  // dataset-wide padding
+  EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
+  EXPECT_TRUE(torch::allclose(a[0], c[2], 1e-5, 1e-6)) << (a[0] - c[2]).abs().max();
+  EXPECT_TRUE(torch::allclose(a[0], d[0], 1e-5, 1e-6)) << (a[0] - d[0]).abs().max();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (g) Checkpoints: the parameters round-trip; the hypergraph is rebuilt from the data.
+
+TEST(Dhcn, SaveAndLoadGiveIdenticalScores) {
+  llm4sbr::testing::TempDir dir;
+  const auto path = (dir / "dhcn.pt").string();
+  const auto batch = data::make_batch(samples_of({{3, 1, 3, 2}, {2, 2, 4}, {5}}, {3, 5, 1}));
+  auto graph = [] { return build_hypergraph(samples_of(kPrefixes, kTargets), 5); };
+  auto saved = std::make_shared<DhcnImpl>(tiny_options(5, 8), graph(), 1);
+  auto loaded = std::make_shared<DhcnImpl>(tiny_options(5, 8), graph(), 2);
+  saved->eval();
+  loaded->eval();
+  torch::save(saved, path);
+  torch::NoGradGuard no_grad;
+  ASSERT_FALSE(torch::equal(saved->forward(batch), loaded->forward(batch)));
+  torch::load(loaded, path);
+  EXPECT_TRUE(torch::equal(saved->forward(batch), loaded->forward(batch)));
+}
+
+}  // namespace
+}  // namespace llm4sbr::models

@@ -1,0 +1,236 @@
+// SASRec: config and shapes, initialisation, a position-by-position recomputation of one block,
+// truncation to max_length, finite-difference gradients, and padding invariance.
+#include "llm4sbr/models/sasrec.hpp"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "llm4sbr/core/config.hpp"
+#include "llm4sbr/data/batch.hpp"
+#include "test_support.hpp"
+
+namespace llm4sbr::models {
+namespace {
+
+std::vector<data::Sample> samples_of(const std::vector<std::vector<std::int64_t>>& prefixes,
+                                     const std::vector<std::int64_t>& targets) {
+  std::vector<data::Sample> out;
+  for (std::size_t i = 0; i < prefixes.size(); ++i)
+    out.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(i), prefixes[i], targets[i]});
+  return out;
+}
+
+SasRecOptions tiny_options(std::int64_t n_items, std::int64_t d, std::int64_t blocks = 2, std::int64_t heads = 1,
+                           double dropout = 0.0, std::int64_t max_length = 6) {
+  SasRecOptions o;
+  o.n_items = n_items;
+  o.hidden_size = d;
+  o.blocks = blocks;
+  o.heads = heads;
+  o.dropout = dropout;
+  o.max_length = max_length;
+  return o;
+}
+
+TEST(SasRec, ReadsConfigAndRegistersByName) {
+  ModelContext ctx;
+  ctx.n_items = 20;
+  ctx.hidden_size = 8;
+  auto enc = make_encoder("sasrec", ctx, Config::parse("max_length: 10\nblocks: 3\nheads: 2\ndropout: 0.2\n"));
+  auto* m = dynamic_cast<SasRecImpl*>(enc.get());
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->name(), "sasrec");
+  EXPECT_EQ(m->hidden_size(), 8);
+  EXPECT_EQ(m->n_items(), 20);
+  EXPECT_EQ(m->options().max_length, 10);
+  EXPECT_EQ(m->options().blocks, 3);
+  EXPECT_EQ(m->blocks->size(), 3u);
+  EXPECT_EQ(m->options().heads, 2);
+  EXPECT_DOUBLE_EQ(m->options().dropout, 0.2);
+  EXPECT_EQ(m->embedding->weight.sizes(), (std::vector<std::int64_t>{21, 8}));
+  EXPECT_EQ(m->pos_embedding->weight.sizes(), (std::vector<std::int64_t>{10, 8}));
+  EXPECT_THROW(make_encoder("sasrec", ctx, Config::parse("heads: 3\n")), ConfigError);  // 8 % 3 != 0
+  EXPECT_THROW(make_encoder("sasrec", ctx, Config::parse("max_length: 0\n")), ConfigError);
+  EXPECT_THROW(make_encoder("sasrec", ctx, Config::parse("dropout: -0.1\n")), ConfigError);
+  ctx.n_items = 0;
+  EXPECT_THROW(make_encoder("sasrec", ctx, Config()), ConfigError);
+}
+
+TEST(SasRec, InitialisesLikeTheAuthorsCodeFromTheSeed) {
+  SasRecImpl a(tiny_options(20, 8), 7), b(tiny_options(20, 8), 7);
+  const auto pa = a.named_parameters(), pb = b.named_parameters();
+  for (const auto& item : pa) {
+    const auto& p = item.value();
+    EXPECT_TRUE(torch::equal(p, pb[item.key()])) << item.key();
+    if (p.dim() == 2) {
+      EXPECT_LE(p.abs().max().item<double>(), std::sqrt(6.0 / static_cast<double>(p.size(0) + p.size(1))));
+      EXPECT_GT(p.abs().max().item<double>(), 0.0);
+    } else if (item.key().find("norm") != std::string::npos && item.key().ends_with("weight")) {
+      EXPECT_TRUE(torch::equal(p, torch::ones_like(p))) << item.key();
+    } else {
+      EXPECT_TRUE(torch::equal(p, torch::zeros_like(p))) << item.key();
+    }
+  }
+  SasRecImpl c(tiny_options(20, 8), 8);
+  EXPECT_FALSE(torch::equal(a.embedding->weight, c.embedding->weight));
+}
+
+TEST(SasRec, OutputShapes) {
+  const std::int64_t n = 20, d = 8;
+  SasRecImpl model(tiny_options(n, d, 2, 2, 0.2), 1);
+  const auto batch = data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
+  const SessionRepresentation rep = model.encode(batch);
+  EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
+  EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
+  EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, d}));
+  EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
+  EXPECT_FALSE(rep.aux_loss.defined());
+  EXPECT_TRUE(torch::equal(model.readout(rep), rep.local));
+  const auto scores = model.score(model.readout(rep), rep);
+  EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, n}));
+  EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
+}
+
+// One block, two heads, recomputed position by position for a 3-click session with max_length 6:
+// the positions are 3, 4, 5 (right-aligned as in the authors' left-padded window).
+TEST(SasRec, MatchesPositionByPositionRecomputation) {
+  const std::int64_t n_items = 9, d = 4, heads = 2, dh = 2, max_length = 6;
+  SasRecImpl model(tiny_options(n_items, d, 1, heads, 0.0, max_length), 3);
+  model.to(torch::kFloat64);
+  model.eval();
+  torch::NoGradGuard no_grad;
+  // Non-trivial norms and biases, so that they are exercised too.
+  for (const auto& item : model.named_parameters())
+    if (item.value().dim() == 1) item.value().uniform_(-0.5, 1.5);
+
+  const std::vector<std::int64_t> session = {5, 3, 7};
+  const auto n = static_cast<std::int64_t>(session.size());
+  auto ln = [](const torch::nn::LayerNorm& norm, const torch::Tensor& v) {
+    const auto mu = v.mean();
+    const auto var = (v - mu).pow(2).mean();
+    return (v - mu) / torch::sqrt(var + 1e-8) * norm->weight + norm->bias;
+  };
+  auto lin = [](const torch::nn::Linear& l, const torch::Tensor& v) { return torch::mv(l->weight, v) + l->bias; };
+  auto& block = *model.blocks->ptr<SasRecBlockImpl>(0);
+
+  std::vector<torch::Tensor> x;
+  for (std::int64_t t = 0; t < n; ++t)
+    x.push_back(model.embedding->weight[session[static_cast<std::size_t>(t)]] * 2.0 +  // √d = 2
+                model.pos_embedding->weight[max_length - n + t]);
+  std::vector<torch::Tensor> out;
+  for (std::int64_t t = 0; t < n; ++t) {
+    const auto q_in = ln(block.attention_norm, x[static_cast<std::size_t>(t)]);
+    const auto q = lin(block.query, q_in);
+    auto attended = torch::zeros({d}, torch::kFloat64);
+    for (std::int64_t h = 0; h < heads; ++h) {
+      const auto qh = q.slice(0, h * dh, (h + 1) * dh);
+      std::vector<double> logits;
+      for (std::int64_t s = 0; s <= t; ++s)
+        logits.push_back(torch::dot(qh, lin(block.key, x[static_cast<std::size_t>(s)]).slice(0, h * dh, (h + 1) * dh))
+                             .item<double>() /
+                         std::sqrt(static_cast<double>(dh)));
+      double z = 0;
+      for (double l : logits) z += std::exp(l);
+      for (std::int64_t s = 0; s <= t; ++s) {
+        const auto vh = lin(block.value, x[static_cast<std::size_t>(s)]).slice(0, h * dh, (h + 1) * dh);
+        attended.slice(0, h * dh, (h + 1) * dh).add_(std::exp(logits[static_cast<std::size_t>(s)]) / z * vh);
+      }
+    }
+    const auto hdn = ln(block.ffn_norm, q_in + attended);
+    const auto y = hdn + lin(block.ffn_out, torch::relu(lin(block.ffn_in, hdn)));
+    out.push_back(ln(model.final_norm, y));
+  }
+
+  // Beside a longer session, so that this row is padded.
+  const auto batch = data::make_batch(samples_of({session, {1, 2, 3, 4, 5}}, {1, 2}));
+  const SessionRepresentation rep = model.encode(batch);
+  EXPECT_TRUE(torch::allclose(rep.local[0], out[2], 1e-12, 1e-12)) << rep.local[0] << "\n" << out[2];
+  EXPECT_TRUE(torch::allclose(rep.global[0], (out[0] + out[1] + out[2]) / 3.0, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(rep.clicks[1], out[1], 1e-12, 1e-12));
+  const auto scores = model.score(model.readout(rep), rep);
+  EXPECT_TRUE(torch::allclose(scores[0], torch::mv(model.embedding->weight.slice(0, 1), out[2]), 1e-12, 1e-12));
+}
+
+TEST(SasRec, KeepsTheLastMaxLengthClicks) {
+  SasRecImpl model(tiny_options(20, 8, 2, 1, 0.0, 4), 5);
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const auto samples = samples_of({{1, 2, 3, 4, 5, 6, 7}, {4, 5, 6, 7}, {9, 9, 9, 5, 6, 7}}, {1, 1, 1});
+  const std::vector<std::int64_t> all = {0, 1, 2};
+  const SessionRepresentation rep = model.encode(data::make_batch(samples, all));
+  EXPECT_TRUE(torch::allclose(rep.local[0], rep.local[1], 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(rep.global[0], rep.global[1], 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(rep.local[1], rep.local[2], 1e-5, 1e-6));  // 9 is kept there
+  EXPECT_EQ(rep.clicks.size(0), 12);                                      // 4 kept clicks per session
+}
+
+double batch_loss(SasRecImpl& model, const SessionBatch& batch) {
+  return torch::nn::functional::cross_entropy(model.forward(batch), batch.targets - 1).item<double>();
+}
+
+TEST(SasRec, GradientsMatchFiniteDifferences) {
+  SasRecImpl model(tiny_options(7, 4, 2, 2, 0.0, 4), 11);  // dropout off; a 5-click prefix is cut to 4
+  model.to(torch::kFloat64);
+  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}, {1, 2, 3, 4, 5}}, {3, 7, 1, 6}));
+  model.zero_grad();
+  torch::nn::functional::cross_entropy(model.forward(batch), batch.targets - 1).backward();
+
+  const double eps = 1e-6;
+  torch::NoGradGuard no_grad;
+  for (const auto& item : model.named_parameters()) {
+    // A key bias adds q·b_K to every logit of a query alike, which the softmax cancels: its gradient is
+    // exactly zero (in the authors' code too).
+    if (item.key().ends_with("key.bias")) {
+      EXPECT_LT(item.value().grad().abs().max().item<double>(), 1e-12);
+      continue;
+    }
+    auto p = item.value();
+    const auto analytic = p.grad().clone();
+    auto numeric = torch::zeros_like(p);
+    auto flat = p.view({-1});
+    auto num_flat = numeric.view({-1});
+    for (std::int64_t k = 0; k < flat.numel(); ++k) {
+      const double orig = flat[k].item<double>();
+      flat[k] = orig + eps;
+      const double up = batch_loss(model, batch);
+      flat[k] = orig - eps;
+      const double down = batch_loss(model, batch);
+      flat[k] = orig;
+      num_flat[k] = (up - down) / (2 * eps);
+    }
+    const double scale = std::max(analytic.norm().item<double>(), numeric.norm().item<double>());
+    ASSERT_GT(scale, 1e-8) << item.key() << " gets no gradient";
+    EXPECT_LT((analytic - numeric).norm().item<double>() / scale, 1e-5) << item.key();
+    EXPECT_LT((analytic - numeric).abs().max().item<double>() / scale, 1e-5) << item.key();
+  }
+}
+
+TEST(SasRec, ScoresDoNotDependOnPadding) {
+  SasRecImpl model(tiny_options(20, 8, 2, 2, 0.2, 50), 5);
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const auto samples = samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {11}}, {1, 2, 3});
+  const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2}, single = {2};
+  const auto a = model.forward(data::make_batch(samples, alone));
+  const auto b = model.forward(data::make_batch(samples, together));
+  const auto c = model.forward(data::make_batch(samples, alone, torch::kCPU, 30));
+  EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
+  EXPECT_TRUE(torch::allclose(a[0], c[0], 1e-5, 1e-6)) << (a[0] - c[0]).abs().max();
+  EXPECT_TRUE(torch::allclose(model.forward(data::make_batch(samples, single))[0], b[2], 1e-5, 1e-6));
+}
+
+TEST(SasRec, DropoutOnlyInTraining) {
+  SasRecImpl model(tiny_options(20, 8, 2, 1, 0.5), 5);
+  torch::NoGradGuard no_grad;
+  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2}}, {1, 2}));
+  EXPECT_FALSE(torch::equal(model.forward(batch), model.forward(batch)));
+  model.eval();
+  EXPECT_TRUE(torch::equal(model.forward(batch), model.forward(batch)));
+}
+
+}  // namespace
+}  // namespace llm4sbr::models
