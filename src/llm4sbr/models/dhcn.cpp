@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <tuple>
 #include <utility>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/models/segments.hpp"
 #include "llm4sbr/models/srgnn.hpp"  // init_uniform_reference
 
 namespace llm4sbr::models {
@@ -237,7 +239,7 @@ SessionRepresentation DhcnImpl::encode(const SessionBatch& batch) {
   const auto items = batch.items.to(device);
   const auto mask = batch.mask.to(device);
   const auto lengths = batch.lengths.to(device);
-  const std::int64_t b = items.size(0), len = items.size(1);
+  const std::int64_t len = items.size(1);
 
   const auto x_h = item_states();  // [N, d]
   current_states_ = x_h;
@@ -258,10 +260,8 @@ SessionRepresentation DhcnImpl::encode(const SessionBatch& batch) {
 
   SessionRepresentation rep;
   rep.global = (attention * seq).sum(1);  // θ_h
-  const auto rows = torch::arange(b, lengths.options());
-  rep.local = seq.index({rows, lengths - 1});
-  rep.clicks = seq.index({mask});
-  rep.click_sessions = rows.unsqueeze(1).expand({b, len}).index({mask});
+  rep.local = gather_rows(seq, lengths - 1);
+  std::tie(rep.clicks, rep.click_sessions) = pack_clicks(seq, mask);
   if (is_training() && options_.beta > 0) rep.aux_loss = ssl_loss(rep.global, line_graph_sessions(batch));
   return rep;
 }

@@ -12,7 +12,7 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/models/srgnn.hpp"  // init_uniform_reference
-#include "llm4sbr/models/tagnn.hpp"  // segment_softmax_sum
+#include "llm4sbr/models/segments.hpp"
 
 namespace llm4sbr::models {
 
@@ -329,9 +329,7 @@ SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
   const auto click_nodes = graph.click_nodes.to(device);
   const auto sessions = graph.click_sessions.to(device);
   const auto counts = torch::bincount(sessions, {}, b).to(embedding->weight.scalar_type()).unsqueeze(1);  // [B, 1]
-  const auto mean = [&](const torch::Tensor& per_click) {
-    return torch::zeros({b, per_click.size(1)}, per_click.options()).index_add(0, sessions, per_click) / counts;
-  };
+  const auto mean = [&](const torch::Tensor& per_click) { return segment_sum(per_click, sessions, b) / counts; };
 
   const auto h = embedding(node_items);  // [V, d]
   const auto h_local = session_level(graph, h);
@@ -347,7 +345,7 @@ SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
 
   SessionRepresentation rep;
   rep.local = x.index_select(0, graph.last_clicks.to(device));
-  rep.global = torch::zeros({b, x.size(1)}, x.options()).index_add(0, sessions, beta * x);
+  rep.global = segment_sum(beta * x, sessions, b);
   rep.clicks = x;
   rep.click_sessions = sessions;
   return rep;

@@ -5,7 +5,10 @@
 
 #include <cmath>
 #include <memory>
+#include <tuple>
 #include <utility>
+
+#include "llm4sbr/models/segments.hpp"
 
 namespace llm4sbr::models {
 
@@ -63,20 +66,17 @@ SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   const auto items = batch.items.to(device);
   const auto mask = batch.mask.to(device);
   const auto lengths = batch.lengths.to(device);
-  const std::int64_t b = items.size(0), len = items.size(1);
 
   const auto input =
       F::dropout(embedding(items), F::DropoutFuncOptions().p(options_.dropout_embed).training(is_training()));
   const auto states =
       F::dropout(std::get<0>(gru(input)), F::DropoutFuncOptions().p(options_.dropout_hidden).training(is_training()));
   const auto real = mask.unsqueeze(-1).to(weight.scalar_type());
-  const auto rows = torch::arange(b, lengths.options());
 
   SessionRepresentation rep;
-  rep.local = states.index({rows, lengths - 1});
+  rep.local = gather_rows(states, lengths - 1);
   rep.global = (states * real).sum(1) / lengths.to(weight.scalar_type()).unsqueeze(1);
-  rep.clicks = states.index({mask});
-  rep.click_sessions = rows.unsqueeze(1).expand({b, len}).index({mask});
+  std::tie(rep.clicks, rep.click_sessions) = pack_clicks(states, mask);
   return rep;
 }
 

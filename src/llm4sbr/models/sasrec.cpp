@@ -6,6 +6,9 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <tuple>
+
+#include "llm4sbr/models/segments.hpp"
 
 namespace llm4sbr::models {
 
@@ -110,7 +113,6 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   const auto items = batch.items.to(device);
   const auto lengths = batch.lengths.to(device);
   const auto dtype = weight.scalar_type();
-  const std::int64_t b = items.size(0);
   const std::int64_t window = std::min(items.size(1), options_.max_length);
 
   // The last `window` slots of each row: kept clicks left-aligned, start = max(0, length - max_length).
@@ -132,11 +134,9 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   const auto out = final_norm(x);
 
   SessionRepresentation rep;
-  const auto rows = torch::arange(b, lengths.options());
-  rep.local = out.index({rows, kept - 1});
+  rep.local = gather_rows(out, kept - 1);
   rep.global = (out * real).sum(1) / kept.to(dtype).unsqueeze(1);
-  rep.clicks = out.index({real_mask});
-  rep.click_sessions = rows.unsqueeze(1).expand({b, window}).index({real_mask});
+  std::tie(rep.clicks, rep.click_sessions) = pack_clicks(out, real_mask);
   return rep;
 }
 

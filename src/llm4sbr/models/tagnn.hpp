@@ -9,25 +9,11 @@
 #include <string>
 
 #include "llm4sbr/core/config.hpp"
+#include "llm4sbr/models/segments.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/models/srgnn.hpp"
 
 namespace llm4sbr::models {
-
-/// Attention over packed rows grouped by segment: for every segment s and column k,
-///   out[s, k] = Σ_{r in s} w[r, k] · values[r, k],   w[r, k] = exp(logits[r, k]) / Z[s, k],
-///   Z[s, k] = Σ_{r' in s} exp(logits[r', k]) + pad_count[s] · exp(pad_logit[s, k]).
-/// logits: [R, K]; values: [R, K], or [R, D] when K = 1 (one weight per row, a weighted sum of vectors);
-/// segments: [R] int64 in [0, n_segments), every segment non-empty. Result [n_segments, K or D].
-/// pad_logit ([n_segments, K] or [n_segments, 1]) and pad_count ([n_segments], any numeric dtype) are optional
-/// together: they add pad_count[s] virtual rows of logit pad_logit[s] and value 0 to a segment (the
-/// reference's unmasked softmax over padded positions), so its weights then sum to less than 1. Without them
-/// each segment's weights sum to 1 (values = 1 returns those sums). Stable: the per-segment maximum is
-/// subtracted (without gradient, as the result does not depend on it). Cost O(R·K) plus [n_segments, K]
-/// sums; neither the row-normalised weights nor a padded [n_segments, max_len, K] tensor is formed.
-torch::Tensor segment_softmax_sum(const torch::Tensor& logits, const torch::Tensor& values, const torch::Tensor& segments,
-                                  std::int64_t n_segments, const torch::Tensor& pad_logit = {},
-                                  const torch::Tensor& pad_count = {});
 
 /// Hyper-parameters of TAGNN: SR-GNN's plus the padding switch.
 struct TagnnOptions {
