@@ -12,27 +12,12 @@
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/batch.hpp"
-#include "test_support.hpp"
+#include "models/model_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
 
-std::vector<data::Sample> samples_of(const std::vector<std::vector<std::int64_t>>& prefixes,
-                                     const std::vector<std::int64_t>& targets) {
-  std::vector<data::Sample> out;
-  for (std::size_t i = 0; i < prefixes.size(); ++i)
-    out.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(i), prefixes[i], targets[i]});
-  return out;
-}
-
-torch::Tensor real_matrix(const std::vector<std::vector<double>>& rows) {
-  auto t = torch::zeros({static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())},
-                        torch::kFloat64);
-  for (std::size_t r = 0; r < rows.size(); ++r)
-    for (std::size_t c = 0; c < rows[r].size(); ++c)
-      t[static_cast<std::int64_t>(r)][static_cast<std::int64_t>(c)] = rows[r][c];
-  return t;
-}
+using namespace llm4sbr::testing;  // samples_of, the matrices and the checks every backbone passes
 
 DhcnOptions tiny_options(std::int64_t n_items, std::int64_t d, double beta = 0.01, std::int64_t layers = 3) {
   DhcnOptions o;
@@ -310,29 +295,9 @@ void check_gradients(double beta) {
   EXPECT_NEAR(loss.item<double>(), batch_loss(model, batch, theta_l), 1e-12);
   loss.backward();
 
-  const double eps = 1e-6;
-  torch::NoGradGuard no_grad;
-  for (const auto& item : model.named_parameters()) {
-    const std::string& name = item.key();
-    auto p = item.value();
-    const auto analytic = p.grad().clone();
-    auto numeric = torch::zeros_like(p);
-    auto flat = p.view({-1});
-    auto num_flat = numeric.view({-1});
-    for (std::int64_t k = 0; k < flat.numel(); ++k) {
-      const double orig = flat[k].item<double>();
-      flat[k] = orig + eps;
-      const double up = batch_loss(model, batch, theta_l);
-      flat[k] = orig - eps;
-      const double down = batch_loss(model, batch, theta_l);
-      flat[k] = orig;
-      num_flat[k] = (up - down) / (2 * eps);
-    }
-    const double scale = std::max(analytic.norm().item<double>(), numeric.norm().item<double>());
-    ASSERT_GT(scale, 1e-8) << name << " gets no gradient";
-    EXPECT_LT((analytic - numeric).norm().item<double>() / scale, 1e-5) << name << " (beta " << beta << ")";
-    EXPECT_LT((analytic - numeric).abs().max().item<double>() / scale, 1e-5) << name;
-  }
+  GradCheck check;
+  check.label = "(beta " + std::to_string(beta) + ")";
+  expect_stored_gradients_match(model, [&] { return batch_loss(model, batch, theta_l); }, check);
 }
 
 TEST(Dhcn, GradientsMatchFiniteDifferencesWithSsl) { check_gradients(0.5); }
@@ -344,35 +309,17 @@ TEST(Dhcn, GradientsMatchFiniteDifferencesWithoutSsl) { check_gradients(0.0); }
 TEST(Dhcn, EvalScoresDoNotDependOnTheBatch) {
   DhcnImpl model(tiny_options(5, 8), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
   model.eval();
-  torch::NoGradGuard no_grad;
-  const auto samples = samples_of({{3, 1, 3, 2}, {1, 2, 3, 4, 5, 5, 1, 2}, {4}, {2, 3}}, {1, 2, 3, 4});
-  const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2, 3}, other = {3, 2, 0};
-  const auto a = model.forward(data::make_batch(samples, alone));
-  const auto b = model.forward(data::make_batch(samples, together));
-  const auto c = model.forward(data::make_batch(samples, other));
-  const auto d = model.forward(data::make_batch(samples, alone, torch::kCPU, 30));  // dataset-wide padding
-  EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
-  EXPECT_TRUE(torch::allclose(a[0], c[2], 1e-5, 1e-6)) << (a[0] - c[2]).abs().max();
-  EXPECT_TRUE(torch::allclose(a[0], d[0], 1e-5, 1e-6)) << (a[0] - d[0]).abs().max();
+  expect_scores_independent_of_batch(model, samples_of({{3, 1, 3, 2}, {1, 2, 3, 4, 5, 5, 1, 2}, {4}, {2, 3}}, {1, 2, 3, 4}));
 }
 
 // ---------------------------------------------------------------------------------------------------
 // (g) Checkpoints: the parameters round-trip; the hypergraph is rebuilt from the data.
 
 TEST(Dhcn, SaveAndLoadGiveIdenticalScores) {
-  llm4sbr::testing::TempDir dir;
-  const auto path = (dir / "dhcn.pt").string();
   const auto batch = data::make_batch(samples_of({{3, 1, 3, 2}, {2, 2, 4}, {5}}, {3, 5, 1}));
   auto graph = [] { return build_hypergraph(samples_of(kPrefixes, kTargets), 5); };
-  auto saved = std::make_shared<DhcnImpl>(tiny_options(5, 8), graph(), 1);
-  auto loaded = std::make_shared<DhcnImpl>(tiny_options(5, 8), graph(), 2);
-  saved->eval();
-  loaded->eval();
-  torch::save(saved, path);
-  torch::NoGradGuard no_grad;
-  ASSERT_FALSE(torch::equal(saved->forward(batch), loaded->forward(batch)));
-  torch::load(loaded, path);
-  EXPECT_TRUE(torch::equal(saved->forward(batch), loaded->forward(batch)));
+  expect_checkpoint_round_trip(std::make_shared<DhcnImpl>(tiny_options(5, 8), graph(), 1),
+                               std::make_shared<DhcnImpl>(tiny_options(5, 8), graph(), 2), batch);
 }
 
 }  // namespace

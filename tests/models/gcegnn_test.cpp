@@ -15,30 +15,15 @@
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/batch.hpp"
 #include "llm4sbr/models/gcegnn.hpp"
-#include "test_support.hpp"
+#include "models/model_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
 
+using namespace llm4sbr::testing;  // samples_of, the matrices and the checks every backbone passes
+
 namespace F = torch::nn::functional;
 using Neighbours = std::vector<std::pair<std::int64_t, std::int64_t>>;
-
-torch::Tensor int_matrix(const std::vector<std::vector<std::int64_t>>& rows) {
-  auto t = torch::zeros({static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())},
-                        torch::kInt64);
-  for (std::size_t r = 0; r < rows.size(); ++r)
-    for (std::size_t c = 0; c < rows[r].size(); ++c)
-      t[static_cast<std::int64_t>(r)][static_cast<std::int64_t>(c)] = rows[r][c];
-  return t;
-}
-
-std::vector<data::Sample> samples_of(const std::vector<std::vector<std::int64_t>>& prefixes,
-                                     const std::vector<std::int64_t>& targets) {
-  std::vector<data::Sample> out;
-  for (std::size_t i = 0; i < prefixes.size(); ++i)
-    out.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(i), prefixes[i], targets[i]});
-  return out;
-}
 
 // Three hand-made training sessions (item 7 never occurs).
 const std::vector<std::vector<std::int64_t>> kSessions = {{1, 2, 3, 4, 5}, {2, 1, 2}, {6}};
@@ -351,31 +336,9 @@ TEST(GceGnn, GradientsMatchFiniteDifferences) {
   model.train();
   // Together the sessions use all four relation codes (7 5 7 5 gives code 4).
   const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}, {7, 5, 7, 5}}, {3, 7, 1, 2}));
-  const auto loss_of = [&] { return F::cross_entropy(model.forward(batch), batch.targets - 1); };
-  model.zero_grad();
-  loss_of().backward();
-
-  const double eps = 1e-6;
-  torch::NoGradGuard no_grad;
-  for (const auto& item : model.named_parameters()) {
-    auto p = item.value();
-    const auto analytic = p.grad().clone();
-    auto numeric = torch::zeros_like(p);
-    auto flat = p.view({-1});
-    auto num_flat = numeric.view({-1});
-    for (std::int64_t k = 0; k < flat.numel(); ++k) {
-      const double orig = flat[k].item<double>();
-      flat[k] = orig + eps;
-      const double up = loss_of().item<double>();
-      flat[k] = orig - eps;
-      const double down = loss_of().item<double>();
-      flat[k] = orig;
-      num_flat[k] = (up - down) / (2 * eps);
-    }
-    const double scale = std::max(analytic.norm().item<double>(), numeric.norm().item<double>());
-    ASSERT_GT(scale, 1e-8) << item.key() << " gets no gradient";
-    EXPECT_LT((analytic - numeric).abs().max().item<double>() / scale, 1e-4) << item.key();
-  }
+  GradCheck check;
+  check.tolerance = 1e-4;
+  expect_gradients_match(model, cross_entropy_of(model, batch), check);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -384,32 +347,16 @@ TEST(GceGnn, GradientsMatchFiniteDifferences) {
 TEST(GceGnn, ScoresDoNotDependOnPadding) {
   GceGnnImpl model = tiny_model(2, 5, 0.5);
   model.eval();
-  torch::NoGradGuard no_grad;
-  const auto samples = samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {8}}, {1, 2, 3});
-  const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2};
-  const auto a = model.forward(data::make_batch(samples, alone));
-  const auto b = model.forward(data::make_batch(samples, together));
-  const auto c = model.forward(data::make_batch(samples, alone, torch::kCPU, 30));
-  EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
-  EXPECT_TRUE(torch::allclose(a[0], c[0], 1e-5, 1e-6)) << (a[0] - c[0]).abs().max();
+  expect_scores_independent_of_batch(model, samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {8}}, {1, 2, 3}));
 }
 
 // ---------------------------------------------------------------------------------------------------
 // (g) Checkpoints: the parameters round-trip; the neighbour table is rebuilt from the data and the seed.
 
 TEST(GceGnn, SaveAndLoadGiveIdenticalScores) {
-  llm4sbr::testing::TempDir dir;
-  const auto path = (dir / "gcegnn.pt").string();
   const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
-  auto saved = std::make_shared<GceGnnImpl>(tiny_model_options(2, 0.5), tiny_table(1), 1);
-  torch::save(saved, path);
-  auto loaded = std::make_shared<GceGnnImpl>(tiny_model_options(2, 0.5), tiny_table(1), 2);
-  saved->eval();
-  loaded->eval();
-  torch::NoGradGuard no_grad;
-  ASSERT_FALSE(torch::equal(saved->forward(batch), loaded->forward(batch)));
-  torch::load(loaded, path);
-  EXPECT_TRUE(torch::equal(saved->forward(batch), loaded->forward(batch)));
+  expect_checkpoint_round_trip(std::make_shared<GceGnnImpl>(tiny_model_options(2, 0.5), tiny_table(1), 1),
+                               std::make_shared<GceGnnImpl>(tiny_model_options(2, 0.5), tiny_table(1), 2), batch);
 }
 
 }  // namespace

@@ -11,18 +11,12 @@
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/batch.hpp"
-#include "test_support.hpp"
+#include "models/model_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
 
-std::vector<data::Sample> samples_of(const std::vector<std::vector<std::int64_t>>& prefixes,
-                                     const std::vector<std::int64_t>& targets) {
-  std::vector<data::Sample> out;
-  for (std::size_t i = 0; i < prefixes.size(); ++i)
-    out.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(i), prefixes[i], targets[i]});
-  return out;
-}
+using namespace llm4sbr::testing;  // samples_of, the matrices and the checks every backbone passes
 
 Gru4RecOptions tiny_options(std::int64_t n_items, std::int64_t d, std::int64_t layers = 1, double dropout_embed = 0.0,
                             double dropout_hidden = 0.0) {
@@ -131,10 +125,6 @@ TEST(Gru4Rec, MatchesStepByStepRecomputation) {
   EXPECT_TRUE(torch::allclose(scores[0], torch::mv(e.slice(0, 1), h) + model.item_bias, 1e-12, 1e-12));
 }
 
-double batch_loss(Gru4RecImpl& model, const SessionBatch& batch) {
-  return torch::nn::functional::cross_entropy(model.forward(batch), batch.targets - 1).item<double>();
-}
-
 TEST(Gru4Rec, GradientsMatchFiniteDifferences) {
   Gru4RecImpl model(tiny_options(7, 4, 2), 11);  // two layers, dropout off
   {
@@ -144,44 +134,13 @@ TEST(Gru4Rec, GradientsMatchFiniteDifferences) {
   }
   model.to(torch::kFloat64);
   const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
-  model.zero_grad();
-  torch::nn::functional::cross_entropy(model.forward(batch), batch.targets - 1).backward();
-
-  const double eps = 1e-6;
-  torch::NoGradGuard no_grad;
-  for (const auto& item : model.named_parameters()) {
-    auto p = item.value();
-    const auto analytic = p.grad().clone();
-    auto numeric = torch::zeros_like(p);
-    auto flat = p.view({-1});
-    auto num_flat = numeric.view({-1});
-    for (std::int64_t k = 0; k < flat.numel(); ++k) {
-      const double orig = flat[k].item<double>();
-      flat[k] = orig + eps;
-      const double up = batch_loss(model, batch);
-      flat[k] = orig - eps;
-      const double down = batch_loss(model, batch);
-      flat[k] = orig;
-      num_flat[k] = (up - down) / (2 * eps);
-    }
-    const double scale = std::max(analytic.norm().item<double>(), numeric.norm().item<double>());
-    ASSERT_GT(scale, 1e-8) << item.key() << " gets no gradient";
-    EXPECT_LT((analytic - numeric).norm().item<double>() / scale, 1e-5) << item.key();
-    EXPECT_LT((analytic - numeric).abs().max().item<double>() / scale, 1e-5) << item.key();
-  }
+  expect_gradients_match(model, cross_entropy_of(model, batch));
 }
 
 TEST(Gru4Rec, ScoresDoNotDependOnPadding) {
   Gru4RecImpl model(tiny_options(20, 8, 2, 0.25, 0.4), 5);
   model.eval();
-  torch::NoGradGuard no_grad;
-  const auto samples = samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {11}}, {1, 2, 3});
-  const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2};
-  const auto a = model.forward(data::make_batch(samples, alone));
-  const auto b = model.forward(data::make_batch(samples, together));
-  const auto c = model.forward(data::make_batch(samples, alone, torch::kCPU, 30));
-  EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
-  EXPECT_TRUE(torch::allclose(a[0], c[0], 1e-5, 1e-6)) << (a[0] - c[0]).abs().max();
+  expect_scores_independent_of_batch(model, samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {11}}, {1, 2, 3}));
 }
 
 TEST(Gru4Rec, DropoutOnlyInTraining) {

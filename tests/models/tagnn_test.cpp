@@ -13,20 +13,14 @@
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/batch.hpp"
 #include "llm4sbr/models/tagnn.hpp"
-#include "test_support.hpp"
+#include "models/model_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
 
-namespace F = torch::nn::functional;
+using namespace llm4sbr::testing;  // samples_of, the matrices and the checks every backbone passes
 
-std::vector<data::Sample> samples_of(const std::vector<std::vector<std::int64_t>>& prefixes,
-                                     const std::vector<std::int64_t>& targets) {
-  std::vector<data::Sample> out;
-  for (std::size_t i = 0; i < prefixes.size(); ++i)
-    out.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(i), prefixes[i], targets[i]});
-  return out;
-}
+namespace F = torch::nn::functional;
 
 TagnnOptions tiny_options(std::int64_t n_items, std::int64_t d, std::int64_t step = 1, bool faithful = false,
                           std::int64_t pad_length = 0) {
@@ -216,39 +210,14 @@ TEST(Tagnn, ScoresMatchBruteForceReferenceComputation) {
 // ---------------------------------------------------------------------------------------------------
 // Finite-difference gradients of the whole model, in double precision.
 
-double batch_loss(TagnnImpl& model, const SessionBatch& batch) {
-  return F::cross_entropy(model.forward(batch), batch.targets - 1).item<double>();
-}
-
 void check_gradients(bool faithful) {
   TagnnImpl model(tiny_options(7, 4, 2, faithful, 6), 11);
   model.to(torch::kFloat64);
   const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
-  model.zero_grad();
-  F::cross_entropy(model.forward(batch), batch.targets - 1).backward();
-
-  const double eps = 1e-6;
-  torch::NoGradGuard no_grad;
-  for (const auto& item : model.named_parameters()) {
-    auto p = item.value();
-    const auto analytic = p.grad().clone();
-    auto numeric = torch::zeros_like(p);
-    auto flat = p.view({-1});
-    auto num_flat = numeric.view({-1});
-    for (std::int64_t k = 0; k < flat.numel(); ++k) {
-      const double orig = flat[k].item<double>();
-      flat[k] = orig + eps;
-      const double up = batch_loss(model, batch);
-      flat[k] = orig - eps;
-      const double down = batch_loss(model, batch);
-      flat[k] = orig;
-      num_flat[k] = (up - down) / (2 * eps);
-    }
-    const double scale = std::max(analytic.norm().item<double>(), numeric.norm().item<double>());
-    ASSERT_GT(scale, 1e-8) << item.key() << " gets no gradient";
-    EXPECT_LT((analytic - numeric).abs().max().item<double>() / scale, 1e-4)
-        << item.key() << (faithful ? " (faithful)" : "");
-  }
+  GradCheck check;
+  check.tolerance = 1e-4;
+  check.label = faithful ? "(faithful)" : "";
+  expect_gradients_match(model, cross_entropy_of(model, batch), check);
   // Only faithful padding reads E[0] (the padding node's state); otherwise row 0 gets no gradient.
   const double row0 = model.embedding->weight.grad()[0].abs().sum().item<double>();
   if (faithful) EXPECT_GT(row0, 0.0); else EXPECT_EQ(row0, 0.0);
@@ -263,41 +232,26 @@ TEST(Tagnn, GradientsMatchFiniteDifferencesFaithfulPadding) { check_gradients(tr
 
 TEST(Tagnn, ScoresDoNotDependOnPaddingByDefault) {
   const auto samples = samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {11}}, {1, 2, 3});
+  TagnnImpl model(tiny_options(20, 8, 2), 5);
+  expect_scores_independent_of_batch(model, samples);
+
+  TagnnImpl short_pad(tiny_options(20, 8, 2, true, 10), 5), long_pad(tiny_options(20, 8, 2, true, 30), 5);
+  torch::NoGradGuard no_grad;
   const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2};
-  {
-    TagnnImpl model(tiny_options(20, 8, 2), 5);
-    torch::NoGradGuard no_grad;
-    const auto a = model.forward(data::make_batch(samples, alone));
-    const auto b = model.forward(data::make_batch(samples, together));
-    const auto c = model.forward(data::make_batch(samples, alone, torch::kCPU, 30));
-    EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
-    EXPECT_TRUE(torch::allclose(a[0], c[0], 1e-5, 1e-6)) << (a[0] - c[0]).abs().max();
-  }
-  {
-    TagnnImpl short_pad(tiny_options(20, 8, 2, true, 10), 5), long_pad(tiny_options(20, 8, 2, true, 30), 5);
-    torch::NoGradGuard no_grad;
-    const auto a = short_pad.forward(data::make_batch(samples, alone));
-    const auto b = short_pad.forward(data::make_batch(samples, together));
-    EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
-    const auto c = long_pad.forward(data::make_batch(samples, alone));
-    EXPECT_FALSE(torch::allclose(a[0], c[0], 1e-5, 1e-6));
-  }
+  const auto a = short_pad.forward(data::make_batch(samples, alone));
+  const auto b = short_pad.forward(data::make_batch(samples, together));
+  EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
+  const auto c = long_pad.forward(data::make_batch(samples, alone));
+  EXPECT_FALSE(torch::allclose(a[0], c[0], 1e-5, 1e-6));
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Checkpoints: save, load into a differently initialised model, same scores (linear_t included).
 
 TEST(Tagnn, SaveAndLoadGiveIdenticalScores) {
-  llm4sbr::testing::TempDir dir;
-  const auto path = (dir / "tagnn.pt").string();
   const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
-  auto saved = std::make_shared<TagnnImpl>(tiny_options(20, 8), 1);
-  torch::save(saved, path);
-  auto loaded = std::make_shared<TagnnImpl>(tiny_options(20, 8), 2);
-  torch::NoGradGuard no_grad;
-  ASSERT_FALSE(torch::equal(saved->forward(batch), loaded->forward(batch)));
-  torch::load(loaded, path);
-  EXPECT_TRUE(torch::equal(saved->forward(batch), loaded->forward(batch)));
+  expect_checkpoint_round_trip(std::make_shared<TagnnImpl>(tiny_options(20, 8), 1),
+                               std::make_shared<TagnnImpl>(tiny_options(20, 8), 2), batch);
 }
 
 }  // namespace
