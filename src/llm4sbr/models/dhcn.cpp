@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <limits>
 #include <tuple>
 #include <utility>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/segments.hpp"
 #include "llm4sbr/models/srgnn.hpp"  // init_uniform_reference
 
@@ -66,23 +68,15 @@ void csr_rows_matmul(const std::int64_t* crow, const std::int64_t* col, const T*
 }  // namespace
 
 DhcnOptions DhcnOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  const ModelSettings keys("dhcn", settings);
   DhcnOptions o;
-  o.n_items = ctx.n_items;
-  o.hidden_size = settings.get<std::int64_t>("hidden_size", ctx.hidden_size);
-  o.layers = settings.get<std::int64_t>("layers", o.layers);
-  o.beta = settings.get<double>("beta", o.beta);
-  o.position_embedding = settings.get<bool>("position_embedding", o.position_embedding);
-  o.max_positions = settings.get<std::int64_t>("max_positions", o.max_positions);
-  o.prune_below = settings.get<double>("prune_below", o.prune_below);
-  if (o.n_items < 1) throw ConfigError(fmt::format("dhcn: the catalogue is empty (n_items = {})", o.n_items));
-  if (o.hidden_size < 1)
-    throw ConfigError(fmt::format("dhcn: config key 'hidden_size' must be >= 1, got {}", o.hidden_size));
-  if (o.layers < 0) throw ConfigError(fmt::format("dhcn: config key 'layers' must be >= 0, got {}", o.layers));
-  if (o.beta < 0) throw ConfigError(fmt::format("dhcn: config key 'beta' must be >= 0, got {}", o.beta));
-  if (o.max_positions < 1)
-    throw ConfigError(fmt::format("dhcn: config key 'max_positions' must be >= 1, got {}", o.max_positions));
-  if (o.prune_below < 0 || o.prune_below > 1)
-    throw ConfigError(fmt::format("dhcn: config key 'prune_below' must be in [0, 1], got {}", o.prune_below));
+  o.n_items = keys.n_items(ctx);
+  o.hidden_size = keys.hidden_size(ctx);
+  o.layers = keys.integer("layers", o.layers, 0);
+  o.beta = keys.real("beta", o.beta, 0.0, std::numeric_limits<double>::infinity());
+  o.position_embedding = keys.flag("position_embedding", o.position_embedding);
+  o.max_positions = keys.integer("max_positions", o.max_positions, 1);
+  o.prune_below = keys.real("prune_below", o.prune_below, 0.0, 1.0);
   return o;
 }
 

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/srgnn.hpp"  // init_uniform_reference
 #include "llm4sbr/models/segments.hpp"
 
@@ -207,32 +208,19 @@ torch::Tensor RelationGraph::dense_codes(std::int64_t b) const {
 // ---------------------------------------------------------------------------------------------------
 
 GceGnnOptions GceGnnOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  const ModelSettings keys("gcegnn", settings);
   GceGnnOptions o;
-  o.n_items = ctx.n_items;
-  o.hidden_size = settings.get<std::int64_t>("hidden_size", ctx.hidden_size);
-  o.n_iter = settings.get<std::int64_t>("n_iter", o.n_iter);
-  o.n_sample = settings.get<std::int64_t>("n_sample", o.n_sample);
-  o.epsilon = settings.get<std::int64_t>("epsilon", o.epsilon);
-  o.dropout_local = settings.get<double>("dropout_local", o.dropout_local);
-  o.dropout_global = settings.get<double>("dropout_global", o.dropout_global);
-  o.dropout_gcn = settings.get<double>("dropout_gcn", o.dropout_gcn);
-  o.alpha = settings.get<double>("alpha", o.alpha);
-  o.activation = settings.get<std::string>("activation", o.activation);
-  o.max_positions = settings.get<std::int64_t>("max_positions", o.max_positions);
-  if (o.n_items < 1) throw ConfigError(fmt::format("gcegnn: the catalogue is empty (n_items = {})", o.n_items));
-  const auto at_least_one = [](const char* key, std::int64_t v) {
-    if (v < 1) throw ConfigError(fmt::format("gcegnn: config key '{}' must be >= 1, got {}", key, v));
-  };
-  at_least_one("hidden_size", o.hidden_size);
-  at_least_one("n_iter", o.n_iter);
-  at_least_one("n_sample", o.n_sample);
-  at_least_one("epsilon", o.epsilon);
-  at_least_one("max_positions", o.max_positions);
-  for (auto [key, p] : {std::pair{"dropout_local", o.dropout_local}, std::pair{"dropout_global", o.dropout_global},
-                        std::pair{"dropout_gcn", o.dropout_gcn}})
-    if (!(p >= 0.0 && p < 1.0)) throw ConfigError(fmt::format("gcegnn: config key '{}' must be in [0, 1), got {}", key, p));
-  if (o.activation != "relu" && o.activation != "tanh")
-    throw ConfigError(fmt::format("gcegnn: config key 'activation' must be relu or tanh, got '{}'", o.activation));
+  o.n_items = keys.n_items(ctx);
+  o.hidden_size = keys.hidden_size(ctx);
+  o.n_iter = keys.integer("n_iter", o.n_iter, 1);
+  o.n_sample = keys.integer("n_sample", o.n_sample, 1);
+  o.epsilon = keys.integer("epsilon", o.epsilon, 1);
+  o.dropout_local = keys.rate("dropout_local", o.dropout_local);
+  o.dropout_global = keys.rate("dropout_global", o.dropout_global);
+  o.dropout_gcn = keys.rate("dropout_gcn", o.dropout_gcn);
+  o.alpha = keys.real("alpha", o.alpha, 0.0, 1.0);
+  o.activation = keys.choice("activation", o.activation, {"relu", "tanh"});
+  o.max_positions = keys.integer("max_positions", o.max_positions, 1);
   return o;
 }
 

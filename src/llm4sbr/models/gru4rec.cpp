@@ -1,13 +1,12 @@
 #include "llm4sbr/models/gru4rec.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <fmt/format.h>
 
 #include <cmath>
 #include <memory>
 #include <tuple>
-#include <utility>
 
+#include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/segments.hpp"
 
 namespace llm4sbr::models {
@@ -15,19 +14,13 @@ namespace llm4sbr::models {
 namespace F = torch::nn::functional;
 
 Gru4RecOptions Gru4RecOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  const ModelSettings keys("gru4rec", settings);
   Gru4RecOptions o;
-  o.n_items = ctx.n_items;
-  o.hidden_size = settings.get<std::int64_t>("hidden_size", ctx.hidden_size);
-  o.layers = settings.get<std::int64_t>("layers", o.layers);
-  o.dropout_embed = settings.get<double>("dropout_embed", o.dropout_embed);
-  o.dropout_hidden = settings.get<double>("dropout_hidden", o.dropout_hidden);
-  if (o.n_items < 1) throw ConfigError(fmt::format("gru4rec: the catalogue is empty (n_items = {})", o.n_items));
-  if (o.hidden_size < 1)
-    throw ConfigError(fmt::format("gru4rec: config key 'hidden_size' must be >= 1, got {}", o.hidden_size));
-  if (o.layers < 1) throw ConfigError(fmt::format("gru4rec: config key 'layers' must be >= 1, got {}", o.layers));
-  for (const auto& [key, p] :
-       {std::pair{"dropout_embed", o.dropout_embed}, std::pair{"dropout_hidden", o.dropout_hidden}})
-    if (p < 0 || p >= 1) throw ConfigError(fmt::format("gru4rec: config key '{}' must be in [0, 1), got {}", key, p));
+  o.n_items = keys.n_items(ctx);
+  o.hidden_size = keys.hidden_size(ctx);
+  o.layers = keys.integer("layers", o.layers, 1);
+  o.dropout_embed = keys.rate("dropout_embed", o.dropout_embed);
+  o.dropout_hidden = keys.rate("dropout_hidden", o.dropout_hidden);
   return o;
 }
 

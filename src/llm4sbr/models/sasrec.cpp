@@ -8,6 +8,7 @@
 #include <memory>
 #include <tuple>
 
+#include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/segments.hpp"
 
 namespace llm4sbr::models {
@@ -25,24 +26,17 @@ torch::nn::LayerNorm layer_norm(std::int64_t d) {
 }  // namespace
 
 SasRecOptions SasRecOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  const ModelSettings keys("sasrec", settings);
   SasRecOptions o;
-  o.n_items = ctx.n_items;
-  o.hidden_size = settings.get<std::int64_t>("hidden_size", ctx.hidden_size);
-  o.max_length = settings.get<std::int64_t>("max_length", o.max_length);
-  o.blocks = settings.get<std::int64_t>("blocks", o.blocks);
-  o.heads = settings.get<std::int64_t>("heads", o.heads);
-  o.dropout = settings.get<double>("dropout", o.dropout);
-  if (o.n_items < 1) throw ConfigError(fmt::format("sasrec: the catalogue is empty (n_items = {})", o.n_items));
-  if (o.hidden_size < 1)
-    throw ConfigError(fmt::format("sasrec: config key 'hidden_size' must be >= 1, got {}", o.hidden_size));
-  if (o.max_length < 1)
-    throw ConfigError(fmt::format("sasrec: config key 'max_length' must be >= 1, got {}", o.max_length));
-  if (o.blocks < 0) throw ConfigError(fmt::format("sasrec: config key 'blocks' must be >= 0, got {}", o.blocks));
-  if (o.heads < 1 || o.hidden_size % o.heads != 0)
+  o.n_items = keys.n_items(ctx);
+  o.hidden_size = keys.hidden_size(ctx);
+  o.max_length = keys.integer("max_length", o.max_length, 1);
+  o.blocks = keys.integer("blocks", o.blocks, 0);
+  o.heads = keys.integer("heads", o.heads, 1);
+  o.dropout = keys.rate("dropout", o.dropout);
+  if (o.hidden_size % o.heads != 0)
     throw ConfigError(
         fmt::format("sasrec: config key 'heads' must divide hidden_size {}, got {}", o.hidden_size, o.heads));
-  if (o.dropout < 0 || o.dropout >= 1)
-    throw ConfigError(fmt::format("sasrec: config key 'dropout' must be in [0, 1), got {}", o.dropout));
   return o;
 }
 

@@ -7,6 +7,7 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/session_graph.hpp"
 
 namespace llm4sbr::models {
@@ -14,10 +15,9 @@ namespace llm4sbr::models {
 TagnnOptions TagnnOptions::from_config(const ModelContext& ctx, const Config& settings) {
   TagnnOptions o;
   o.base = SrGnnOptions::from_config(ctx, settings);
-  o.faithful_padding = settings.get<bool>("faithful_padding", o.faithful_padding);
-  o.pad_length = settings.get<std::int64_t>("pad_length", o.pad_length);
-  if (o.pad_length < 0)
-    throw ConfigError(fmt::format("tagnn: config key 'pad_length' must be >= 0, got {}", o.pad_length));
+  const ModelSettings keys("tagnn", settings);
+  o.faithful_padding = keys.flag("faithful_padding", o.faithful_padding);
+  o.pad_length = keys.integer("pad_length", o.pad_length, 0);
   if (!o.faithful_padding) return o;
   if (o.pad_length > 0) {
     o.train_pad_length = o.eval_pad_length = o.pad_length;
