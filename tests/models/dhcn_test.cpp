@@ -154,7 +154,9 @@ TEST(Dhcn, ItemStatesAverageTheConvolutionLayers) {
 
 TEST(Dhcn, MatchesClickByClickRecomputation) {
   const std::int64_t d = 4;
-  DhcnImpl model(tiny_options(5, d), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
+  auto own = tiny_options(5, d);
+  own.nonhybrid = true;  // the reference's readout, θ_h alone
+  DhcnImpl model(own, build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
   model.to(torch::kFloat64);
   model.eval();
   torch::NoGradGuard no_grad;
@@ -202,23 +204,26 @@ TEST(Dhcn, OutputShapesAndTheSslLossOnlyInTraining) {
   const std::int64_t n = 5, d = 8;
   DhcnImpl model(tiny_options(n, d), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 1);
   const auto batch = data::make_batch(samples_of({{3, 4, 3, 1}, {1}, {5, 2}}, {5, 2, 4}));
+  expect_representation_shapes(model, batch);
   const SessionRepresentation rep = model.encode(batch);
-  EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
-  EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
-  EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, d}));
-  EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
   ASSERT_TRUE(rep.aux_loss.defined());
   EXPECT_EQ(rep.aux_loss.dim(), 0);
   EXPECT_TRUE(rep.aux_loss.requires_grad());
-  const auto scores = model.score(model.readout(rep), rep);
-  EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, n}));
-  EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
-
   model.eval();
   EXPECT_FALSE(model.encode(batch).aux_loss.defined());
   model.train();
   DhcnImpl no_ssl(tiny_options(n, d, 0.0), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 1);
   EXPECT_FALSE(no_ssl.encode(batch).aux_loss.defined());
+}
+
+TEST(Dhcn, HybridReadoutFusesBothAnchors) {
+  auto own = tiny_options(5, 8);
+  own.nonhybrid = true;
+  DhcnImpl hybrid(tiny_options(5, 8), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 1);
+  DhcnImpl nonhybrid(own, build_hypergraph(samples_of(kPrefixes, kTargets), 5), 1);
+  hybrid.eval();
+  expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, true,
+                        data::make_batch(samples_of({{3, 4, 3, 1}, {1}, {5, 2}}, {5, 2, 4})));
 }
 
 // ---------------------------------------------------------------------------------------------------

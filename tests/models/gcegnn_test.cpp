@@ -39,17 +39,18 @@ GceGnnOptions tiny_options(std::int64_t n_items, std::int64_t d, std::int64_t n_
 }
 
 // A model over items 1..9 whose table comes from a few sessions; items 8 and 9 have no neighbours.
-GceGnnOptions tiny_model_options(std::int64_t n_iter, double dropout) {
+GceGnnOptions tiny_model_options(std::int64_t n_iter, double dropout, bool nonhybrid = false) {
   auto o = tiny_options(9, 4, n_iter, 3);
   o.dropout_local = o.dropout_global = o.dropout_gcn = dropout;
+  o.nonhybrid = nonhybrid;
   return o;
 }
 NeighbourTable tiny_table(std::uint64_t seed) {
   const std::vector<std::vector<std::int64_t>> sessions = {{1, 2, 3, 4, 5, 6, 7}, {2, 1, 2, 5}, {3, 3, 7, 6}, {4, 1}};
   return sample_neighbour_table(build_global_graph(sessions, 9, 3, 3), 3, seed);
 }
-GceGnnImpl tiny_model(std::int64_t n_iter, std::uint64_t seed, double dropout = 0.0) {
-  return GceGnnImpl(tiny_model_options(n_iter, dropout), tiny_table(seed), seed);
+GceGnnImpl tiny_model(std::int64_t n_iter, std::uint64_t seed, double dropout = 0.0, bool nonhybrid = false) {
+  return GceGnnImpl(tiny_model_options(n_iter, dropout, nonhybrid), tiny_table(seed), seed);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -209,22 +210,21 @@ TEST(GceGnn, OutputShapes) {
   const auto batch = data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {8, 7}}, {5, 2, 9}));
   for (std::int64_t n_iter : {1, 2}) {
     GceGnnImpl model = tiny_model(n_iter, 1, 0.3);
+    expect_representation_shapes(model, batch);
     const SessionRepresentation rep = model.encode(batch);
-    EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, 4}));
-    EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, 4}));
-    EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, 4}));
-    EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
     EXPECT_TRUE(torch::equal(rep.local[0], rep.clicks[3]));  // x_0 = the last click's state
     EXPECT_FALSE(rep.aux_loss.defined());
-    EXPECT_TRUE(torch::equal(model.readout(rep), rep.global));
-    const auto scores = model.score(model.readout(rep), rep);
-    EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, 9}));
-    EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
     // Dropout acts in training only.
     model.eval();
     torch::NoGradGuard no_grad;
     EXPECT_TRUE(torch::equal(model.forward(batch), model.forward(batch)));
   }
+}
+
+TEST(GceGnn, HybridReadoutFusesBothAnchors) {
+  GceGnnImpl hybrid = tiny_model(1, 1), nonhybrid = tiny_model(1, 1, 0.0, true);
+  expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, true,
+                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {8, 7}}, {5, 2, 9})));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ TEST(GceGnn, MatchesDenseReferenceComputation) {
   const std::vector<std::vector<std::int64_t>> prefixes = {{5, 3, 5, 7}, {2, 2, 6}, {8}, {1, 8, 1, 9, 4}};
   const auto batch = data::make_batch(samples_of(prefixes, {1, 2, 3, 4}));
   for (std::int64_t n_iter : {1, 2}) {
-    GceGnnImpl model = tiny_model(n_iter, 4, 0.5);  // dropouts set, but eval mode turns them off
+    GceGnnImpl model = tiny_model(n_iter, 4, 0.5, true);  // dropouts set, but eval mode turns them off
     model.to(torch::kFloat64);
     model.eval();
     torch::NoGradGuard no_grad;

@@ -71,29 +71,31 @@ TEST(Gru4Rec, InitialisesLikeTheOfficialCodeFromTheSeed) {
     EXPECT_GT(p.abs().max().item<double>(), 0.5 * sigma) << item.key();
   }
   EXPECT_TRUE(any_differs);
-  EXPECT_EQ(a.named_parameters().size(), 10u);  // embedding, 2 x 4 GRU tensors, item bias
+  EXPECT_EQ(a.named_parameters().size(), 12u);  // embedding, 2 x 4 GRU tensors, item bias, W3 and b3
 }
 
 TEST(Gru4Rec, OutputShapes) {
   const std::int64_t n = 20, d = 8;
   Gru4RecImpl model(tiny_options(n, d, 2, 0.2, 0.3), 1);
   const auto batch = data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
-  const SessionRepresentation rep = model.encode(batch);
-  EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
-  EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
-  EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, d}));
-  EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
-  EXPECT_FALSE(rep.aux_loss.defined());
-  EXPECT_TRUE(torch::equal(model.readout(rep), rep.local));
-  const auto scores = model.score(model.readout(rep), rep);
-  EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, n}));
-  EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
+  expect_representation_shapes(model, batch);
+  EXPECT_FALSE(model.encode(batch).aux_loss.defined());
+}
+
+TEST(Gru4Rec, HybridReadoutFusesBothAnchors) {
+  auto own = tiny_options(20, 8);
+  own.nonhybrid = true;
+  Gru4RecImpl hybrid(tiny_options(20, 8), 1), nonhybrid(own, 1);
+  expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, false,
+                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
 }
 
 // h' = (1 − z) ñ + z h with r, z, ñ from PyTorch's GRU equations, click by click.
 TEST(Gru4Rec, MatchesStepByStepRecomputation) {
   const std::int64_t n_items = 9, d = 4;
-  Gru4RecImpl model(tiny_options(n_items, d), 3);
+  auto own = tiny_options(n_items, d);
+  own.nonhybrid = true;  // the official code's readout, the last state
+  Gru4RecImpl model(own, 3);
   model.to(torch::kFloat64);
   model.eval();
   torch::NoGradGuard no_grad;

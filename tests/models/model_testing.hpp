@@ -137,6 +137,18 @@ inline void expect_readout_uses_both_anchors(models::SessionEncoderImpl& model, 
   EXPECT_FALSE(torch::allclose(model.readout(gated_local), plain)) << model.name() << " ignores rep.local";
 }
 
+/// The readout of a hybrid model is W3 [global ; local] + b3 (`w3`) and depends on both anchors; a
+/// nonhybrid one returns its own anchor, rep.global (`own_is_global`) or rep.local.
+inline void expect_hybrid_readout(models::SessionEncoderImpl& hybrid, torch::nn::Linear w3,
+                                  models::SessionEncoderImpl& nonhybrid, bool own_is_global,
+                                  const models::SessionBatch& batch) {
+  expect_readout_uses_both_anchors(hybrid, batch);
+  torch::NoGradGuard no_grad;
+  const auto rep = hybrid.encode(batch);
+  EXPECT_TRUE(torch::allclose(hybrid.readout(rep), w3(torch::cat({rep.global, rep.local}, 1))));
+  EXPECT_TRUE(torch::equal(nonhybrid.readout(rep), own_is_global ? rep.global : rep.local));
+}
+
 /// The representation of a batch has the documented shapes: local and global [B, d], clicks [P, d] with
 /// the batch row of each click, and scores [B, N] that are finite and equal to forward(batch).
 inline void expect_representation_shapes(models::SessionEncoderImpl& model, const models::SessionBatch& batch) {

@@ -77,23 +77,25 @@ TEST(SasRec, OutputShapes) {
   const std::int64_t n = 20, d = 8;
   SasRecImpl model(tiny_options(n, d, 2, 2, 0.2), 1);
   const auto batch = data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
-  const SessionRepresentation rep = model.encode(batch);
-  EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
-  EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
-  EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, d}));
-  EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
-  EXPECT_FALSE(rep.aux_loss.defined());
-  EXPECT_TRUE(torch::equal(model.readout(rep), rep.local));
-  const auto scores = model.score(model.readout(rep), rep);
-  EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, n}));
-  EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
+  expect_representation_shapes(model, batch);
+  EXPECT_FALSE(model.encode(batch).aux_loss.defined());
+}
+
+TEST(SasRec, HybridReadoutFusesBothAnchors) {
+  auto own = tiny_options(20, 8);
+  own.nonhybrid = true;
+  SasRecImpl hybrid(tiny_options(20, 8), 1), nonhybrid(own, 1);
+  expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, false,
+                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
 }
 
 // One block, two heads, recomputed position by position for a 3-click session with max_length 6:
 // the positions are 3, 4, 5 (right-aligned as in the authors' left-padded window).
 TEST(SasRec, MatchesPositionByPositionRecomputation) {
   const std::int64_t n_items = 9, d = 4, heads = 2, dh = 2, max_length = 6;
-  SasRecImpl model(tiny_options(n_items, d, 1, heads, 0.0, max_length), 3);
+  auto own = tiny_options(n_items, d, 1, heads, 0.0, max_length);
+  own.nonhybrid = true;  // the paper's readout, the last position's output
+  SasRecImpl model(own, 3);
   model.to(torch::kFloat64);
   model.eval();
   torch::NoGradGuard no_grad;

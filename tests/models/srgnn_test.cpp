@@ -134,19 +134,15 @@ TEST(SrGnn, OutputShapes) {
   const auto batch = data::make_batch(samples);
   for (bool nonhybrid : {false, true}) {
     SrGnnImpl model(tiny_options(n, d, 1, nonhybrid), 1);
-    const SessionRepresentation rep = model.encode(batch);
-    EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
-    EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
-    EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, d}));  // 4 + 1 + 2 real clicks
-    EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
-    EXPECT_FALSE(rep.aux_loss.defined());
-    const auto s = model.readout(rep);
-    EXPECT_EQ(s.sizes(), (std::vector<std::int64_t>{3, d}));
-    const auto scores = model.score(s, rep);
-    EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, n}));
-    EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
-    EXPECT_TRUE(torch::equal(model.forward(batch), scores));
+    expect_representation_shapes(model, batch);
+    EXPECT_FALSE(model.encode(batch).aux_loss.defined());
   }
+}
+
+TEST(SrGnn, HybridReadoutFusesBothAnchors) {
+  SrGnnImpl hybrid(tiny_options(20, 8), 1), nonhybrid(tiny_options(20, 8, 1, true), 1);
+  expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, true,
+                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
 }
 
 // ---------------------------------------------------------------------------------------------------

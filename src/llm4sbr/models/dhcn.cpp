@@ -77,6 +77,7 @@ DhcnOptions DhcnOptions::from_config(const ModelContext& ctx, const Config& sett
   o.position_embedding = keys.flag("position_embedding", o.position_embedding);
   o.max_positions = keys.integer("max_positions", o.max_positions, 1);
   o.prune_below = keys.real("prune_below", o.prune_below, 0.0, 1.0);
+  o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
   return o;
 }
 
@@ -183,6 +184,9 @@ DhcnImpl::DhcnImpl(DhcnOptions options, Hypergraph graph, std::uint64_t seed)
   w_2 = register_parameter("w_2", torch::empty({d, 1}));
   glu1 = register_module("glu1", torch::nn::Linear(d, d));
   glu2 = register_module("glu2", torch::nn::Linear(torch::nn::LinearOptions(d, d).bias(false)));
+  // Registered last (the other parameters draw the same values as without it), and in nonhybrid mode
+  // too, so that both variants share one checkpoint layout.
+  linear_transform = register_module("linear_transform", torch::nn::Linear(2 * d, d));
   init_uniform_reference(*this, d, seed);
 }
 
@@ -296,7 +300,10 @@ torch::Tensor DhcnImpl::ssl_loss(const torch::Tensor& theta_h, const torch::Tens
   return options_.beta * loss;
 }
 
-torch::Tensor DhcnImpl::readout(const SessionRepresentation& rep) { return rep.global; }
+torch::Tensor DhcnImpl::readout(const SessionRepresentation& rep) {
+  if (options_.nonhybrid) return rep.global;
+  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+}
 
 torch::Tensor DhcnImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
   if (!current_states_.defined()) throw Error("dhcn: score() called before encode()");

@@ -25,9 +25,13 @@ struct DhcnOptions {
   bool position_embedding = true;    ///< false: the Tmall readout generate_sess_emb_npos (z_t = tanh(x_t))
   std::int64_t max_positions = 200;  ///< rows of the reversed-position table (the reference's 200)
   double prune_below = 0.0;          ///< drop entries of A below this (Nowplaying: 0.05), not renormalised
+  /// false (default): the session vector is W3 [global ; local] + b3, LLM4SBR's fusion (paper Eq. 12)
+  /// over this model's two anchors, so gating either anchor changes the scores; true: the model's own
+  /// readout s = θ_h, the paper's exact model (it ignores local)
+  bool nonhybrid = false;
 
-  /// Reads `hidden_size`, `layers`, `beta`, `position_embedding`, `max_positions` and `prune_below` from
-  /// a model config section; hidden_size defaults to ctx.hidden_size and n_items comes from ctx.
+  /// Reads `hidden_size`, `layers`, `beta`, `position_embedding`, `max_positions`, `prune_below` and
+  /// `nonhybrid` from a model config section; hidden_size defaults to ctx.hidden_size and n_items comes from ctx.
   /// Throws ConfigError (naming the key) for a bad value.
   static DhcnOptions from_config(const ModelContext& ctx, const Config& settings);
 };
@@ -82,7 +86,8 @@ struct SparseRows {
 /// encode: local = X_h[last click], global = θ_h, clicks = x_t of every real click. In training mode with
 /// beta > 0, aux_loss = beta · L_ssl (below); in eval mode aux_loss is undefined and nothing looks at the
 /// other rows of the batch, so a session's scores never depend on its batch (DHCN issues #2/#3).
-/// readout: rep.global (the reference scores θ_h alone; the LLM4SBR head gates both anchors before).
+/// readout: s = W3 [global ; local] + b3 (backbone-notes §8: the LLM4SBR head gates θ_h and the last click's
+/// X_h row before it); nonhybrid: s = global = θ_h, the reference's readout.
 /// score: s · X_hᵀ -> [B, N], the candidates being the hypergraph-convolved items (unlike SR-GNN). X_h
 /// is the one computed by the last encode() call, which score() must follow.
 ///
@@ -121,6 +126,7 @@ class DhcnImpl : public SessionEncoderImpl {
   torch::Tensor w_2;                            ///< [d, 1]
   torch::nn::Linear glu1{nullptr};              ///< G1, c1
   torch::nn::Linear glu2{nullptr};              ///< G2, no bias
+  torch::nn::Linear linear_transform{nullptr};  ///< W3, b3 [d, 2d] (hybrid readout only)
 
  private:
   /// A and Aᵀ in the dtype and on the device of E (converted once, then cached).

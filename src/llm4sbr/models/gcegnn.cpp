@@ -221,6 +221,7 @@ GceGnnOptions GceGnnOptions::from_config(const ModelContext& ctx, const Config& 
   o.alpha = keys.real("alpha", o.alpha, 0.0, 1.0);
   o.activation = keys.choice("activation", o.activation, {"relu", "tanh"});
   o.max_positions = keys.integer("max_positions", o.max_positions, 1);
+  o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
   return o;
 }
 
@@ -265,6 +266,9 @@ GceGnnImpl::GceGnnImpl(GceGnnOptions options, NeighbourTable table, std::uint64_
   w_2 = register_parameter("w_2", torch::empty({d, 1}));
   glu1 = register_module("glu1", torch::nn::Linear(d, d));
   glu2 = register_module("glu2", torch::nn::Linear(torch::nn::LinearOptions(d, d).bias(false)));
+  // Registered last (so the other parameters draw the same values as without it), and in nonhybrid mode
+  // too, so that both variants share one checkpoint layout.
+  linear_transform = register_module("linear_transform", torch::nn::Linear(2 * d, d));
   init_uniform_reference(*this, d, seed);
 }
 
@@ -339,7 +343,10 @@ SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
   return rep;
 }
 
-torch::Tensor GceGnnImpl::readout(const SessionRepresentation& rep) { return rep.global; }
+torch::Tensor GceGnnImpl::readout(const SessionRepresentation& rep) {
+  if (options_.nonhybrid) return rep.global;
+  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+}
 
 torch::Tensor GceGnnImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
   return torch::matmul(session, embedding->weight.narrow(0, 1, options_.n_items).t());

@@ -102,6 +102,10 @@ struct GceGnnOptions {
   double alpha = 0.2;                ///< LeakyReLU slope of the session-level attention
   std::string activation = "relu";   ///< of the global aggregator: relu or tanh
   std::int64_t max_positions = 200;  ///< rows of the reversed position table; longer sessions keep their last clicks
+  /// false (default): the session vector is W3 [global ; local] + b3, LLM4SBR's fusion (paper Eq. 12)
+  /// over this model's two anchors, so gating either anchor changes the scores; true: the model's own
+  /// readout s = S, the paper's exact model (it ignores local)
+  bool nonhybrid = false;
 
   /// Reads the keys above (hidden_size defaults to ctx.hidden_size; n_items comes from ctx). Throws
   /// ConfigError naming the key for a bad value.
@@ -138,9 +142,8 @@ TORCH_MODULE(GlobalAggregator);
 ///   x = dropout_local(h^l) + dropout_global(h^g), gathered per click (rep.clicks, in click order);
 ///   local = x_0, the last click's state; global = S = Σ_t β_t x_t with
 ///     z_t = tanh([Pos[n−1−t] ; x_t] W1), s' = mean_t x_t, β_t = w2ᵀ σ(G1 z_t + b + G2 s')  (no softmax).
-/// readout(rep) = rep.global: the paper scores against S and has no hybrid linear. With the LLM4SBR head,
-///   the gated long view replaces S, and x_0 (the gated short view) reaches the scores only through the
-///   head's own fusion (backbone-notes §8 leaves this open; this is the recorded choice).
+/// readout: s = W3 [global ; local] + b3 (the second of the two choices backbone-notes §8 leaves open; the
+///   LLM4SBR head gates S and x_0 before it); nonhybrid: s = global = S, GCE-GNN's own readout.
 /// score: s · E[1:]ᵀ -> [B, N] (layer-0 embeddings, no dropout or normalisation, as the reference).
 /// The global graph is built once, at construction, from the training sessions only (make_gcegnn needs
 /// ModelContext::dataset) and sampled once with ModelContext::seed.
@@ -164,6 +167,7 @@ class GceGnnImpl : public SessionEncoderImpl {
   torch::nn::ModuleList global_aggregators{nullptr};  ///< n_iter GlobalAggregator
   torch::Tensor w_1, w_2;                       ///< readout [2d, d] and [d, 1]
   torch::nn::Linear glu1{nullptr}, glu2{nullptr};  ///< G1 (with bias), G2 (no bias)
+  torch::nn::Linear linear_transform{nullptr};     ///< W3, b3 [d, 2d] (hybrid readout only)
 
  private:
   /// h^l for every node, [V, d].

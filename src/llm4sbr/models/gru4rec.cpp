@@ -21,6 +21,7 @@ Gru4RecOptions Gru4RecOptions::from_config(const ModelContext& ctx, const Config
   o.layers = keys.integer("layers", o.layers, 1);
   o.dropout_embed = keys.rate("dropout_embed", o.dropout_embed);
   o.dropout_hidden = keys.rate("dropout_hidden", o.dropout_hidden);
+  o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
   return o;
 }
 
@@ -32,6 +33,9 @@ Gru4RecImpl::Gru4RecImpl(Gru4RecOptions options, std::uint64_t seed) : options_(
                                                   .batch_first(true)
                                                   .dropout(options_.layers > 1 ? options_.dropout_hidden : 0.0)));
   item_bias = register_parameter("item_bias", torch::zeros({options_.n_items}));
+  // Registered last (the other parameters draw the same values as without it), and in nonhybrid mode
+  // too, so that both variants share one checkpoint layout.
+  linear_transform = register_module("linear_transform", torch::nn::Linear(2 * d, d));
   init_official(seed);
 }
 
@@ -73,7 +77,10 @@ SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   return rep;
 }
 
-torch::Tensor Gru4RecImpl::readout(const SessionRepresentation& rep) { return rep.local; }
+torch::Tensor Gru4RecImpl::readout(const SessionRepresentation& rep) {
+  if (options_.nonhybrid) return rep.local;
+  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+}
 
 torch::Tensor Gru4RecImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
   const auto candidates = embedding->weight.narrow(0, 1, options_.n_items);  // E[1:], [N, d]

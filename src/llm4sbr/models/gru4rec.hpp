@@ -21,8 +21,12 @@ struct Gru4RecOptions {
   std::int64_t layers = 1;         ///< stacked GRU layers
   double dropout_embed = 0.0;      ///< on the embedded clicks (the code's dropout_p_embed)
   double dropout_hidden = 0.4;     ///< on the GRU's outputs, and between layers (dropout_p_hidden)
+  /// false (default): the session vector is W3 [global ; local] + b3, LLM4SBR's fusion (paper Eq. 12)
+  /// over this model's two anchors, so gating either anchor changes the scores; true: the model's own
+  /// readout s = h_n, the official code's model (it ignores global)
+  bool nonhybrid = false;
 
-  /// Reads `hidden_size`, `layers`, `dropout_embed` and `dropout_hidden` from a model config section;
+  /// Reads `hidden_size`, `layers`, `dropout_embed`, `dropout_hidden` and `nonhybrid` from a model config section;
   /// hidden_size defaults to ctx.hidden_size and n_items comes from ctx. Throws ConfigError (naming the
   /// key) for a bad value.
   static Gru4RecOptions from_config(const ModelContext& ctx, const Config& settings);
@@ -36,7 +40,8 @@ struct Gru4RecOptions {
 /// causal, so the batch's padding after a row's last click never reaches it); global = the mean of h_t
 /// over the real clicks (GRU4Rec has no session-level vector of its own; this average of its states is
 /// the long-term anchor for the LLM4SBR head); clicks = every real h_t; no aux loss.
-/// readout: rep.local (GRU4Rec predicts from its last state).
+/// readout: s = W3 [global ; local] + b3 (the LLM4SBR head gates both anchors before it); nonhybrid:
+/// s = local = h_n (GRU4Rec predicts from its last state).
 /// score: s · E[1:]ᵀ + b -> [B, N], the output layer tied to the input embedding and a per-item bias b
 /// (the official code's constrained_embedding with its B_y).
 ///
@@ -61,6 +66,7 @@ class Gru4RecImpl : public SessionEncoderImpl {
   torch::nn::Embedding embedding{nullptr};  ///< E, [N + 1, d] (input clicks and output candidates)
   torch::nn::GRU gru{nullptr};              ///< batch-first, `layers` layers
   torch::Tensor item_bias;                  ///< b, [N]
+  torch::nn::Linear linear_transform{nullptr};  ///< W3, b3 [d, 2d] (hybrid readout only)
 
  private:
   void init_official(std::uint64_t seed);

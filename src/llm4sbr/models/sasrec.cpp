@@ -34,6 +34,7 @@ SasRecOptions SasRecOptions::from_config(const ModelContext& ctx, const Config& 
   o.blocks = keys.integer("blocks", o.blocks, 0);
   o.heads = keys.integer("heads", o.heads, 1);
   o.dropout = keys.rate("dropout", o.dropout);
+  o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
   if (o.hidden_size % o.heads != 0)
     throw ConfigError(
         fmt::format("sasrec: config key 'heads' must divide hidden_size {}, got {}", o.hidden_size, o.heads));
@@ -81,6 +82,9 @@ SasRecImpl::SasRecImpl(SasRecOptions options, std::uint64_t seed) : options_(opt
   for (std::int64_t i = 0; i < options_.blocks; ++i)
     blocks->push_back(SasRecBlock(d, options_.heads, options_.dropout));
   final_norm = register_module("final_norm", layer_norm(d));
+  // Registered last (the other parameters draw the same values as without it), and in nonhybrid mode
+  // too, so that both variants share one checkpoint layout.
+  linear_transform = register_module("linear_transform", torch::nn::Linear(2 * d, d));
 
   // Glorot-uniform matrices, zero biases, LayerNorm (1, 0), drawn from a generator seeded by `seed`.
   auto gen = at::detail::createCPUGenerator(seed);
@@ -134,7 +138,10 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   return rep;
 }
 
-torch::Tensor SasRecImpl::readout(const SessionRepresentation& rep) { return rep.local; }
+torch::Tensor SasRecImpl::readout(const SessionRepresentation& rep) {
+  if (options_.nonhybrid) return rep.local;
+  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+}
 
 torch::Tensor SasRecImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
   const auto candidates = embedding->weight.narrow(0, 1, options_.n_items);  // E[1:], [N, d]

@@ -22,8 +22,12 @@ struct SasRecOptions {
   std::int64_t blocks = 2;         ///< b, self-attention blocks
   std::int64_t heads = 1;          ///< attention heads (d must be divisible by it)
   double dropout = 0.5;            ///< 0.5 for the paper's sparse datasets (Beauty), 0.2 for ML-1M
+  /// false (default): the session vector is W3 [global ; local] + b3, LLM4SBR's fusion (paper Eq. 12)
+  /// over this model's two anchors, so gating either anchor changes the scores; true: the model's own
+  /// readout s = F at the last click, the paper's model (it ignores global)
+  bool nonhybrid = false;
 
-  /// Reads `hidden_size`, `max_length`, `blocks`, `heads` and `dropout` from a model config section;
+  /// Reads `hidden_size`, `max_length`, `blocks`, `heads`, `dropout` and `nonhybrid` from a model config section;
   /// hidden_size defaults to ctx.hidden_size and n_items comes from ctx. Throws ConfigError (naming the
   /// key) for a bad value.
   static SasRecOptions from_config(const ModelContext& ctx, const Config& settings);
@@ -61,7 +65,8 @@ TORCH_MODULE(SasRecBlock);
 ///   x = Dropout(E[i] · √d + P[pos]) ⊙ m,  x = Block_b(…Block_1(x)),  F = LN(x).
 /// encode: local = F at the last click; global = the mean of F over the window's real clicks (SASRec
 /// has no session vector of its own; this is the long-term anchor for the LLM4SBR head); clicks = F at
-/// every kept click; no aux loss. readout: rep.local (SASRec predicts from the last position).
+/// every kept click; no aux loss. readout: s = W3 [global ; local] + b3 (the LLM4SBR head gates both anchors
+/// before it); nonhybrid: s = local (SASRec predicts from the last position).
 /// score: s · E[1:]ᵀ -> [B, N] (SASRec shares the item embedding between input and prediction).
 /// Padding never reaches a real position: keys at padding are masked and attention is causal, so a
 /// session's scores do not depend on its batch.
@@ -88,6 +93,7 @@ class SasRecImpl : public SessionEncoderImpl {
   torch::nn::Embedding pos_embedding{nullptr};  ///< P, [max_length, d]
   torch::nn::ModuleList blocks{nullptr};        ///< SasRecBlock × blocks
   torch::nn::LayerNorm final_norm{nullptr};
+  torch::nn::Linear linear_transform{nullptr};  ///< W3, b3 [d, 2d] (hybrid readout only)
 
  private:
   SasRecOptions options_;
