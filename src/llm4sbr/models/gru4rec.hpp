@@ -36,8 +36,8 @@ struct Gru4RecOptions {
 ///
 /// h_t = GRU(Dropout_e(E[i_t]), h_{t-1}) over the real clicks (PyTorch GRU equations, h_0 = 0), then
 /// Dropout_h on the outputs.
-/// encode: local = h_n, the top layer's state after the last click (gathered at lengths-1: the GRU is
-/// causal, so the batch's padding after a row's last click never reaches it); global = the mean of h_t
+/// encode: local = h_n, the top layer's state after the last click (the GRU runs on the packed clicks,
+/// so it never steps over a row's padding, which costs nothing and cannot reach a state); global = the mean of h_t
 /// over the real clicks (GRU4Rec has no session-level vector of its own; this average of its states is
 /// the long-term anchor for the LLM4SBR head); clicks = every real h_t; no aux loss.
 /// readout: s = W3 [global ; local] + b3 (the LLM4SBR head gates both anchors before it); nonhybrid:
