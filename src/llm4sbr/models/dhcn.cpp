@@ -21,11 +21,25 @@ namespace {
 
 torch::Tensor int64_tensor(const std::vector<std::int64_t>& v) { return torch::tensor(v, torch::kInt64); }
 
-/// Rows of `table` ([N, d], row k-1 = id k) for every position of `items` ([B, L], 0 = padding), with
-/// zero rows at padding: [B, L, d].
-torch::Tensor lookup_padded(const torch::Tensor& table, const torch::Tensor& items) {
-  const auto padded = torch::cat({torch::zeros({1, table.size(1)}, table.options()), table}, 0);
-  return padded.index_select(0, items.flatten()).view({items.size(0), items.size(1), table.size(1)});
+/// A batch's real clicks, packed session by session in click order (the layout of rep.clicks): the
+/// readout runs on these P rows instead of the batch's [B, L] padded grid, which is mostly padding.
+struct PackedClicks {
+  torch::Tensor rows;      ///< [P] item-table row of each click (model id − 1)
+  torch::Tensor sessions;  ///< [P] batch row of each click
+  torch::Tensor reversed;  ///< [P] reversed position n − 1 − t (0 = the session's last click)
+  torch::Tensor last;      ///< [B] index into the clicks of each session's last click
+};
+
+/// items and mask [B, L] (left-aligned, 0 = padding), lengths [B], all on one device.
+PackedClicks pack_batch(const torch::Tensor& items, const torch::Tensor& mask, const torch::Tensor& lengths) {
+  PackedClicks c;
+  torch::Tensor ids, t;
+  std::tie(ids, c.sessions) = pack_clicks(items, mask);
+  t = std::get<0>(pack_clicks(torch::arange(items.size(1), lengths.options()).expand_as(items), mask));
+  c.rows = ids - 1;
+  c.reversed = lengths.index_select(0, c.sessions) - 1 - t;
+  c.last = lengths.cumsum(0) - 1;
+  return c;
 }
 
 /// y = A x for a fixed sparse A, with the backward pass grad_x = Aᵀ grad_y from a precomputed Aᵀ
@@ -237,29 +251,29 @@ SessionRepresentation DhcnImpl::encode(const SessionBatch& batch) {
   const auto items = batch.items.to(device);
   const auto mask = batch.mask.to(device);
   const auto lengths = batch.lengths.to(device);
-  const std::int64_t len = items.size(1);
+  const std::int64_t b = items.size(0);
 
   const auto x_h = item_states();  // [N, d]
   current_states_ = x_h;
-  const auto seq = lookup_padded(x_h, items);                    // [B, L, d], x_t
-  const auto n = lengths.to(weight.scalar_type()).unsqueeze(1);  // [B, 1]
-  const auto mean = seq.sum(1) / n;                              // s*, [B, d]
+  const PackedClicks clicks = pack_batch(items, mask, lengths);
+  const auto x = x_h.index_select(0, clicks.rows);                                                    // [P, d], x_t
+  const auto mean = segment_sum(x, clicks.sessions, b) / lengths.to(weight.scalar_type()).unsqueeze(1);  // s*, [B, d]
   torch::Tensor z;
   if (options_.position_embedding) {
-    // Reversed position r_t = n-1-t (the reference reverses the session); padding is masked below.
-    const auto t = torch::arange(len, lengths.options()).unsqueeze(0);
-    const auto r = (lengths.unsqueeze(1) - 1 - t).clamp(0, options_.max_positions - 1);
-    z = torch::tanh(w_1(torch::cat({pos_embedding(r), seq}, -1)));
+    // Reversed position r_t = n-1-t (the reference reverses the session).
+    const auto r = clicks.reversed.clamp_max(options_.max_positions - 1);
+    z = torch::tanh(w_1(torch::cat({pos_embedding(r), x}, 1)));
   } else {
-    z = torch::tanh(seq);  // generate_sess_emb_npos
+    z = torch::tanh(x);  // generate_sess_emb_npos
   }
-  const auto gate = torch::sigmoid(glu1(z) + glu2(mean).unsqueeze(1));
-  const auto attention = torch::matmul(gate, w_2) * mask.unsqueeze(-1).to(weight.scalar_type());  // β_t, [B, L, 1]
+  const auto gate = torch::sigmoid(glu1(z) + glu2(mean).index_select(0, clicks.sessions));
+  const auto attention = torch::matmul(gate, w_2);  // β_t, [P, 1]
 
   SessionRepresentation rep;
-  rep.global = (attention * seq).sum(1);  // θ_h
-  rep.local = gather_rows(seq, lengths - 1);
-  std::tie(rep.clicks, rep.click_sessions) = pack_clicks(seq, mask);
+  rep.global = segment_sum(attention * x, clicks.sessions, b);  // θ_h
+  rep.local = x.index_select(0, clicks.last);
+  rep.clicks = x;
+  rep.click_sessions = clicks.sessions;
   if (is_training() && options_.beta > 0) rep.aux_loss = ssl_loss(rep.global, line_graph_sessions(batch));
   return rep;
 }
@@ -268,8 +282,12 @@ torch::Tensor DhcnImpl::line_graph_sessions(const SessionBatch& batch) {
   torch::NoGradGuard no_grad;  // the reference builds Θ⁰ through numpy: no gradient reaches this channel
   const auto& weight = embedding->weight;
   const auto items = batch.items.to(weight.device());
-  const auto n = batch.lengths.to(weight.options()).unsqueeze(1);
-  auto theta = lookup_padded(weight.detach(), items).sum(1) / n;  // Θ⁰: mean of raw E, duplicates counted
+  const auto mask = batch.mask.to(weight.device());
+  const auto lengths = batch.lengths.to(weight.device());
+  const PackedClicks clicks = pack_batch(items, mask, lengths);
+  // Θ⁰: mean of raw E over each session's clicks, duplicates counted.
+  auto theta = segment_sum(weight.detach().index_select(0, clicks.rows), clicks.sessions, items.size(0)) /
+               lengths.to(weight.scalar_type()).unsqueeze(1);
 
   // Jaccard overlap of the batch's item sets over the batch's distinct items (padding column zeroed).
   const auto [distinct, inverse] = torch::_unique(items, /*sorted=*/true, /*return_inverse=*/true);
