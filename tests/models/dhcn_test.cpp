@@ -83,6 +83,55 @@ TEST(DhcnHypergraph, RejectsIdsOutsideTheCatalogue) {
   EXPECT_THROW(build_hypergraph(samples_of({{1}}, {2}), 0), Error);
 }
 
+// The chains of nested prefixes: session 0's prefixes 1 | 1 2 | 1 2 1 | 1 2 1 3 form one chain, session 1's
+// 2 | 2 4 another; 3 1 and 1 3 share session 2 but do not nest, so they start a chain each.
+TEST(DhcnHypergraph, PrefixChainsApplyTheUnnormalisedAdjacency) {
+  std::vector<data::Sample> samples = {{0, 0, {1, 2, 1}, 3}, {1, 1, {2, 4}, 1}, {2, 0, {1}, 2},       {3, 2, {3, 1}, 2},
+                                       {4, 0, {1, 2}, 1},    {5, 2, {1, 3}, 4}, {6, 0, {1, 2, 1, 3}, 5}, {7, 1, {2}, 4}};
+  const Hypergraph g = build_hypergraph(samples, 5);
+  const PrefixChains& c = g.chains;
+  EXPECT_TRUE(torch::equal(c.chain_offsets, torch::tensor({0L, 4L, 6L, 7L, 8L})));
+  // Edges in chain order: {1} {1,2} {1,2} {1,2,3} | {2} {2,4} | {1,3} | {1,3} (sorted by length, stable).
+  EXPECT_TRUE(torch::allclose(c.edge_weights, torch::tensor({1.0, 0.5, 0.5, 1.0 / 3, 1.0, 0.5, 0.5, 0.5}, torch::kFloat64)));
+  EXPECT_TRUE(torch::equal(c.first_offsets, torch::tensor({0L, 1L, 2L, 2L, 3L, 4L, 5L, 7L, 9L})));
+  EXPECT_TRUE(torch::equal(c.first_items, torch::tensor({0L, 1L, 2L, 1L, 3L, 2L, 0L, 0L, 2L})));
+
+  // S x = H B⁻¹ Hᵀ x, and D⁻¹ S = A.
+  const auto h = g.incidence.to_dense();
+  const auto s_dense = h.mm(torch::diag(1.0 / g.edge_sizes.to(torch::kFloat64))).mm(h.t());
+  const auto x = torch::randn({5, 7}, torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(c.multiply(x), s_dense.mm(x), 1e-12, 1e-12));
+  const auto deg = g.degrees.to(torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(g.adjacency.to_dense() * deg.unsqueeze(1), s_dense, 1e-12, 1e-12));
+  // Threads split the columns: the same bits with one thread or two.
+  const int threads = at::get_num_threads();
+  const auto xf = torch::randn({5, 40});
+  at::set_num_threads(1);
+  const auto one = c.to(torch::kFloat32).multiply(xf);
+  at::set_num_threads(2);
+  const auto two = c.to(torch::kFloat32).multiply(xf);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(one, two));
+  EXPECT_TRUE(torch::allclose(one, s_dense.to(torch::kFloat32).mm(xf), 1e-5, 1e-6));
+  // Pruned entries break A = D⁻¹ S: no chains then, and the model multiplies by the explicit A.
+  EXPECT_FALSE(build_hypergraph(samples, 5, 0.2).chains.chain_offsets.defined());
+}
+
+// SparseRows (the pruned and non-CPU path) is the plain row-by-row loop, bit for bit.
+TEST(DhcnHypergraph, SparseProductEqualsThePlainLoopExactly) {
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    const auto dense_a = torch::rand({50, 40}, torch::kFloat64) * torch::rand({50, 40}).lt(0.2);
+    const auto x = torch::randn({40, 37}, torch::kFloat64).to(dtype);
+    const auto rows = SparseRows::from_coo(dense_a.to_sparse().coalesce(), x);
+    auto want = torch::zeros({50, 37}, x.options());
+    const auto a = dense_a.to(dtype);
+    for (std::int64_t r = 0; r < 50; ++r)
+      for (std::int64_t c = 0; c < 40; ++c)
+        if (a[r][c].item<double>() != 0) want[r] += a[r][c] * x[c];  // entries in column order, like CSR
+    EXPECT_TRUE(torch::equal(rows.matmul(x), want)) << dtype;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // (b) Construction: from the training split only, config keys.
 
@@ -150,6 +199,16 @@ TEST(Dhcn, ItemStatesAverageTheConvolutionLayers) {
   EXPECT_TRUE(torch::allclose(x_h, want, 1e-12, 1e-12));
   // An item in no training prefix keeps only its layer-0 share.
   EXPECT_TRUE(torch::allclose(x_h[3], e[3] / 4.0, 1e-12, 1e-12));
+
+  // With pruned entries, through the explicit (pruned) A.
+  auto pruned_options = tiny_options(5, 4);
+  pruned_options.prune_below = 0.2;
+  DhcnImpl pruned(pruned_options, build_hypergraph(samples_of(kPrefixes, kTargets), 5, 0.2), 3);
+  pruned.to(torch::kFloat64);
+  const auto ap = pruned.hypergraph().adjacency.to_dense();
+  const auto ep = pruned.embedding->weight;
+  EXPECT_TRUE(torch::allclose(pruned.item_states(), (ep + ap.mm(ep) + ap.mm(ap.mm(ep)) + ap.mm(ap.mm(ap.mm(ep)))) / 4.0,
+                              1e-12, 1e-12));
 }
 
 TEST(Dhcn, MatchesClickByClickRecomputation) {
