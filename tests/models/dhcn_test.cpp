@@ -246,6 +246,22 @@ TEST(Dhcn, MatchesClickByClickRecomputation) {
   EXPECT_TRUE(torch::allclose(scores[0], torch::mv(x_h, theta), 1e-12, 1e-12));
 }
 
+TEST(Dhcn, EvaluationReusesTheItemStatesUntilTheEmbeddingChanges) {
+  DhcnImpl model(tiny_options(5, 4), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
+  const auto batch = data::make_batch(samples_of({{3, 1, 3, 2}, {2}}, {1, 3}));
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const auto first = model.forward(batch);
+  EXPECT_TRUE(torch::equal(model.forward(batch), first));
+  model.embedding->weight.mul_(2.0);  // what an optimiser step or torch::load does: in place
+  const auto changed = model.forward(batch);
+  EXPECT_FALSE(torch::allclose(changed, first));
+  EXPECT_TRUE(torch::allclose(changed, model.score(model.readout(model.encode(batch)), model.encode(batch))));
+  model.train();  // training recomputes every time: the ground truth for the cached states
+  const auto fresh = model.forward(batch);
+  EXPECT_TRUE(torch::equal(fresh, changed));
+}
+
 TEST(Dhcn, FarPositionsShareTheLastPositionRow) {
   DhcnImpl model(tiny_options(5, 4), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
   model.eval();

@@ -369,6 +369,23 @@ torch::Tensor DhcnImpl::item_states() {
   return sum / static_cast<double>(options_.layers + 1);
 }
 
+torch::Tensor DhcnImpl::states_for_encode() {
+  const auto& e = embedding->weight;
+  if (is_training() || torch::GradMode::is_enabled()) {
+    current_states_ = item_states();
+    states_key_ = {};
+    return current_states_;
+  }
+  // Evaluation: the convolution is the same for every batch until E changes (an optimiser step or a load
+  // writes it in place and bumps its version; .to() gives it new storage), so it runs once per evaluation.
+  const StatesKey key{e.data_ptr(), e._version()};
+  if (!current_states_.defined() || key != states_key_) {
+    current_states_ = item_states();
+    states_key_ = key;
+  }
+  return current_states_;
+}
+
 SessionRepresentation DhcnImpl::encode(const SessionBatch& batch) {
   const auto& weight = embedding->weight;
   const auto device = weight.device();
@@ -377,8 +394,7 @@ SessionRepresentation DhcnImpl::encode(const SessionBatch& batch) {
   const auto lengths = batch.lengths.to(device);
   const std::int64_t b = items.size(0);
 
-  const auto x_h = item_states();  // [N, d]
-  current_states_ = x_h;
+  const auto x_h = states_for_encode();  // [N, d]
   const PackedClicks clicks = pack_batch(items, mask, lengths);
   const auto x = x_h.index_select(0, clicks.rows);                                                    // [P, d], x_t
   const auto mean = segment_sum(x, clicks.sessions, b) / lengths.to(weight.scalar_type()).unsqueeze(1);  // s*, [B, d]

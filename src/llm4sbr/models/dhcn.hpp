@@ -121,7 +121,8 @@ struct SparseRows {
 /// readout: s = W3 [global ; local] + b3 (backbone-notes §8: the LLM4SBR head gates θ_h and the last click's
 /// X_h row before it); nonhybrid: s = global = θ_h, the reference's readout.
 /// score: s · X_hᵀ -> [B, N], the candidates being the hypergraph-convolved items (unlike SR-GNN). X_h
-/// is the one computed by the last encode() call, which score() must follow.
+/// is the one computed by the last encode() call, which score() must follow. In eval mode without
+/// gradients X_h is computed once and re-used until E changes (it does not depend on the batch).
 ///
 /// Line-graph channel and SSL (training only): Θ⁰_b = mean of the *raw, detached* E over session b's
 /// clicks (the reference's numpy round-trip), Â = Jaccard overlap of the batch's item sets (+ I on the
@@ -171,7 +172,17 @@ class DhcnImpl : public SessionEncoderImpl {
   std::pair<SparseRows, SparseRows> adjacency_cache_;
   PrefixChains chains_cache_;     ///< graph_.chains with E's dtype
   torch::Tensor inverse_degrees_;  ///< [N] 1 / deg_i in E's dtype, 0 for items in no prefix
+  /// X_h for encode(): computed afresh in training, re-used in evaluation while E is unchanged.
+  torch::Tensor states_for_encode();
+
+  /// Which E a cached X_h was computed from: its storage and in-place version.
+  struct StatesKey {
+    const void* data = nullptr;
+    std::int64_t version = -1;
+    bool operator==(const StatesKey&) const = default;
+  };
   torch::Tensor current_states_;  ///< X_h of the last encode(), for score()
+  StatesKey states_key_;          ///< set while current_states_ may be re-used (evaluation)
 };
 TORCH_MODULE(Dhcn);
 
