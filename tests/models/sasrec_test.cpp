@@ -7,10 +7,13 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/train/experiment.hpp"
 #include "models/model_testing.hpp"
 
 namespace llm4sbr::models {
@@ -71,6 +74,23 @@ TEST(SasRec, InitialisesLikeTheAuthorsCodeFromTheSeed) {
   }
   SasRecImpl c(tiny_options(20, 8), 8);
   EXPECT_FALSE(torch::equal(a.embedding->weight, c.embedding->weight));
+}
+
+// configs/ml-1m.yaml carries the authors' ML-1M settings over configs/models/sasrec.yaml; Beauty keeps the
+// sparse-data defaults.
+TEST(SasRec, DatasetConfigsOverrideTheModelDefaults) {
+  const auto settings = [](const char* dataset) {
+    Config cfg = Config::load(std::filesystem::path(LLM4SBR_SOURCE_DIR) / "configs" / dataset);
+    cfg.set("paths.configs", std::string(LLM4SBR_SOURCE_DIR) + "/configs");
+    cfg.set("model", "sasrec");
+    return train::model_settings(cfg);
+  };
+  const Config ml1m = settings("ml-1m.yaml"), beauty = settings("beauty.yaml");
+  EXPECT_DOUBLE_EQ(ml1m.get<double>("dropout", 0), 0.2);
+  EXPECT_EQ(ml1m.get<std::int64_t>("max_length", 0), 200);
+  EXPECT_EQ(ml1m.get<std::int64_t>("blocks", 0), 2);  // from configs/models/sasrec.yaml
+  EXPECT_DOUBLE_EQ(beauty.get<double>("dropout", 0), 0.5);
+  EXPECT_EQ(beauty.get<std::int64_t>("max_length", 0), 50);
 }
 
 TEST(SasRec, OutputShapes) {
