@@ -26,7 +26,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 bench: build
-	$(BUILD)/bin/srgnn_bench
+	$(BUILD)/bin/backbone_bench --model srgnn
 
 clean:
 	rm -rf $(BUILD)

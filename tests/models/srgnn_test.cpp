@@ -11,36 +11,12 @@
 #include "llm4sbr/data/batch.hpp"
 #include "llm4sbr/models/session_graph.hpp"
 #include "llm4sbr/models/srgnn.hpp"
-#include "test_support.hpp"
+#include "models/model_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
 
-torch::Tensor int_matrix(const std::vector<std::vector<std::int64_t>>& rows) {
-  auto t = torch::zeros({static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())},
-                        torch::kInt64);
-  for (std::size_t r = 0; r < rows.size(); ++r)
-    for (std::size_t c = 0; c < rows[r].size(); ++c)
-      t[static_cast<std::int64_t>(r)][static_cast<std::int64_t>(c)] = rows[r][c];
-  return t;
-}
-
-torch::Tensor real_matrix(const std::vector<std::vector<double>>& rows) {
-  auto t = torch::zeros({static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())},
-                        torch::kFloat64);
-  for (std::size_t r = 0; r < rows.size(); ++r)
-    for (std::size_t c = 0; c < rows[r].size(); ++c)
-      t[static_cast<std::int64_t>(r)][static_cast<std::int64_t>(c)] = rows[r][c];
-  return t;
-}
-
-std::vector<data::Sample> samples_of(const std::vector<std::vector<std::int64_t>>& prefixes,
-                                     const std::vector<std::int64_t>& targets) {
-  std::vector<data::Sample> out;
-  for (std::size_t i = 0; i < prefixes.size(); ++i)
-    out.push_back({static_cast<std::int64_t>(i), static_cast<std::int64_t>(i), prefixes[i], targets[i]});
-  return out;
-}
+using namespace llm4sbr::testing;  // samples_of, the matrices and the checks every backbone passes
 
 SrGnnOptions tiny_options(std::int64_t n_items, std::int64_t d, std::int64_t step = 1, bool nonhybrid = false) {
   SrGnnOptions o;
@@ -158,19 +134,15 @@ TEST(SrGnn, OutputShapes) {
   const auto batch = data::make_batch(samples);
   for (bool nonhybrid : {false, true}) {
     SrGnnImpl model(tiny_options(n, d, 1, nonhybrid), 1);
-    const SessionRepresentation rep = model.encode(batch);
-    EXPECT_EQ(rep.local.sizes(), (std::vector<std::int64_t>{3, d}));
-    EXPECT_EQ(rep.global.sizes(), (std::vector<std::int64_t>{3, d}));
-    EXPECT_EQ(rep.clicks.sizes(), (std::vector<std::int64_t>{7, d}));  // 4 + 1 + 2 real clicks
-    EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0L, 0L, 0L, 0L, 1L, 2L, 2L})));
-    EXPECT_FALSE(rep.aux_loss.defined());
-    const auto s = model.readout(rep);
-    EXPECT_EQ(s.sizes(), (std::vector<std::int64_t>{3, d}));
-    const auto scores = model.score(s, rep);
-    EXPECT_EQ(scores.sizes(), (std::vector<std::int64_t>{3, n}));
-    EXPECT_TRUE(torch::isfinite(scores).all().item<bool>());
-    EXPECT_TRUE(torch::equal(model.forward(batch), scores));
+    expect_representation_shapes(model, batch);
+    EXPECT_FALSE(model.encode(batch).aux_loss.defined());
   }
+}
+
+TEST(SrGnn, HybridReadoutFusesBothAnchors) {
+  SrGnnImpl hybrid(tiny_options(20, 8), 1), nonhybrid(tiny_options(20, 8, 1, true), 1);
+  expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, true,
+                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -234,46 +206,17 @@ TEST(SrGnn, MatchesNodeByNodeRecomputation) {
 // ---------------------------------------------------------------------------------------------------
 // (c) Finite-difference gradients of the whole model, in double precision.
 
-double batch_loss(SrGnnImpl& model, const SessionBatch& batch) {
-  const auto scores = model.forward(batch);
-  return torch::nn::functional::cross_entropy(scores, batch.targets - 1).item<double>();
-}
-
 void check_gradients(bool nonhybrid) {
-  const std::int64_t n_items = 7, d = 4;
-  SrGnnImpl model(tiny_options(n_items, d, 2, nonhybrid), 11);
+  SrGnnImpl model(tiny_options(7, 4, 2, nonhybrid), 11);
   model.to(torch::kFloat64);
   const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
-
-  model.zero_grad();
-  torch::nn::functional::cross_entropy(model.forward(batch), batch.targets - 1).backward();
-
-  const double eps = 1e-6;
-  torch::NoGradGuard no_grad;
-  for (const auto& item : model.named_parameters()) {
-    const std::string& name = item.key();
-    auto p = item.value();
-    if (nonhybrid && name.rfind("linear_transform", 0) == 0) continue;  // unused in that mode
-    const auto analytic = p.grad().clone();
-    auto numeric = torch::zeros_like(p);
-    auto flat = p.view({-1});
-    auto num_flat = numeric.view({-1});
-    for (std::int64_t k = 0; k < flat.numel(); ++k) {
-      const double orig = flat[k].item<double>();
-      flat[k] = orig + eps;
-      const double up = batch_loss(model, batch);
-      flat[k] = orig - eps;
-      const double down = batch_loss(model, batch);
-      flat[k] = orig;
-      num_flat[k] = (up - down) / (2 * eps);
-    }
-    const double scale = std::max(analytic.norm().item<double>(), numeric.norm().item<double>());
-    ASSERT_GT(scale, 1e-8) << name << " gets no gradient";
-    const double rel = (analytic - numeric).norm().item<double>() / scale;
-    EXPECT_LT(rel, 1e-4) << name << (nonhybrid ? " (nonhybrid)" : "");
-    // Entry by entry too, relative to the parameter's gradient scale.
-    EXPECT_LT((analytic - numeric).abs().max().item<double>() / scale, 1e-4) << name;
+  GradCheck check;
+  check.tolerance = 1e-4;
+  if (nonhybrid) {
+    check.label = "(nonhybrid)";
+    check.skip = [](const std::string& name) { return name.starts_with("linear_transform"); };  // unused there
   }
+  expect_gradients_match(model, cross_entropy_of(model, batch), check);
 }
 
 TEST(SrGnn, GradientsMatchFiniteDifferences) { check_gradients(false); }
@@ -284,33 +227,17 @@ TEST(SrGnn, GradientsMatchFiniteDifferencesNonhybrid) { check_gradients(true); }
 
 TEST(SrGnn, ScoresDoNotDependOnPadding) {
   SrGnnImpl model(tiny_options(20, 8, 2), 5);
-  torch::NoGradGuard no_grad;
-  // Alone, the session fills its row; beside a longer one, or padded to 30, it is padded.
-  const auto samples = samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {11}}, {1, 2, 3});
-  const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2};
-  const auto a = model.forward(data::make_batch(samples, alone));
-  const auto b = model.forward(data::make_batch(samples, together));
-  const auto c = model.forward(data::make_batch(samples, alone, torch::kCPU, 30));  // dataset-wide padding
-  EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
-  EXPECT_TRUE(torch::allclose(a[0], c[0], 1e-5, 1e-6)) << (a[0] - c[0]).abs().max();
-  const std::vector<std::int64_t> single = {2};
-  EXPECT_TRUE(torch::allclose(model.forward(data::make_batch(samples, single))[0], b[2], 1e-5, 1e-6));
+  // Alone, a session fills its row; beside a longer one, or padded to 30, it is padded.
+  expect_scores_independent_of_batch(model, samples_of({{5, 3, 5, 7}, {1, 2, 3, 4, 5, 6, 6, 9}, {11}}, {1, 2, 3}));
 }
 
 // ---------------------------------------------------------------------------------------------------
 // (e) Checkpoints: save, load into a differently initialised model, same scores.
 
 TEST(SrGnn, SaveAndLoadGiveIdenticalScores) {
-  llm4sbr::testing::TempDir dir;
-  const auto path = (dir / "srgnn.pt").string();
   const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
-  auto saved = std::make_shared<SrGnnImpl>(tiny_options(20, 8, 1), 1);
-  torch::save(saved, path);
-  auto loaded = std::make_shared<SrGnnImpl>(tiny_options(20, 8, 1), 2);
-  torch::NoGradGuard no_grad;
-  ASSERT_FALSE(torch::equal(saved->forward(batch), loaded->forward(batch)));
-  torch::load(loaded, path);
-  EXPECT_TRUE(torch::equal(saved->forward(batch), loaded->forward(batch)));
+  expect_checkpoint_round_trip(std::make_shared<SrGnnImpl>(tiny_options(20, 8, 1), 1),
+                               std::make_shared<SrGnnImpl>(tiny_options(20, 8, 1), 2), batch);
 }
 
 }  // namespace

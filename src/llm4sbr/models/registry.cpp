@@ -11,6 +11,11 @@ namespace {
 const std::map<std::string, EncoderFactory>& registry() {
   static const std::map<std::string, EncoderFactory> r = {
       {"srgnn", make_srgnn},
+      {"tagnn", make_tagnn},
+      {"gcegnn", make_gcegnn},
+      {"dhcn", make_dhcn},
+      {"gru4rec", make_gru4rec},
+      {"sasrec", make_sasrec},
   };
   return r;
 }

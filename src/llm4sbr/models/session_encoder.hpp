@@ -81,5 +81,10 @@ std::vector<std::string> registered_encoders();
 
 // One factory per model file (registry.cpp lists them).
 SessionEncoder make_srgnn(const ModelContext& ctx, const Config& settings);
+SessionEncoder make_tagnn(const ModelContext& ctx, const Config& settings);
+SessionEncoder make_gcegnn(const ModelContext& ctx, const Config& settings);
+SessionEncoder make_dhcn(const ModelContext& ctx, const Config& settings);
+SessionEncoder make_gru4rec(const ModelContext& ctx, const Config& settings);
+SessionEncoder make_sasrec(const ModelContext& ctx, const Config& settings);
 
 }  // namespace llm4sbr::models

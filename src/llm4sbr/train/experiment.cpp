@@ -92,7 +92,8 @@ Config model_settings(const Config& cfg) {
   const fs::path configs = cfg.get<std::string>("paths.configs", "configs");
   const fs::path file = configs / "models" / (model + ".yaml");
   if (fs::exists(file)) settings = Config::load(file).root();
-  settings = merge_yaml(settings, cfg.node("models." + model));
+  // Without a models.<model> section, node() is null, and merging null would replace the file's keys.
+  if (const YAML::Node over = cfg.node("models." + model); over.IsMap()) settings = merge_yaml(settings, over);
   return Config(settings);
 }
 

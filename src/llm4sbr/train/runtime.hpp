@@ -24,7 +24,7 @@ void ensure_fast_blas(char** argv);
 /// Sets LibTorch's intra-op threads and logs the compute setup; warns about the slow reference BLAS.
 /// threads = 0 (the default) picks 1 LibTorch thread when OpenBLAS runs with its own thread pool: OpenBLAS
 /// already spreads every matrix product over all cores, and LibTorch's OpenMP workers spinning beside it
-/// cost 2.6x in SR-GNN training here (bench/srgnn_bench: 3,591 vs 1,382 samples/s). Otherwise 0 means
+/// cost 2.6x in SR-GNN training here (bench/backbone_bench: 3,591 vs 1,382 samples/s). Otherwise 0 means
 /// all cores.
 RuntimeInfo configure_runtime(int threads = 0);
 

@@ -1,0 +1,155 @@
+#include "llm4sbr/models/sasrec.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <tuple>
+
+#include "llm4sbr/models/model_settings.hpp"
+#include "llm4sbr/models/segments.hpp"
+
+namespace llm4sbr::models {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+constexpr double kLayerNormEps = 1e-8;  // the authors' normalize()
+
+torch::nn::LayerNorm layer_norm(std::int64_t d) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(kLayerNormEps));
+}
+
+}  // namespace
+
+SasRecOptions SasRecOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  const ModelSettings keys("sasrec", settings);
+  SasRecOptions o;
+  o.n_items = keys.n_items(ctx);
+  o.hidden_size = keys.hidden_size(ctx);
+  o.max_length = keys.integer("max_length", o.max_length, 1);
+  o.blocks = keys.integer("blocks", o.blocks, 0);
+  o.heads = keys.integer("heads", o.heads, 1);
+  o.dropout = keys.rate("dropout", o.dropout);
+  o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
+  if (o.hidden_size % o.heads != 0)
+    throw ConfigError(
+        fmt::format("sasrec: config key 'heads' must divide hidden_size {}, got {}", o.hidden_size, o.heads));
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+SasRecBlockImpl::SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, double dropout)
+    : heads_(heads), dropout_(dropout) {
+  const std::int64_t d = hidden_size;
+  attention_norm = register_module("attention_norm", layer_norm(d));
+  query = register_module("query", torch::nn::Linear(d, d));
+  key = register_module("key", torch::nn::Linear(d, d));
+  value = register_module("value", torch::nn::Linear(d, d));
+  ffn_norm = register_module("ffn_norm", layer_norm(d));
+  ffn_in = register_module("ffn_in", torch::nn::Linear(d, d));
+  ffn_out = register_module("ffn_out", torch::nn::Linear(d, d));
+}
+
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& allowed,
+                                       const torch::Tensor& real) {
+  const std::int64_t b = x.size(0), n = x.size(1), d = x.size(2), dh = d / heads_;
+  const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());
+  auto split = [&](const torch::Tensor& t) { return t.view({b, n, heads_, dh}).transpose(1, 2); };  // [B, h, n, dh]
+
+  const auto q_in = attention_norm(x);
+  const auto q = split(query(q_in)), k = split(key(x)), v = split(value(x));
+  auto logits = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(dh));  // [B, h, n, n]
+  logits = logits.masked_fill(allowed.logical_not().unsqueeze(1), -std::numeric_limits<double>::infinity());
+  const auto weights = F::dropout(torch::softmax(logits, -1), drop);
+  const auto attended = torch::matmul(weights, v).transpose(1, 2).reshape({b, n, d});
+  auto h = ffn_norm(q_in + attended);
+  h = h + F::dropout(ffn_out(F::dropout(torch::relu(ffn_in(h)), drop)), drop);
+  return h * real;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+SasRecImpl::SasRecImpl(SasRecOptions options, std::uint64_t seed) : options_(options) {
+  const std::int64_t d = options_.hidden_size;
+  embedding = register_module("embedding", torch::nn::Embedding(options_.n_items + 1, d));
+  pos_embedding = register_module("pos_embedding", torch::nn::Embedding(options_.max_length, d));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (std::int64_t i = 0; i < options_.blocks; ++i)
+    blocks->push_back(SasRecBlock(d, options_.heads, options_.dropout));
+  final_norm = register_module("final_norm", layer_norm(d));
+  // Registered last (the other parameters draw the same values as without it), and in nonhybrid mode
+  // too, so that both variants share one checkpoint layout.
+  linear_transform = register_module("linear_transform", torch::nn::Linear(2 * d, d));
+
+  // Glorot-uniform matrices, zero biases, LayerNorm (1, 0), drawn from a generator seeded by `seed`.
+  auto gen = at::detail::createCPUGenerator(seed);
+  torch::NoGradGuard no_grad;
+  for (const auto& item : named_parameters()) {
+    auto p = item.value();
+    const std::string& name = item.key();
+    auto draw = torch::empty(p.sizes(), p.options().device(torch::kCPU));
+    if (p.dim() == 2) {
+      const double bound = std::sqrt(6.0 / static_cast<double>(p.size(0) + p.size(1)));
+      draw.uniform_(-bound, bound, gen);
+    } else if (name.find("norm") != std::string::npos && name.ends_with("weight")) {
+      draw.fill_(1.0);
+    } else {
+      draw.zero_();
+    }
+    p.copy_(draw);
+  }
+}
+
+SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
+  const auto& weight = embedding->weight;
+  const auto device = weight.device();
+  const auto items = batch.items.to(device);
+  const auto lengths = batch.lengths.to(device);
+  const auto dtype = weight.scalar_type();
+  const std::int64_t window = std::min(items.size(1), options_.max_length);
+
+  // The last `window` slots of each row: kept clicks left-aligned, start = max(0, length - max_length).
+  const auto kept = lengths.clamp_max(options_.max_length);              // n'
+  const auto t = torch::arange(window, lengths.options()).unsqueeze(0);  // [1, n]
+  const auto real_mask = t < kept.unsqueeze(1);                          // [B, n]
+  const auto source = ((lengths - kept).unsqueeze(1) + t).clamp_max(items.size(1) - 1);
+  const auto clicks = items.gather(1, source).masked_fill(real_mask.logical_not(), 0);
+  const auto positions = ((options_.max_length - kept).unsqueeze(1) + t).clamp_max(options_.max_length - 1);
+
+  const auto real = real_mask.unsqueeze(-1).to(dtype);  // [B, n, 1]
+  const auto drop = F::DropoutFuncOptions().p(options_.dropout).training(is_training());
+  auto x = embedding(clicks) * std::sqrt(static_cast<double>(options_.hidden_size)) + pos_embedding(positions);
+  x = F::dropout(x, drop) * real;
+  // Query t may attend to key s iff s <= t and s is a real click (every row's slot 0 is real).
+  const auto causal = torch::ones({window, window}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
+  const auto allowed = causal.unsqueeze(0).logical_and(real_mask.unsqueeze(1));  // [B, n, n]
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, allowed, real);
+  const auto out = final_norm(x);
+
+  SessionRepresentation rep;
+  rep.local = gather_rows(out, kept - 1);
+  rep.global = (out * real).sum(1) / kept.to(dtype).unsqueeze(1);
+  std::tie(rep.clicks, rep.click_sessions) = pack_clicks(out, real_mask);
+  return rep;
+}
+
+torch::Tensor SasRecImpl::readout(const SessionRepresentation& rep) {
+  if (options_.nonhybrid) return rep.local;
+  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+}
+
+torch::Tensor SasRecImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
+  const auto candidates = embedding->weight.narrow(0, 1, options_.n_items);  // E[1:], [N, d]
+  return torch::matmul(session, candidates.t());
+}
+
+SessionEncoder make_sasrec(const ModelContext& ctx, const Config& settings) {
+  return std::make_shared<SasRecImpl>(SasRecOptions::from_config(ctx, settings), ctx.seed);
+}
+
+}  // namespace llm4sbr::models

@@ -1,0 +1,92 @@
+// The packed-click operations of models/segments.hpp: the segment softmax against a dense, padded
+// softmax, and packing padded states into clicks.
+#include "llm4sbr/models/segments.hpp"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace llm4sbr::models {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------
+// The segment softmax against a dense, padded softmax.
+
+TEST(Segments, SoftmaxSumMatchesDenseSoftmaxPerSegment) {
+  const auto logits = torch::randn({6, 3}, torch::kFloat64);
+  const auto values = torch::randn({6, 3}, torch::kFloat64);
+  const auto segments = torch::tensor({0L, 0L, 1L, 2L, 2L, 2L});
+  const std::vector<std::pair<std::int64_t, std::int64_t>> rows = {{0, 2}, {2, 3}, {3, 6}};
+  // Dense: each segment's softmax over its rows (plus `pad` rows of logit p and value 0), then Σ w v.
+  const auto dense = [&](std::int64_t s, const torch::Tensor& l, const torch::Tensor& v, std::int64_t pad,
+                         const torch::Tensor& p) {
+    auto ls = l.slice(0, rows[s].first, rows[s].second);
+    auto vs = v.slice(0, rows[s].first, rows[s].second);
+    if (pad > 0) {
+      ls = torch::cat({ls, p.expand({pad, ls.size(1)})});
+      vs = torch::cat({vs, torch::zeros({pad, vs.size(1)}, vs.options())});
+    }
+    return (torch::softmax(ls, 0) * vs).sum(0);
+  };
+  const auto out = segment_softmax_sum(logits, values, segments, 3);
+  ASSERT_EQ(out.sizes(), (std::vector<std::int64_t>{3, 3}));
+  for (std::int64_t s = 0; s < 3; ++s) EXPECT_TRUE(torch::allclose(out[s], dense(s, logits, values, 0, {})));
+  const auto ones = torch::ones({6, 3}, torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(segment_softmax_sum(logits, ones, segments, 3), torch::ones({3, 3}, torch::kFloat64)));
+
+  // One weight per row (K = 1) over vectors of width 4.
+  const auto vectors = torch::randn({6, 4}, torch::kFloat64);
+  const auto single = segment_softmax_sum(logits.slice(1, 0, 1), vectors, segments, 3);
+  ASSERT_EQ(single.sizes(), (std::vector<std::int64_t>{3, 4}));
+  for (std::int64_t s = 0; s < 3; ++s)
+    EXPECT_TRUE(torch::allclose(single[s], dense(s, logits.slice(1, 0, 1).expand({6, 4}), vectors, 0, {})));
+
+  // With padding: segment 0 gets 3 virtual rows of logit p, segment 1 none, segment 2 one.
+  const auto pad_logit = torch::randn({3, 3}, torch::kFloat64);
+  const auto pad_count = torch::tensor({3L, 0L, 1L});
+  const auto padded = segment_softmax_sum(logits, values, segments, 3, pad_logit, pad_count);
+  for (std::int64_t s = 0; s < 3; ++s)
+    EXPECT_TRUE(torch::allclose(padded[s], dense(s, logits, values, pad_count[s].item<std::int64_t>(), pad_logit[s])));
+  const auto sums = segment_softmax_sum(logits, ones, segments, 3, pad_logit, pad_count);
+  EXPECT_TRUE(sums[0].lt(1).all().item<bool>());
+  EXPECT_TRUE(torch::allclose(sums[1], torch::ones({3}, torch::kFloat64)));
+  EXPECT_TRUE(sums[2].lt(1).all().item<bool>());
+
+  // Stable for huge logits, and segment 1 (no padding, logits far below the pad logit 0) gives no
+  // 0 · exp(+large) = NaN, in the value or the gradient; a broadcast [n, 1] pad logit works.
+  const auto big = (logits * 1e4).detach().requires_grad_(true);
+  const auto huge = segment_softmax_sum(big, values, segments, 3, torch::zeros({3, 1}, torch::kFloat64), pad_count);
+  EXPECT_TRUE(torch::isfinite(huge).all().item<bool>()) << huge;
+  (huge * torch::randn_like(huge)).sum().backward();
+  EXPECT_TRUE(torch::isfinite(big.grad()).all().item<bool>());
+  const auto low = segment_softmax_sum(-1e4 - logits.abs(), ones, segments, 3, torch::zeros({3, 1}, torch::kFloat64), pad_count);
+  EXPECT_TRUE(torch::allclose(low[1], torch::ones({3}, torch::kFloat64)));
+}
+
+TEST(Segments, SumAddsEachSegmentsRows) {
+  const auto values = torch::arange(12, torch::kFloat64).view({6, 2});
+  const auto sums = segment_sum(values, torch::tensor({2L, 0L, 0L, 2L, 2L, 0L}), 4);
+  // Segment 0 = rows 1, 2, 5; segment 2 = rows 0, 3, 4; segments 1 and 3 have no rows.
+  const auto want = torch::tensor({16.0, 19.0, 0.0, 0.0, 14.0, 17.0, 0.0, 0.0}, torch::kFloat64).view({4, 2});
+  EXPECT_TRUE(torch::equal(sums, want)) << sums;
+}
+
+TEST(Segments, PackClicksKeepsRealPositionsInOrder) {
+  // Rows of 3, 1 and 2 real positions in a [3, 3, 2] padded tensor whose entry (b, t) is (10 b + t, -(10 b + t)).
+  const auto code = (torch::arange(3, torch::kFloat64).unsqueeze(1) * 10 + torch::arange(3, torch::kFloat64)).unsqueeze(-1);
+  const auto states = torch::cat({code, -code}, -1);
+  const auto mask = torch::tensor({1, 1, 1, 1, 0, 0, 1, 1, 0}, torch::kBool).view({3, 3});
+  const auto [clicks, sessions] = pack_clicks(states, mask);
+  EXPECT_TRUE(torch::equal(clicks.select(1, 0), torch::tensor({0.0, 1.0, 2.0, 10.0, 20.0, 21.0}, torch::kFloat64)));
+  EXPECT_TRUE(torch::equal(clicks.select(1, 1), -clicks.select(1, 0)));
+  EXPECT_TRUE(torch::equal(sessions, torch::tensor({0L, 0L, 0L, 1L, 2L, 2L})));
+  const auto last = gather_rows(states, torch::tensor({2L, 0L, 1L}));
+  EXPECT_TRUE(torch::equal(last.select(1, 0), torch::tensor({2.0, 10.0, 21.0}, torch::kFloat64)));
+}
+
+}  // namespace
+}  // namespace llm4sbr::models
