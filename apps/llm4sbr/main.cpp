@@ -346,7 +346,7 @@ int main(int argc, char** argv) {
       auto ds = data::read_prepared(prepared);
       const auto catalogue = intent::load_catalogue(fs::path(embeddings_dir) / "catalogue.npy");
       intent::IntentsOptions opt;
-      opt.r = top_r >= 0 ? top_r : cfg.get<std::int64_t>("intent.top_r", opt.r);
+      opt.r = localize_cmd->count("--top-r") ? top_r : cfg.get<std::int64_t>("intent.top_r", opt.r);
       opt.normalize_weights = cfg.get<bool>("intent.normalize_weights", opt.normalize_weights);
       opt.localizer = cfg.get<std::string>("intent.localizer", opt.localizer);
       for (const auto& sp : splits_of(stage_split)) {

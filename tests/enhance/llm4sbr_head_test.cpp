@@ -8,6 +8,7 @@
 #include "llm4sbr/data/batch.hpp"
 #include "llm4sbr/enhance/llm4sbr_head.hpp"
 #include "llm4sbr/models/srgnn.hpp"
+#include "llm4sbr/train/metrics.hpp"
 #include "llm4sbr/train/recommender.hpp"
 
 using namespace llm4sbr;
@@ -169,4 +170,10 @@ TEST(Llm4sbrHead, BadViewsAndMissingIntentsAreClearErrors) {
   batch.intents = torch::zeros({2, 1, kTextDim});
   EXPECT_THROW(head.forward(batch), Error);                     // one view instead of two
   EXPECT_EQ(head.label(), "LLM4SBR(SR-GNN)");
+}
+
+TEST(Llm4sbrHead, NaNScoresAreAnErrorNotPerfectRanks) {
+  // A NaN compares false with everything: counted naively, every target would rank first.
+  const auto scores = torch::full({2, 5}, std::nan(""));
+  EXPECT_THROW(train::target_ranks(scores, torch::tensor({1, 3}, torch::kInt64)), std::domain_error);
 }

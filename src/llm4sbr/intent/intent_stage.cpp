@@ -123,6 +123,25 @@ std::unique_ptr<embed::TextEncoder> fitted_encoder(const Config& cfg, const data
   return encoder;
 }
 
+void check_intent_settings(const Config& cfg) {
+  const auto kind = cfg.get<std::string>("intent.source", "auto");
+  if (kind != "auto" && kind != "llm" && kind != "titles")
+    throw ConfigError(fmt::format("intent.source must be auto, llm or titles, not '{}'", kind));
+  const auto model = cfg.get<std::string>("llm.model", "");
+  if (!model.empty() && !model.starts_with("llama:") && !model.starts_with("openai:"))
+    throw ConfigError(fmt::format("llm.model '{}' must be llama:PATH.gguf or openai:URL", model));
+  if (kind == "llm") resolve_intent_source(cfg);  // throws for a missing model; logs nothing then
+  if (const auto r = cfg.get<std::int64_t>("intent.top_r", 5); r < 0)
+    throw ConfigError(fmt::format("intent.top_r = {} must be >= 0 (0 = the raw text embedding)", r));
+  const auto localizer = cfg.get<std::string>("intent.localizer", "faiss");
+  if (localizer != "faiss" && localizer != "blocked")
+    throw ConfigError(fmt::format("intent.localizer must be faiss or blocked, not '{}'", localizer));
+  if (kind == "titles")
+    for (const auto& v : cfg.get<std::vector<std::string>>("intent.views", {"long", "short"}))
+      if (v != "long" && v != "short" && v != "normal")
+        throw ConfigError(fmt::format("intent.views: the titles source knows long, short and normal, not '{}'", v));
+}
+
 std::string IntentSource::describe() const { return kind == "llm" ? "llm " + llm : kind; }
 
 IntentSource resolve_intent_source(const Config& cfg) {
@@ -183,7 +202,11 @@ IntentStage run_intent_stage(const Config& cfg, const data::PreparedDataset& ds,
       const auto text_source =
           out.source.kind == "llm" ? response_text_source(responses / split / "responses.jsonl") : titles_text_source(ds);
       spdlog::info("intents: {} split ({} samples, views {}, top-r {})", split, samples.size(), fmt::join(out.views, "/"), opt.r);
-      write_intents(dir, ds, samples, text_source, *encoder, catalogue, opt);
+      const auto sum = write_intents(dir, ds, samples, text_source, *encoder, catalogue, opt);
+      if (sum.distinct_texts > 0 && sum.zero_texts == sum.distinct_texts)
+        spdlog::warn("intents: every {} text of the {} split embeds to zero (empty LLM answers, or words the encoder "
+                     "does not know): the intents carry no information. Look at {}",
+                     out.source.describe(), split, (dir / "localization.jsonl").string());
     }
     auto t = read_intents(dir);
     out.dim = t.size(2);

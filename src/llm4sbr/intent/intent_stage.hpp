@@ -46,6 +46,11 @@ ViewTextSource response_text_source(const std::filesystem::path& responses_jsonl
 /// how to get a model. Throws ConfigError for an unknown source, and for "llm" without a usable model.
 IntentSource resolve_intent_source(const Config& cfg);
 
+/// Checks the intent settings without doing any work or logging: intent.source, llm.model (a
+/// `llama:` path or `openai:` URL; the file must exist when the source is `llm`), intent.top_r >= 0,
+/// intent.localizer. Throws ConfigError naming the key.
+void check_intent_settings(const Config& cfg);
+
 /// The finished Stage 1 of a run.
 struct IntentStage {
   IntentSource source;

@@ -359,6 +359,12 @@ torch::Tensor read_intents(const fs::path& dir) {
                                                             fmt::join(shape, ", ")));
   auto out = torch::empty(h.shape, torch::kFloat32);
   read_npy_data(file, h, NpyDtype::kFloat32, out.data_ptr<float>());
+  const auto finite = torch::isfinite(out).flatten(1).all(1);
+  if (!finite.all().item<bool>()) {
+    const auto row = finite.logical_not().nonzero()[0][0].item<std::int64_t>();
+    throw InputError(file.string(), 0, fmt::format("row {}", row),
+                     "NaN or infinite intent values (a damaged file: delete the folder and run again)");
+  }
   return out;
 }
 

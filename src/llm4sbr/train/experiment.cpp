@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <map>
@@ -16,6 +17,7 @@
 #include "llm4sbr/data/readers.hpp"
 #include "llm4sbr/enhance/llm4sbr_head.hpp"
 #include "llm4sbr/intent/intent_stage.hpp"
+#include "llm4sbr/text/prompts.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/train/runtime.hpp"
 
@@ -176,6 +178,7 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
     const std::string name = label.empty() ? model->label() : label;
     auto run = train_model(cfg, ds, *model, out_dir / slug(name));
     run.label = name;
+    run.checkpoint_dir = (out_dir / slug(name)).string();
     return run;
   }
   const auto stage = intent::run_intent_stage(cfg, ds, data_key, out_dir / "stages");
@@ -185,7 +188,26 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
   auto run = train_model(cfg, ds, *model, out_dir / slug(name), {stage.train, stage.valid, stage.test});
   run.label = name;
   run.intents = stage.source.describe();
+  run.intents_dir = stage.dir.string();
+  run.checkpoint_dir = (out_dir / slug(name)).string();
   return run;
+}
+
+// The settings of one row, checked without doing any work (ConfigError naming the key and the row).
+void check_run_settings(const Config& cfg, const std::string& row) {
+  try {
+    train_options_from_config(cfg);
+    const auto model = cfg.require<std::string>("model");
+    const auto known = models::registered_encoders();
+    if (std::find(known.begin(), known.end(), model) == known.end())
+      throw ConfigError(fmt::format("unknown model '{}'; known models: {}", model, fmt::join(known, ", ")));
+    if (!cfg.get<bool>("enhance.enabled", true)) return;
+    intent::check_intent_settings(cfg);
+    const auto views = text::views_from_config(cfg, text::prompt_template_from_config(cfg));
+    enhance::HeadOptions::from_config(cfg, views, 1);
+  } catch (const ConfigError& e) {
+    throw ConfigError(row.empty() ? e.what() : fmt::format("{} (row '{}')", e.what(), row));
+  }
 }
 
 }  // namespace
@@ -200,13 +222,21 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
   const auto data_key = prepare_key(cfg, data_dir);
   const auto opt = train_options_from_config(cfg);
 
-  std::vector<ModelRun> runs;
+  // Every row's settings are checked before the first one trains: a typo must not cost hours.
+  std::vector<Config> configs;
   for (const auto& v : variants) {
     Config vcfg(YAML::Clone(cfg.root()));  // a deep copy: yaml-cpp nodes are shared handles
     vcfg.apply_overrides(v.set);
+    check_run_settings(vcfg, v.label);
+    configs.push_back(std::move(vcfg));
+  }
+  std::vector<ModelRun> runs;
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    const auto& v = variants[i];
+    const Config& vcfg = configs[i];
     runs.push_back(run_one(vcfg, ds, data_key, out_dir, v.label));
     // Reports after every row, so a long comparison that is stopped still shows what finished.
-    plot_curves(runs, out_dir);
+    plot_curves(runs, out_dir, opt.ks.back());
     write_reports(cfg, ds, runs, out_dir, title, improvement);
   }
   fmt::print("\n{}\nTest metrics (%), epoch selected on validation, {} test samples:\n\n{}\n", title, ds.test.size(),

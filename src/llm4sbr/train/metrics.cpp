@@ -23,6 +23,9 @@ torch::Tensor target_ranks(const torch::Tensor& scores, const torch::Tensor& tar
   auto idx = (targets - 1).to(torch::kInt64).to(scores.device());
   if (idx.numel() > 0 && (idx.min().item<std::int64_t>() < 0 || idx.max().item<std::int64_t>() >= scores.size(1)))
     throw std::invalid_argument("target_ranks: a target id is outside 1..N");
+  // A NaN compares false with everything and would rank every target first (100 % on every metric).
+  if (!torch::isfinite(scores).all().item<bool>())
+    throw std::domain_error("target_ranks: the model produced NaN or infinite scores (NaN intents or weights?)");
   auto target_scores = scores.gather(1, idx.unsqueeze(1));
   return scores.gt(target_scores).sum(1).to(torch::kInt64).add(1).cpu();
 }

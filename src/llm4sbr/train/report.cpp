@@ -91,6 +91,8 @@ void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std
   for (const auto& r : runs) {
     metrics["models"][r.label] = r.result.to_json();
     metrics["models"][r.label]["intents"] = r.intents;
+    metrics["models"][r.label]["intents_dir"] = r.intents_dir;  // what `evaluate --intents` needs
+    metrics["models"][r.label]["checkpoint_dir"] = r.checkpoint_dir;
   }
   // The first run's figures also sit at the top level, the layout scripts read for a single model.
   if (!runs.empty()) {
@@ -111,26 +113,31 @@ void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std
   md += "\nBest value of each metric over epochs on the test set (the papers' protocol; optimistic):\n\n";
   md += results_table(runs, opt.ks, true, true, improvement);
   if (fs::exists(run_dir / "curves.png")) md += "\n![validation curves](curves.png)\n";
-  md += "\n## Epochs\n\n| model | epoch | lr | loss | s/epoch | samples/s | valid HR@20 | valid MRR@20 | test HR@20 | test MRR@20 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  const auto k = opt.ks.back();
+  md += fmt::format("\n## Epochs\n\n| model | epoch | lr | loss | s/epoch | samples/s | valid HR@{0} | valid MRR@{0} | test HR@{0} | "
+                    "test MRR@{0} |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                    k);
+  const auto hr = fmt::format("HR@{}", k), mrr = fmt::format("MRR@{}", k);
   for (const auto& r : runs)
     for (const auto& e : r.result.epochs)
       md += fmt::format("| {} | {}{} | {:.0e} | {:.4f} | {:.1f} | {:.0f} | {} | {} | {:.2f} | {:.2f} |\n", r.label, e.epoch,
                         e.epoch == r.result.best_epoch ? "*" : "", e.lr, e.train_loss, e.train_seconds,
-                        e.train_samples_per_second, e.valid.empty() ? "-" : fmt::format("{:.2f}", e.valid.at("HR@20")),
-                        e.valid.empty() ? "-" : fmt::format("{:.2f}", e.valid.at("MRR@20")), e.test.at("HR@20"),
-                        e.test.at("MRR@20"));
+                        e.train_samples_per_second, e.valid.empty() ? "-" : fmt::format("{:.2f}", metric_or_zero(e.valid, hr)),
+                        e.valid.empty() ? "-" : fmt::format("{:.2f}", metric_or_zero(e.valid, mrr)), metric_or_zero(e.test, hr),
+                        metric_or_zero(e.test, mrr));
   md += fmt::format("\n## Data\n\n```\n{}\n```\n\n## Settings\n\n```yaml\n{}```\n", data::dataset_stats(ds).dump(2), cfg.dump());
   write_text(run_dir / "results.md", md);
 }
 
-bool plot_curves(const std::vector<ModelRun>& runs, const fs::path& run_dir) {
+bool plot_curves(const std::vector<ModelRun>& runs, const fs::path& run_dir, std::int64_t k) {
+  const auto hr = fmt::format("HR@{}", k), mrr = fmt::format("MRR@{}", k);
   std::string data;
   std::vector<std::string> plotted;
   for (const auto& r : runs) {
     bool any = false;
     for (const auto& e : r.result.epochs) {
       if (e.valid.empty()) continue;
-      data += fmt::format("{} {:.4f} {:.4f}\n", e.epoch, metric_or_zero(e.valid, "HR@20"), metric_or_zero(e.valid, "MRR@20"));
+      data += fmt::format("{} {:.4f} {:.4f}\n", e.epoch, metric_or_zero(e.valid, hr), metric_or_zero(e.valid, mrr));
       any = true;
     }
     if (!any) continue;
@@ -153,10 +160,10 @@ bool plot_curves(const std::vector<ModelRun>& runs, const fs::path& run_dir) {
       "set output 'curves.png'\n"
       "set multiplot layout 1,2 title 'Validation metrics per epoch'\n"
       "set grid\nset xlabel 'epoch'\nset key bottom right\nset xtics 1\n"
-      "set ylabel 'HR@20 (%)'\nplot {}\n"
-      "set ylabel 'MRR@20 (%)'\nplot {}\n"
+      "set ylabel '{} (%)'\nplot {}\n"
+      "set ylabel '{} (%)'\nplot {}\n"
       "unset multiplot\n",
-      lines_hr, lines_mrr);
+      hr, lines_hr, mrr, lines_mrr);
   write_text(run_dir / "curves.gp", script);
   const std::string cmd = fmt::format("cd {} && gnuplot curves.gp 2>curves.log", gnuplot_quote(run_dir.string()));
   if (std::system(cmd.c_str()) != 0) {

@@ -17,6 +17,8 @@ struct ModelRun {
   std::string label;
   TrainResult result;
   std::string intents;  ///< "" for a plain backbone, else the intent source ("titles", "llm llama:...")
+  std::string intents_dir;     ///< the intents-<key> stage folder the model was trained with ("" if none)
+  std::string checkpoint_dir;  ///< where best.pt and last.pt are
 };
 
 /// A text table (rows = models, columns = metrics in display order); markdown when `markdown`. With
@@ -29,10 +31,10 @@ std::string results_table(const std::vector<ModelRun>& runs, const std::vector<s
 void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std::vector<ModelRun>& runs,
                    const std::filesystem::path& run_dir, const std::string& title, bool improvement);
 
-/// Plots validation HR@20 and MRR@20 per epoch of every run into run_dir/curves.png (gnuplot; the
+/// Plots validation HR@k and MRR@k (k = the largest cutoff) per epoch of every run into run_dir/curves.png (gnuplot; the
 /// data and script stay beside it as curves.dat / curves.gp). Returns false, with a warning, when
 /// gnuplot is missing or fails or no run has a validation split; never throws for that.
-bool plot_curves(const std::vector<ModelRun>& runs, const std::filesystem::path& run_dir);
+bool plot_curves(const std::vector<ModelRun>& runs, const std::filesystem::path& run_dir, std::int64_t k = 20);
 
 /// Writes `text` to `file` through a temporary file and a rename. Throws Error if it cannot.
 void write_text(const std::filesystem::path& file, const std::string& text);

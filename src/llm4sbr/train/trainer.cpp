@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -32,9 +33,11 @@ MetricMap metrics_from_ranks(const std::vector<std::int64_t>& ranks, const std::
   return m.result();
 }
 
-std::string short_metrics(const MetricMap& m) {
-  auto get = [&](const char* k) { auto it = m.find(k); return it == m.end() ? 0.0 : it->second; };
-  return fmt::format("HR@20 {:.2f} MRR@20 {:.2f} NDCG@20 {:.2f}", get("HR@20"), get("MRR@20"), get("NDCG@20"));
+// The line of an epoch's log: HR, MRR and NDCG at the largest cutoff.
+std::string short_metrics(const MetricMap& m, std::int64_t k) {
+  auto get = [&](const std::string& name) { auto it = m.find(name); return it == m.end() ? 0.0 : it->second; };
+  return fmt::format("HR@{0} {1:.2f} MRR@{0} {2:.2f} NDCG@{0} {3:.2f}", k, get(fmt::format("HR@{}", k)),
+                     get(fmt::format("MRR@{}", k)), get(fmt::format("NDCG@{}", k)));
 }
 
 // The intents of the batch's samples, looked up by sample id: one gather per batch, nothing parsed.
@@ -80,6 +83,11 @@ TrainOptions train_options_from_config(const Config& cfg) {
   if (o.epochs < 1) throw ConfigError("train.epochs must be >= 1");
   if (o.batch_size < 1 || o.eval_batch_size < 1) throw ConfigError("train.batch_size must be >= 1");
   if (o.lr_step < 1) throw ConfigError("train.lr_step must be >= 1");
+  if (o.ks.empty()) throw ConfigError("eval.ks must list at least one cutoff");
+  std::sort(o.ks.begin(), o.ks.end());
+  o.ks.erase(std::unique(o.ks.begin(), o.ks.end()), o.ks.end());
+  if (o.ks.front() < 1) throw ConfigError(fmt::format("eval.ks: cutoff {} must be >= 1", o.ks.front()));
+  if (!(o.lr > 0)) throw ConfigError(fmt::format("train.lr = {} must be > 0", o.lr));
   auto names = metric_names(o.ks);
   if (std::find(names.begin(), names.end(), o.select_metric) == names.end())
     throw ConfigError(fmt::format("train.select_metric '{}' is not one of {}", o.select_metric, fmt::join(names, ", ")));
@@ -121,7 +129,12 @@ std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector
     auto batch = data::make_batch(samples, idx);
     attach_intents(batch, intents);
     auto out = model.forward(batch);
-    auto r = target_ranks(out.scores, batch.targets);
+    torch::Tensor r;
+    try {
+      r = target_ranks(out.scores, batch.targets);
+    } catch (const std::domain_error& e) {
+      throw Error(fmt::format("{} (samples {}..{} of the split)", e.what(), idx.front(), idx.back()));
+    }
     auto acc = r.accessor<std::int64_t, 1>();
     for (std::int64_t i = 0; i < acc.size(0); ++i) ranks.push_back(acc[i]);
   }
@@ -258,8 +271,8 @@ TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const T
       ++bad_epochs;
     }
     spdlog::info("{} epoch {}: loss {:.4f}, {:.0f} samples/s, valid {} | test {}{}", label, epoch, rec.train_loss,
-                 rec.train_samples_per_second, rec.valid.empty() ? "-" : short_metrics(rec.valid),
-                 short_metrics(rec.test), improved && result.selected_on_validation ? " *" : "");
+                 rec.train_samples_per_second, rec.valid.empty() ? "-" : short_metrics(rec.valid, opt.ks.back()),
+                 short_metrics(rec.test, opt.ks.back()), improved && result.selected_on_validation ? " *" : "");
     result.epochs.push_back(std::move(rec));
     if (!opt.run_dir.empty()) save_checkpoint(model, opt.run_dir / "last.pt");
     if (result.selected_on_validation && bad_epochs >= opt.patience) {
