@@ -8,48 +8,15 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 
-#include "llm4sbr/core/config.hpp"
-#include "llm4sbr/data/prepare.hpp"
-#include "llm4sbr/data/readers.hpp"
-#include "llm4sbr/train/experiment.hpp"
-#include "llm4sbr/train/popularity.hpp"
-#include "llm4sbr/train/trainer.hpp"
+#include "e2e/beauty_subset.hpp"
 #include "test_support.hpp"
 
 using namespace llm4sbr;
 
-namespace {
-
-// The first 4,000 Beauty users; a 5-core filter on a subset would drop almost every session, so rare
-// items are removed iteratively with a lower threshold.
-Config subset_config() {
-  Config cfg = Config::load(std::filesystem::path(LLM4SBR_SOURCE_DIR) / "configs" / "beauty.yaml");
-  cfg.set("paths.configs", std::string(LLM4SBR_SOURCE_DIR) + "/configs");
-  cfg.apply_overrides({"data.max_sessions=4000", "data.min_item_count=3", "data.iterative_filter=true",
-                       "train.epochs=1", "threads=2"});
-  return cfg;
-}
-
-}  // namespace
-
 TEST(EndToEnd, SrGnnOneEpochBeatsMostPopularOnBeautySubset) {
   LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
-  Config cfg = subset_config();
-  auto raw = data::read_dataset("beauty", llm4sbr::testing::data_dir() / "amazon-beauty-2014");
-  auto ds = data::prepare(raw, data::prepare_options_from_config(cfg));
-  ASSERT_GT(ds.train.size(), 10000u);
-  ASSERT_GT(ds.test.size(), 1000u);
-
-  auto opt = train::train_options_from_config(cfg);
-  train::PopularityRecommenderImpl pop(ds);
-  auto pop_metrics = train::evaluate(pop, ds.test, opt, false);
-
-  llm4sbr::testing::TempDir dir;
-  auto run = train::train_backbone(cfg, ds, dir.path());
-  ASSERT_EQ(run.result.epochs.size(), 1u);
-  EXPECT_GT(run.result.test.at("HR@20"), pop_metrics.at("HR@20"));
-  EXPECT_GT(run.result.test.at("MRR@20"), pop_metrics.at("MRR@20"));
-  EXPECT_TRUE(std::filesystem::exists(dir / "srgnn" / "best.pt"));
+  const auto [test, popular] = llm4sbr::testing::expect_beats_most_popular(llm4sbr::testing::beauty_subset_config());
+  EXPECT_GT(test.at("MRR@20"), popular.at("MRR@20"));
 }
 
 TEST(EndToEnd, CliRunWritesMetricsAndReuseThePreparedData) {
