@@ -17,6 +17,8 @@ OpenAiEncoderOptions OpenAiEncoderOptions::from_config(const std::vector<std::st
   o.model = settings.get<std::string>("api_model", o.model);
   o.batch = settings.get<std::int64_t>("batch", o.batch);
   if (o.batch < 1) throw ConfigError("config key 'embed.batch' must be >= 1");
+  o.max_chars = settings.get<std::int64_t>("max_chars", o.max_chars);
+  if (o.max_chars < 0) throw ConfigError("config key 'embed.max_chars' must be >= 0 (0 = no limit)");
   o.http = http::PoolOptions::from_config(settings, "http");
   return o;
 }
@@ -31,6 +33,18 @@ std::string OpenAiEncoder::name() const {
                      pool_->urls().front(), options_.dim);
 }
 
+namespace {
+
+// The first `max_bytes` bytes of `text`, never cutting a UTF-8 sequence in two (0 = all of it).
+std::string clip_utf8(const std::string& text, std::int64_t max_bytes) {
+  if (max_bytes <= 0 || static_cast<std::int64_t>(text.size()) <= max_bytes) return text;
+  auto end = static_cast<std::size_t>(max_bytes);
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;  // continuation byte
+  return text.substr(0, end);
+}
+
+}  // namespace
+
 torch::Tensor OpenAiEncoder::encode(const std::vector<std::string>& texts) {
   // Only non-empty texts are sent (servers reject empty inputs); the others keep a zero row.
   std::vector<std::size_t> sent;
@@ -39,7 +53,7 @@ torch::Tensor OpenAiEncoder::encode(const std::vector<std::string>& texts) {
   std::vector<std::string> bodies;
   for (std::size_t lo = 0; lo < sent.size(); lo += static_cast<std::size_t>(options_.batch)) {
     nlohmann::json input = nlohmann::json::array();
-    for (std::size_t k = lo; k < std::min(sent.size(), lo + static_cast<std::size_t>(options_.batch)); ++k) input.push_back(texts[sent[k]]);
+    for (std::size_t k = lo; k < std::min(sent.size(), lo + static_cast<std::size_t>(options_.batch)); ++k) input.push_back(clip_utf8(texts[sent[k]], options_.max_chars));
     nlohmann::json body = {{"input", std::move(input)}, {"encoding_format", "float"}};
     if (!options_.model.empty()) body["model"] = options_.model;
     bodies.push_back(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
@@ -86,7 +100,7 @@ void OpenAiEncoder::save(const fs::path& dir) const {
   fs::create_directories(dir);
   const nlohmann::json meta = {{"kind", "openai"},          {"name", name()},
                                {"urls", options_.urls},     {"model", options_.model},
-                               {"batch", options_.batch},   {"dim", options_.dim},
+                               {"batch", options_.batch}, {"max_chars", options_.max_chars},   {"dim", options_.dim},
                                {"http", options_.http}};
   write_file_atomically(dir / "encoder.json", meta.dump(2) + "\n");
 }
@@ -96,6 +110,7 @@ std::unique_ptr<OpenAiEncoder> OpenAiEncoder::from_metadata(const nlohmann::json
   o.urls = meta.at("urls").get<std::vector<std::string>>();
   o.model = meta.at("model").get<std::string>();
   o.batch = meta.at("batch").get<std::int64_t>();
+  o.max_chars = meta.value("max_chars", o.max_chars);
   o.dim = meta.at("dim").get<std::int64_t>();
   o.http = meta.at("http").get<http::PoolOptions>();
   return std::make_unique<OpenAiEncoder>(std::move(o));

@@ -16,9 +16,13 @@ struct OpenAiEncoderOptions {
   std::string model;              ///< "model" of the requests; "" = leave it out (a server with one model)
   std::int64_t batch = 64;        ///< texts per request
   std::int64_t dim = 0;           ///< embedding width if known (a saved encoder); 0 = ask the server
+  /// Texts are cut to this many bytes (at a UTF-8 boundary) before they are sent: servers refuse an input
+  /// longer than the model's context (BERT-family: 512 tokens, about 2,000 characters of English), and a
+  /// long-view list of titles easily is. 0 = send everything.
+  std::int64_t max_chars = 1500;
   http::PoolOptions http;
 
-  /// Reads `api_model`, `batch` and `http.*` from an encoder settings section (the `embed` section).
+  /// Reads `api_model`, `batch`, `max_chars` and `http.*` from an encoder settings section (the `embed` section).
   /// Throws ConfigError naming the key for a bad value.
   static OpenAiEncoderOptions from_config(const std::vector<std::string>& urls, const Config& settings);
 };
