@@ -12,6 +12,7 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/hash.hpp"
+#include "llm4sbr/core/npy.hpp"
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
@@ -216,7 +217,7 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
                                    const std::string& title, bool improvement) {
   configure_runtime(cfg.get<int>("threads", 0));
   fs::create_directories(out_dir);
-  write_text(out_dir / "config.yaml", cfg.dump());
+  write_file_atomically(out_dir / "config.yaml", cfg.dump());
   const auto data_dir = resolve_data_dir(cfg.get<std::string>("paths.data", ""));
   const auto ds = prepare_cached(cfg, data_dir, out_dir / "stages");
   const auto data_key = prepare_key(cfg, data_dir);

@@ -5,9 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
-#include <fstream>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/npy.hpp"
 #include "llm4sbr/data/prepare.hpp"
 
 namespace llm4sbr::train {
@@ -32,17 +32,6 @@ std::string gnuplot_quote(const std::string& s) {
 }
 
 }  // namespace
-
-void write_text(const fs::path& file, const std::string& text) {
-  auto tmp = file;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw Error("cannot write " + tmp.string());
-    out << text;
-  }
-  fs::rename(tmp, file);
-}
 
 std::string results_table(const std::vector<ModelRun>& runs, const std::vector<std::int64_t>& ks, bool markdown,
                           bool best_on_test, bool improvement) {
@@ -99,7 +88,7 @@ void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std
     auto first = runs.front().result.to_json();
     for (const char* k : {"test", "best_on_test", "epochs"}) metrics[k] = first[k];
   }
-  write_text(run_dir / "metrics.json", metrics.dump(2) + "\n");
+  write_file_atomically(run_dir / "metrics.json", metrics.dump(2) + "\n");
 
   std::string md = fmt::format("# {}\n\n", title);
   md += fmt::format("Test metrics (%) of the epoch selected on the validation split{}; averaged over all {} test samples{}.\n\n",
@@ -126,7 +115,7 @@ void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std
                         e.valid.empty() ? "-" : fmt::format("{:.2f}", metric_or_zero(e.valid, mrr)), metric_or_zero(e.test, hr),
                         metric_or_zero(e.test, mrr));
   md += fmt::format("\n## Data\n\n```\n{}\n```\n\n## Settings\n\n```yaml\n{}```\n", data::dataset_stats(ds).dump(2), cfg.dump());
-  write_text(run_dir / "results.md", md);
+  write_file_atomically(run_dir / "results.md", md);
 }
 
 bool plot_curves(const std::vector<ModelRun>& runs, const fs::path& run_dir, std::int64_t k) {
@@ -148,7 +137,7 @@ bool plot_curves(const std::vector<ModelRun>& runs, const fs::path& run_dir, std
     spdlog::info("plot: no validation split, no curves to draw");
     return false;
   }
-  write_text(run_dir / "curves.dat", data);
+  write_file_atomically(run_dir / "curves.dat", data);
   std::string lines_hr, lines_mrr;
   for (std::size_t i = 0; i < plotted.size(); ++i) {
     const auto sep = i ? ", " : "";
@@ -164,7 +153,7 @@ bool plot_curves(const std::vector<ModelRun>& runs, const fs::path& run_dir, std
       "set ylabel '{} (%)'\nplot {}\n"
       "unset multiplot\n",
       hr, lines_hr, mrr, lines_mrr);
-  write_text(run_dir / "curves.gp", script);
+  write_file_atomically(run_dir / "curves.gp", script);
   const std::string cmd = fmt::format("cd {} && gnuplot curves.gp 2>curves.log", gnuplot_quote(run_dir.string()));
   if (std::system(cmd.c_str()) != 0) {
     spdlog::warn("plot: gnuplot failed or is missing (see {}); the curves are in curves.dat",

@@ -36,7 +36,4 @@ void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std
 /// gnuplot is missing or fails or no run has a validation split; never throws for that.
 bool plot_curves(const std::vector<ModelRun>& runs, const std::filesystem::path& run_dir, std::int64_t k = 20);
 
-/// Writes `text` to `file` through a temporary file and a rename. Throws Error if it cannot.
-void write_text(const std::filesystem::path& file, const std::string& text);
-
 }  // namespace llm4sbr::train
