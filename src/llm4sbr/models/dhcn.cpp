@@ -150,6 +150,7 @@ DhcnOptions DhcnOptions::from_config(const ModelContext& ctx, const Config& sett
   o.max_positions = keys.integer("max_positions", o.max_positions, 1);
   o.prune_below = keys.real("prune_below", o.prune_below, 0.0, 1.0);
   o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
+  keys.reject_unknown_keys();
   return o;
 }
 

@@ -222,6 +222,7 @@ GceGnnOptions GceGnnOptions::from_config(const ModelContext& ctx, const Config& 
   o.activation = keys.choice("activation", o.activation, {"relu", "tanh"});
   o.max_positions = keys.integer("max_positions", o.max_positions, 1);
   o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
+  keys.reject_unknown_keys();
   return o;
 }
 

@@ -22,6 +22,7 @@ Gru4RecOptions Gru4RecOptions::from_config(const ModelContext& ctx, const Config
   o.dropout_embed = keys.rate("dropout_embed", o.dropout_embed);
   o.dropout_hidden = keys.rate("dropout_hidden", o.dropout_hidden);
   o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
+  keys.reject_unknown_keys();
   return o;
 }
 

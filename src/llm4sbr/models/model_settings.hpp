@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -14,7 +15,8 @@ namespace llm4sbr::models {
 
 /// The keys of one model's config section. Each getter returns the key's value, or `fallback` when the
 /// key is absent, and throws ConfigError "MODEL: config key 'KEY' must be ..., got VALUE" for a value
-/// of the wrong type or outside its range.
+/// of the wrong type or outside its range. Every getter remembers its key, so that after a model has
+/// read its settings `reject_unknown_keys()` can refuse a misspelled one instead of silently ignoring it.
 class ModelSettings {
  public:
   ModelSettings(std::string model, const Config& settings) : model_(std::move(model)), settings_(settings) {}
@@ -34,11 +36,19 @@ class ModelSettings {
   /// The catalogue size N from the context; throws ConfigError when it is empty.
   std::int64_t n_items(const ModelContext& ctx) const;
 
+  /// Throws ConfigError "MODEL: unknown config key 'KEY' ..." (naming the keys the model reads) when the
+  /// section holds a key no getter asked for, e.g. `models.srgnn.setp`. Call after reading every key.
+  void reject_unknown_keys() const;
+
  private:
   [[noreturn]] void fail(const std::string& key, const std::string& requirement, const std::string& seen) const;
 
+  template <typename T>
+  T read(const std::string& key, const T& fallback) const;
+
   std::string model_;
   const Config& settings_;
+  mutable std::set<std::string> read_;  // every key a getter asked for
 };
 
 }  // namespace llm4sbr::models

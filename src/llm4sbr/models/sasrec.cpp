@@ -38,6 +38,7 @@ SasRecOptions SasRecOptions::from_config(const ModelContext& ctx, const Config& 
   if (o.hidden_size % o.heads != 0)
     throw ConfigError(
         fmt::format("sasrec: config key 'heads' must divide hidden_size {}, got {}", o.hidden_size, o.heads));
+  keys.reject_unknown_keys();
   return o;
 }
 

@@ -12,16 +12,19 @@ namespace llm4sbr::models {
 
 namespace F = torch::nn::functional;
 
-SrGnnOptions SrGnnOptions::from_config(const ModelContext& ctx, const Config& settings) {
+SrGnnOptions SrGnnOptions::from_settings(const ModelContext& ctx, const ModelSettings& keys) {
   SrGnnOptions o;
-  o.n_items = ctx.n_items;
-  o.hidden_size = settings.get<std::int64_t>("hidden_size", ctx.hidden_size);
-  o.step = settings.get<std::int64_t>("step", o.step);
-  o.nonhybrid = settings.get<bool>("nonhybrid", o.nonhybrid);
-  if (o.n_items < 1) throw ConfigError(fmt::format("srgnn: the catalogue is empty (n_items = {})", o.n_items));
-  if (o.hidden_size < 1)
-    throw ConfigError(fmt::format("srgnn: config key 'hidden_size' must be >= 1, got {}", o.hidden_size));
-  if (o.step < 0) throw ConfigError(fmt::format("srgnn: config key 'step' must be >= 0, got {}", o.step));
+  o.n_items = keys.n_items(ctx);
+  o.hidden_size = keys.hidden_size(ctx);
+  o.step = keys.integer("step", o.step, 0);
+  o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
+  return o;
+}
+
+SrGnnOptions SrGnnOptions::from_config(const ModelContext& ctx, const Config& settings) {
+  const ModelSettings keys("srgnn", settings);
+  auto o = from_settings(ctx, keys);
+  keys.reject_unknown_keys();
   return o;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "llm4sbr/core/config.hpp"
+#include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/models/session_graph.hpp"
 
@@ -21,8 +22,11 @@ struct SrGnnOptions {
   bool nonhybrid = false;          ///< readout s = s_g instead of the hybrid W3 [s_g ; v_n] + b3
 
   /// Reads `hidden_size`, `step` and `nonhybrid` from a model config section; hidden_size defaults to
-  /// ctx.hidden_size and n_items comes from ctx. Throws ConfigError (naming the key) for a bad value.
+  /// ctx.hidden_size and n_items comes from ctx. Throws ConfigError (naming the key) for a bad value or
+  /// a key SR-GNN does not read.
   static SrGnnOptions from_config(const ModelContext& ctx, const Config& settings);
+  /// The same keys through `keys`, without the unknown-key check (TAGNN reads its own keys after them).
+  static SrGnnOptions from_settings(const ModelContext& ctx, const ModelSettings& keys);
 };
 
 /// The gated graph layer of SR-GNN (also TAGNN's), backbone-notes §3.2. For each of `step` iterations:

@@ -14,10 +14,11 @@ namespace llm4sbr::models {
 
 TagnnOptions TagnnOptions::from_config(const ModelContext& ctx, const Config& settings) {
   TagnnOptions o;
-  o.base = SrGnnOptions::from_config(ctx, settings);
   const ModelSettings keys("tagnn", settings);
+  o.base = SrGnnOptions::from_settings(ctx, keys);
   o.faithful_padding = keys.flag("faithful_padding", o.faithful_padding);
   o.pad_length = keys.integer("pad_length", o.pad_length, 0);
+  keys.reject_unknown_keys();
   if (!o.faithful_padding) return o;
   if (o.pad_length > 0) {
     o.train_pad_length = o.eval_pad_length = o.pad_length;
