@@ -40,6 +40,27 @@ TEST(Config, IncludesMergeKeyByKey) {
   EXPECT_FALSE(c.has("include"));
 }
 
+TEST(Config, IncludeCycleIsAnErrorNamingTheCycle) {
+  llm4sbr::testing::TempDir dir;
+  std::ofstream(dir / "a.yaml") << "include: b.yaml\nmodel: srgnn\n";
+  std::ofstream(dir / "b.yaml") << "include: [a.yaml]\n";
+  std::ofstream(dir / "self.yaml") << "include: self.yaml\n";
+  for (const char* file : {"a.yaml", "self.yaml"}) {
+    try {
+      Config::load(dir / file);
+      ADD_FAILURE() << file << ": an include cycle was accepted";
+    } catch (const llm4sbr::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("include cycle"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+    }
+  }
+  // The same file included twice along different branches is not a cycle.
+  std::ofstream(dir / "base.yaml") << "train: {epochs: 3}\n";
+  std::ofstream(dir / "left.yaml") << "include: base.yaml\n";
+  std::ofstream(dir / "twice.yaml") << "include: [base.yaml, left.yaml]\n";
+  EXPECT_EQ(Config::load(dir / "twice.yaml").get<int>("train.epochs", 0), 3);
+}
+
 TEST(Config, BadYamlNamesFileAndLine) {
   llm4sbr::testing::TempDir dir;
   std::ofstream(dir / "bad.yaml") << "train:\n  epochs: [1, 2\n";

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -57,8 +58,18 @@ YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over) {
   return out;
 }
 
-Config Config::load(const std::filesystem::path& file) {
+namespace {
+
+// Loads `file` and, depth first, the files it includes; `chain` holds the files being loaded above it, so
+// that an include cycle is an error naming the cycle instead of an endless recursion.
+YAML::Node load_with_includes(const std::filesystem::path& file, std::vector<std::filesystem::path>& chain) {
   if (!std::filesystem::exists(file)) throw InputError(file.string(), 0, "", "config file not found");
+  const auto canonical = std::filesystem::weakly_canonical(file);
+  if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
+    std::string cycle;
+    for (const auto& f : chain) cycle += f.string() + " -> ";
+    throw InputError(chain.back().string(), 0, "include", "include cycle: " + cycle + canonical.string());
+  }
   YAML::Node doc;
   try {
     doc = YAML::LoadFile(file.string());
@@ -73,10 +84,19 @@ Config Config::load(const std::filesystem::path& file) {
     std::vector<std::string> files;
     if (inc.IsScalar()) files.push_back(inc.as<std::string>());
     else for (const auto& f : inc) files.push_back(f.as<std::string>());
-    for (const auto& f : files) merged = merge_yaml(merged, load(file.parent_path() / f).root());
+    chain.push_back(canonical);
+    for (const auto& f : files) merged = merge_yaml(merged, load_with_includes(file.parent_path() / f, chain));
+    chain.pop_back();
     doc.remove("include");
   }
-  return Config(merge_yaml(merged, doc));
+  return merge_yaml(merged, doc);
+}
+
+}  // namespace
+
+Config Config::load(const std::filesystem::path& file) {
+  std::vector<std::filesystem::path> chain;
+  return Config(load_with_includes(file, chain));
 }
 
 Config Config::parse(const std::string& text) {
