@@ -104,6 +104,20 @@ TEST(PreparedIo, MissingFileIsNotPrepared) {
   EXPECT_THROW(read_prepared(tmp.path()), InputError);
 }
 
+TEST(PreparedIo, FileCutShortAtALineBoundaryIsRefused) {
+  TempDir tmp;
+  write_prepared(small_dataset(), tmp.path());
+  std::ofstream(tmp / "test.tsv", std::ios::trunc) << "0\t3\t3 1\t2\n";  // the second of two rows is gone
+  try {
+    read_prepared(tmp.path());
+    FAIL() << "a test split with a row missing was read";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("test.tsv"), std::string::npos) << what;
+    EXPECT_NE(what.find("holds 1 rows but stats.json records 2 (test_samples)"), std::string::npos) << what;
+  }
+}
+
 void expect_train_error(const std::string& train_text, std::size_t line, const std::string& field) {
   TempDir tmp;
   write_prepared(small_dataset(), tmp.path());

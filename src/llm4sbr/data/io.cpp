@@ -213,12 +213,35 @@ void write_prepared(const PreparedDataset& ds, const fs::path& dir) {
   write_atomic(dir / "stats.json", stats.dump(2) + "\n");
 }
 
+namespace {
+
+// stats.json is written last (it marks a complete folder) and records how many rows each file had: a file
+// cut short or edited since (fewer rows that still parse) must not be trained on silently.
+void check_counts_against_stats(const PreparedDataset& ds, const nlohmann::json& stats, const fs::path& dir) {
+  if (!stats.is_object()) return;
+  const std::pair<const char*, std::pair<const char*, std::size_t>> counts[] = {
+      {"items", {"items.tsv", ds.items.size()}},         {"sessions", {"sessions.tsv", ds.sessions.size()}},
+      {"train_samples", {"train.tsv", ds.train.size()}}, {"valid_samples", {"valid.tsv", ds.valid.size()}},
+      {"test_samples", {"test.tsv", ds.test.size()}}};
+  for (const auto& [key, file_and_rows] : counts) {
+    if (!stats.contains(key) || !stats[key].is_number_integer()) continue;
+    const auto expected = stats[key].get<std::int64_t>();
+    if (expected != static_cast<std::int64_t>(file_and_rows.second))
+      throw InputError((dir / file_and_rows.first).string(), 0, "",
+                       fmt::format("holds {} rows but stats.json records {} ({}): the prepared dataset was cut short "
+                                   "or edited; delete {} to prepare it again",
+                                   file_and_rows.second, expected, key, dir.string()));
+  }
+}
+
+}  // namespace
+
 PreparedDataset read_prepared(const fs::path& dir) {
   PreparedDataset ds;
   const fs::path stats_path = dir / "stats.json";
+  nlohmann::json stats;
   {
     const std::string text = read_all(stats_path);
-    nlohmann::json stats;
     try {
       stats = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
@@ -301,6 +324,7 @@ PreparedDataset read_prepared(const fs::path& dir) {
       out.push_back(std::move(x));
     }
   }
+  check_counts_against_stats(ds, stats, dir);
   return ds;
 }
 
