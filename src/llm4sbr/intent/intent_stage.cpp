@@ -123,10 +123,20 @@ std::unique_ptr<embed::TextEncoder> fitted_encoder(const Config& cfg, const data
   return encoder;
 }
 
-void check_intent_settings(const Config& cfg) {
+namespace {
+
+// intent.source, checked (one place for the allowed values).
+std::string intent_source_kind(const Config& cfg) {
   const auto kind = cfg.get<std::string>("intent.source", "auto");
   if (kind != "auto" && kind != "llm" && kind != "titles")
     throw ConfigError(fmt::format("intent.source must be auto, llm or titles, not '{}'", kind));
+  return kind;
+}
+
+}  // namespace
+
+void check_intent_settings(const Config& cfg) {
+  const auto kind = intent_source_kind(cfg);
   const auto model = cfg.get<std::string>("llm.model", "");
   if (!model.empty() && !model.starts_with("llama:") && !model.starts_with("openai:"))
     throw ConfigError(fmt::format("llm.model '{}' must be llama:PATH.gguf or openai:URL", model));
@@ -145,7 +155,7 @@ void check_intent_settings(const Config& cfg) {
 std::string IntentSource::describe() const { return kind == "llm" ? "llm " + llm : kind; }
 
 IntentSource resolve_intent_source(const Config& cfg) {
-  const auto kind = cfg.get<std::string>("intent.source", "auto");
+  const auto kind = intent_source_kind(cfg);
   const auto model = cfg.get<std::string>("llm.model", "");
   if (kind == "titles") return {"titles", "", "intent.source = titles"};
   if (kind == "llm") {
@@ -156,7 +166,6 @@ IntentSource resolve_intent_source(const Config& cfg) {
                                     model));
     return {"llm", model, "intent.source = llm"};
   }
-  if (kind != "auto") throw ConfigError(fmt::format("intent.source must be auto, llm or titles, not '{}'", kind));
   if (llm_available(model)) return {"llm", model, "llm.model is available"};
   const std::string why = model.empty() ? "no LLM configured (llm.model is empty)"
                                         : fmt::format("the LLM '{}' (llm.model) is not there", model);
