@@ -375,7 +375,7 @@ int main(int argc, char** argv) {
         if (std::find(known.begin(), known.end(), m) == known.end())
           throw ConfigError(fmt::format("compare: unknown model '{}'; known models: {}", m, fmt::join(known, ", ")));
       train::run_variants(cfg, out, train::comparison_variants(compare_models),
-                          fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), false);
+                          fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), true);
     } else if (download->parsed() && what == "model") {
       if (what_name.empty())
         throw ConfigError(fmt::format("download model: name one of {}", fmt::join(data::downloadable_models(), ", ")));

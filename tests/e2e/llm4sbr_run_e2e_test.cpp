@@ -70,17 +70,25 @@ TEST(EndToEnd, RunComparesSrGnnWithLlm4sbrOnTitlesIntentsAndReusesTheStages) {
   // The LLM4SBR checkpoint evaluates to the run's figures with its intents, and is refused without them.
   const auto model_dir = out / "llm4sbr-sr-gnn-titles";
   const auto prepared = only_subdir(out / "stages", "prepare-");
-  const auto evaluate = [&](const std::string& extra, const fs::path& log) {
+  const auto evaluate = [&](const fs::path& checkpoint, const std::string& extra, const fs::path& log) {
     return std::system(fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' {} > '{}' 2>&1", LLM4SBR_SOURCE_DIR,
-                                   LLM4SBR_CLI, prepared.string(), (model_dir / "best.pt").string(), extra, log.string())
+                                   LLM4SBR_CLI, prepared.string(), checkpoint.string(), extra, log.string())
                            .c_str());
   };
-  ASSERT_EQ(evaluate("--intents '" + only_subdir(out / "stages", "intents-").string() + "'", dir / "eval.txt"), 0)
+  const auto checkpoint = model_dir / "best.pt";
+  ASSERT_EQ(evaluate(checkpoint, "--intents '" + only_subdir(out / "stages", "intents-").string() + "'", dir / "eval.txt"), 0)
       << read_all(dir / "eval.txt");
   const double hr20 = metrics["models"]["LLM4SBR(SR-GNN) [titles]"]["test"]["HR@20"].get<double>();
   EXPECT_NE(read_all(dir / "eval.txt").find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << read_all(dir / "eval.txt");
-  EXPECT_NE(evaluate("", dir / "eval2.txt"), 0);
-  EXPECT_NE(read_all(dir / "eval2.txt").find("evaluate it with --intents"), std::string::npos) << read_all(dir / "eval2.txt");
+  // Without --intents, the settings and intents recorded beside the checkpoint (checkpoint.yaml) are used.
+  ASSERT_EQ(evaluate(checkpoint, "", dir / "eval2.txt"), 0) << read_all(dir / "eval2.txt");
+  EXPECT_NE(read_all(dir / "eval2.txt").find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << read_all(dir / "eval2.txt");
+  EXPECT_NE(read_all(dir / "eval2.txt").find("checkpoint.yaml"), std::string::npos) << read_all(dir / "eval2.txt");
+  // A bare checkpoint file has no record: evaluated as the plain model, it is refused.
+  fs::create_directories(dir / "bare");
+  fs::copy_file(checkpoint, dir / "bare" / "best.pt");
+  EXPECT_NE(evaluate(dir / "bare" / "best.pt", "", dir / "eval3.txt"), 0);
+  EXPECT_NE(read_all(dir / "eval3.txt").find("evaluate it with --intents"), std::string::npos) << read_all(dir / "eval3.txt");
 
   // Only a training setting changes: the prepared data, the encoder and the intents are re-used as they are.
   const auto intents_dir = only_subdir(out / "stages", "intents-");
@@ -172,4 +180,47 @@ TEST(EndToEnd, AblateWritesOneTableWithEveryVariant) {
   for (const auto& e : fs::directory_iterator(dir / "run" / "stages"))
     intent_stages += e.path().filename().string().starts_with("intents-");
   EXPECT_EQ(intent_stages, 7);  // default, short, long, normal, r=0, r=1, r=3
+
+  // A variant's checkpoint evaluates to its row with no flags: checkpoint.yaml records enhance.without_sbr,
+  // intent.top_r and the intents folder it was trained with.
+  for (const auto& [row, folder] : {std::pair{"w/o SBR", "w-o-sbr"}, std::pair{"r=1", "r-1"}}) {
+    const auto log = dir / (std::string(folder) + ".txt");
+    const auto eval = fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' > '{}' 2>&1", LLM4SBR_SOURCE_DIR,
+                                  LLM4SBR_CLI, only_subdir(dir / "run" / "stages", "prepare-").string(),
+                                  (dir / "run" / folder / "best.pt").string(), log.string());
+    ASSERT_EQ(std::system(eval.c_str()), 0) << read_all(log);
+    const double hr20 = metrics["models"][row]["test"]["HR@20"].get<double>();
+    EXPECT_NE(read_all(log).find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << row << "\n" << read_all(log);
+  }
+}
+
+TEST(EndToEnd, CompareWritesEveryModelWithItsImprovementRow) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  llm4sbr::testing::TempDir dir;
+  auto compare = [&](const std::string& extra, const fs::path& log) {
+    const std::string cmd = fmt::format(
+        "cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' compare --config configs/beauty.yaml --models srgnn,gru4rec "
+        "--set data.max_sessions=150 --set data.min_item_count=2 --set data.iterative_filter=true "
+        "--set train.epochs=1 --set intent.source=titles {} --out '{}' > '{}' 2>&1",
+        LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, extra, (dir / "run").string(),
+        log.string());
+    return std::system(cmd.c_str());
+  };
+  // A misspelled backbone key fails before anything trains, naming the model and the key.
+  ASSERT_NE(compare("--set models.gru4rec.dropout_embedd=0.1", dir / "typo.txt"), 0);
+  const auto typo = read_all(dir / "typo.txt");
+  EXPECT_NE(typo.find("gru4rec: unknown config key 'dropout_embedd'"), std::string::npos) << typo;
+  EXPECT_EQ(typo.find("epoch 1/1"), std::string::npos) << "nothing may train before the settings are checked\n" << typo;
+
+  ASSERT_EQ(compare("", dir / "log.txt"), 0) << read_all(dir / "log.txt");
+  const auto md = read_all(dir / "run" / "results.md");
+  for (const char* row : {"| SR-GNN |", "| LLM4SBR(SR-GNN) [titles] |", "| GRU4Rec |", "| LLM4SBR(GRU4Rec) [titles] |"})
+    EXPECT_NE(md.find(row), std::string::npos) << row << "\n" << md;
+  // One improvement row per backbone, right after its LLM4SBR row (the validation-selected table).
+  const auto table = md.substr(0, md.find("Best value"));
+  std::size_t improvement_rows = 0;
+  for (auto at = table.find("| Improv. (%) |"); at != std::string::npos; at = table.find("| Improv. (%) |", at + 1))
+    ++improvement_rows;
+  EXPECT_EQ(improvement_rows, 2u) << md;
+  EXPECT_LT(table.find("| LLM4SBR(SR-GNN) [titles] |"), table.find("| Improv. (%) |")) << md;
 }

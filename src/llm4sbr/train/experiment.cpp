@@ -112,8 +112,44 @@ std::shared_ptr<PlainRecommenderImpl> build_backbone(const Config& cfg, const da
   return std::make_shared<PlainRecommenderImpl>(models::make_encoder(cfg.require<std::string>("model"), ctx, settings));
 }
 
-ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds, const fs::path& checkpoint,
-                             const std::string& split, const fs::path& intents_dir) {
+namespace {
+
+constexpr const char* kCheckpointSettings = "checkpoint.yaml";
+// The sections that define a trained model's shape and inputs; evaluation settings (eval.*) stay the user's.
+constexpr const char* kModelSections[] = {"model", "models", "enhance", "intent"};
+
+void record_checkpoint_settings(const Config& cfg, const fs::path& run_dir, const std::string& intents_dir) {
+  YAML::Node doc(YAML::NodeType::Map);
+  doc["intents_dir"] = intents_dir;
+  doc["config"] = YAML::Clone(cfg.root());
+  fs::create_directories(run_dir);
+  YAML::Emitter out;
+  out << doc;
+  write_file_atomically(run_dir / kCheckpointSettings, std::string(out.c_str()) + "\n");
+}
+
+// cfg with the model-defining sections of the checkpoint's checkpoint.yaml, and the intents folder to use.
+std::pair<Config, fs::path> settings_of_checkpoint(const Config& cfg, const fs::path& checkpoint, fs::path intents_dir) {
+  const fs::path file = checkpoint.parent_path() / kCheckpointSettings;
+  if (!fs::exists(file)) return {cfg, intents_dir};
+  const Config recorded = Config::load(file);
+  Config out(YAML::Clone(cfg.root()));
+  for (const char* section : kModelSections) {
+    const YAML::Node node = recorded.node(std::string("config.") + section);
+    if (node && !node.IsNull()) out.set_node(section, YAML::Clone(node));
+  }
+  const auto trained_with = recorded.get<std::string>("intents_dir", "");
+  if (intents_dir.empty() && !trained_with.empty()) intents_dir = trained_with;
+  spdlog::info("evaluate: model settings from {}{}", file.string(),
+               intents_dir.empty() ? "" : fmt::format(", intents from {}", intents_dir.string()));
+  return {out, intents_dir};
+}
+
+}  // namespace
+
+ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDataset& ds, const fs::path& checkpoint,
+                             const std::string& split, const fs::path& given_intents_dir) {
+  const auto [cfg, intents_dir] = settings_of_checkpoint(given_cfg, checkpoint, given_intents_dir);
   const auto opt = train_options_from_config(cfg);
   if (ds.split(split).empty())
     throw ConfigError(fmt::format("the {} split of this dataset is empty (data.valid_fraction = 0?)", split));
@@ -143,7 +179,8 @@ Recommender build_llm4sbr(const Config& cfg, const data::PreparedDataset& ds, co
 }
 
 ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, RecommenderImpl& model, const fs::path& run_dir,
-                     const SplitIntents& intents) {
+                     const SplitIntents& intents, const std::string& intents_dir) {
+  record_checkpoint_settings(cfg, run_dir, intents_dir);
   auto opt = train_options_from_config(cfg);
   opt.run_dir = run_dir;
   opt.label = model.label();
@@ -186,7 +223,8 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
   auto model = build_llm4sbr(cfg, ds, stage.views, stage.dim);
   std::string name = label.empty() ? model->label() : label;
   if (label.empty() && stage.source.kind == "titles") name += " [titles]";
-  auto run = train_model(cfg, ds, *model, out_dir / slug(name), {stage.train, stage.valid, stage.test});
+  auto run = train_model(cfg, ds, *model, out_dir / slug(name), {stage.train, stage.valid, stage.test},
+                         fs::absolute(stage.dir).string());
   run.label = name;
   run.intents = stage.source.describe();
   run.intents_dir = stage.dir.string();
@@ -195,13 +233,12 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
 }
 
 // The settings of one row, checked without doing any work (ConfigError naming the key and the row).
-void check_run_settings(const Config& cfg, const std::string& row) {
+// The backbone is built and dropped (seconds for the graph models): that checks its name and every key of
+// its models.NAME section, misspellings included.
+void check_run_settings(const Config& cfg, const data::PreparedDataset& ds, const std::string& row) {
   try {
     train_options_from_config(cfg);
-    const auto model = cfg.require<std::string>("model");
-    const auto known = models::registered_encoders();
-    if (std::find(known.begin(), known.end(), model) == known.end())
-      throw ConfigError(fmt::format("unknown model '{}'; known models: {}", model, fmt::join(known, ", ")));
+    build_backbone(cfg, ds);
     if (!cfg.get<bool>("enhance.enabled", true)) return;
     intent::check_intent_settings(cfg);
     const auto views = text::views_from_config(cfg, text::prompt_template_from_config(cfg));
@@ -228,7 +265,7 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
   for (const auto& v : variants) {
     Config vcfg(YAML::Clone(cfg.root()));  // a deep copy: yaml-cpp nodes are shared handles
     vcfg.apply_overrides(v.set);
-    check_run_settings(vcfg, v.label);
+    check_run_settings(vcfg, ds, v.label.empty() ? vcfg.get<std::string>("model", "") : v.label);
     configs.push_back(std::move(vcfg));
   }
   std::vector<ModelRun> runs;
@@ -276,9 +313,9 @@ std::vector<Variant> ablation_variants() {
 
 std::vector<Variant> comparison_variants(const std::vector<std::string>& models) {
   std::vector<Variant> out;
-  for (const auto& m : models) {
-    out.push_back({display_name(m), {"model=" + m, "enhance.enabled=false"}});
-    out.push_back({fmt::format("LLM4SBR({})", display_name(m)), {"model=" + m}});
+  for (const auto& m : models) {  // no labels: rows are named by the model, LLM4SBR rows with their intent source
+    out.push_back({"", {"model=" + m, "enhance.enabled=false"}});
+    out.push_back({"", {"model=" + m}});
   }
   return out;
 }

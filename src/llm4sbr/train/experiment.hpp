@@ -44,14 +44,18 @@ Recommender build_llm4sbr(const Config& cfg, const data::PreparedDataset& ds, co
 
 /// Builds the model of cfg, loads `checkpoint` and evaluates it on a split ("train", "valid", "test").
 /// With `intents_dir` (an intents-<key> stage folder holding <split>/intents.npy) the model is
-/// LLM4SBR(model) fed with those intents. Throws InputError if the checkpoint does not fit the model and
-/// dataset (including an LLM4SBR checkpoint evaluated without intents).
+/// LLM4SBR(model) fed with those intents. When the checkpoint's folder holds the checkpoint.yaml that
+/// training writes, the model-defining settings (model, models.*, enhance.*, intent.*) come from it and
+/// so, unless `intents_dir` is given, do the intents the model was trained with. Throws InputError if
+/// the checkpoint does not fit the model and dataset (including an LLM4SBR checkpoint without intents).
 ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& checkpoint,
                              const std::string& split, const std::filesystem::path& intents_dir = {});
 
-/// Trains `model` on ds (with the split intents, if any) and returns its result; checkpoints go to run_dir.
+/// Trains `model` on ds (with the split intents, if any) and returns its result; checkpoints go to run_dir,
+/// beside run_dir/checkpoint.yaml: the full settings and the intents folder (`intents_dir`) they belong to.
 ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, RecommenderImpl& model,
-                     const std::filesystem::path& run_dir, const SplitIntents& intents = {});
+                     const std::filesystem::path& run_dir, const SplitIntents& intents = {},
+                     const std::string& intents_dir = "");
 
 /// Builds the plain backbone named in cfg, trains it on ds and returns its result (run_dir/<model>).
 ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& run_dir);

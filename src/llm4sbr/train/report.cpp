@@ -53,19 +53,20 @@ std::string results_table(const std::vector<ModelRun>& runs, const std::vector<s
     out += "\n";
   }
   auto metrics_of = [&](const ModelRun& r) -> const MetricMap& { return best_on_test ? r.result.best_on_test : r.result.test; };
-  for (const auto& r : runs) {
-    out += row_start(r.label);
-    for (const auto& n : names) out += cell(fmt::format("{:.2f}", metric_or_zero(metrics_of(r), n)));
-    out += "\n";
-  }
-  if (improvement && runs.size() >= 2) {
+  auto improvement_row = [&](const ModelRun& base_run, const ModelRun& enhanced_run) {
     out += row_start(improv_label);
     for (const auto& n : names) {
-      const double base = metric_or_zero(metrics_of(runs[0]), n);
-      const double enhanced = metric_or_zero(metrics_of(runs[1]), n);
+      const double base = metric_or_zero(metrics_of(base_run), n);
+      const double enhanced = metric_or_zero(metrics_of(enhanced_run), n);
       out += cell(base > 0 ? fmt::format("{:+.2f}", 100.0 * (enhanced - base) / base) : "-");
     }
     out += "\n";
+  };
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    out += row_start(runs[i].label);
+    for (const auto& n : names) out += cell(fmt::format("{:.2f}", metric_or_zero(metrics_of(runs[i]), n)));
+    out += "\n";
+    if (improvement && i % 2 == 1) improvement_row(runs[i - 1], runs[i]);
   }
   return out;
 }

@@ -22,8 +22,8 @@ struct ModelRun {
 };
 
 /// A text table (rows = models, columns = metrics in display order); markdown when `markdown`. With
-/// `improvement` and at least two rows, a last row gives the relative change (%) of row 2 over row 1,
-/// like the paper's Table 3.
+/// `improvement`, rows come in (baseline, enhanced) pairs and an `Improv. (%)` row after each complete
+/// pair gives the relative change (%) of the second over the first, like the paper's Table 3.
 std::string results_table(const std::vector<ModelRun>& runs, const std::vector<std::int64_t>& ks, bool markdown,
                           bool best_on_test = false, bool improvement = false);
 
