@@ -129,3 +129,20 @@ TEST(Infer, UnknownBackendAndMissingModelFailClearly) {
   log << std::ifstream(out / "log").rdbuf();
   EXPECT_NE(log.str().find("/nope.gguf"), std::string::npos) << log.str();
 }
+
+TEST(Infer, AnswersOfAnotherModelInTheOutputFolderAreRefused) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  const auto data = prepared_beauty();
+  llm4sbr::testing::TempDir out;
+  std::filesystem::create_directories(out / "test");
+  std::ofstream(out / "test" / "responses.jsonl")
+      << R"({"sample": 0, "view": "long", "prompt_hash": "h", "model": "llama:other-model.gguf", "response": "Lipstick"})"
+      << "\n";
+  const auto log = out / "log";
+  EXPECT_NE(std::system((infer_command(data, out.path(), 2) + " > '" + log.string() + "' 2>&1").c_str()), 0);
+  std::stringstream text;
+  text << std::ifstream(log).rdbuf();
+  EXPECT_NE(text.str().find("responses.jsonl"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("holds answers from 'llama:other-model.gguf'"), std::string::npos) << text.str();
+  EXPECT_EQ(read_jsonl(out / "test" / "responses.jsonl").size(), 1u) << "the other model's answers stay as they were";
+}

@@ -54,3 +54,21 @@ TEST(ResponseStore, CorruptCompleteLineNamesFileAndLine) {
     EXPECT_NE(std::string(e.what()).find("r.jsonl"), std::string::npos);
   }
 }
+
+TEST(ResponseStore, SecondWriterOfTheSameFileIsRefusedUntilTheFirstCloses) {
+  llm4sbr::testing::TempDir dir;
+  {
+    ResponseStore first(dir / "r.jsonl");
+    first.append({1, "long", "h1", "m", "ok", 1, 1, 0});
+    try {
+      ResponseStore second(dir / "r.jsonl");
+      FAIL() << "two stores wrote one file";
+    } catch (const llm4sbr::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("another process"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("r.jsonl"), std::string::npos) << e.what();
+    }
+    first.append({2, "long", "h2", "m", "still fine", 1, 1, 0});
+  }
+  ResponseStore again(dir / "r.jsonl");  // the lock went with the first store
+  EXPECT_EQ(again.size(), 2u);
+}

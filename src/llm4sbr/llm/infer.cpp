@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/progress.hpp"
 
 namespace llm4sbr::llm {
@@ -22,6 +23,16 @@ struct Pending {
   std::vector<Waiting> waiting;  // the (sample, view) pairs this prompt answers
 };
 
+// Answers of two models in one file would be mixed into one set of intents without a trace.
+void check_answered_by(const ResponseStore& store, const std::string& model) {
+  for (const auto& [key, r] : store.records())
+    if (!r.model.empty() && r.model != model)
+      throw InputError(store.file().string(), 0, "model",
+                       fmt::format("holds answers from '{}' (sample {}, view {}), but this run uses '{}'; use another "
+                                   "output folder for another model, or delete the file",
+                                   r.model, key.first, key.second, model));
+}
+
 }  // namespace
 
 InferStats run_inference(const data::PreparedDataset& ds, const std::vector<InferTask>& tasks,
@@ -30,6 +41,7 @@ InferStats run_inference(const data::PreparedDataset& ds, const std::vector<Infe
   InferStats stats;
   std::vector<std::string> order;  // distinct prompt hashes in first-seen (task, sample) order
   std::map<std::string, Pending> pending;
+  for (const auto& task : tasks) check_answered_by(*task.store, backend.model_name());
   for (const auto& task : tasks) {
     ResponseStore& store = *task.store;
     for_each_prompt(ds, task.samples, views, tpl, [&](PromptKey&& key) {

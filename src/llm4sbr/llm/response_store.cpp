@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -78,15 +79,22 @@ std::vector<std::pair<std::size_t, ResponseRecord>> read_response_file(const fs:
 
 ResponseStore::ResponseStore(fs::path file) : file_(std::move(file)) {
   if (file_.has_parent_path()) fs::create_directories(file_.parent_path());
-  if (fs::exists(file_)) {
-    const std::uintmax_t good_bytes = scan_records(file_, [&](std::size_t, ResponseRecord&& r) {
-      by_prompt_[r.prompt_hash] = {r.sample, r.view};
-      records_[{r.sample, r.view}] = std::move(r);
-    });
-    if (fs::file_size(file_) != good_bytes) fs::resize_file(file_, good_bytes);
-  }
   out_ = std::fopen(file_.c_str(), "ab");
   if (!out_) throw InputError(file_.string(), 0, "", "cannot open for appending");
+  // Locked before the torn tail is cut: a second writer would lose lines. The kernel drops the lock when
+  // the process dies, so a killed run never leaves the file locked.
+  if (::flock(::fileno(out_), LOCK_EX | LOCK_NB) != 0) {
+    std::fclose(out_);
+    out_ = nullptr;
+    throw InputError(file_.string(), 0, "",
+                     "another process (an infer or run still going?) is writing this file; wait for it or use "
+                     "another output folder");
+  }
+  const std::uintmax_t good_bytes = scan_records(file_, [&](std::size_t, ResponseRecord&& r) {
+    by_prompt_[r.prompt_hash] = {r.sample, r.view};
+    records_[{r.sample, r.view}] = std::move(r);
+  });
+  if (fs::file_size(file_) != good_bytes) fs::resize_file(file_, good_bytes);
 }
 
 ResponseStore::~ResponseStore() {

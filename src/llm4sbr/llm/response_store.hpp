@@ -38,8 +38,9 @@ std::vector<std::pair<std::size_t, ResponseRecord>> read_response_file(const std
 
 class ResponseStore {
  public:
-  /// Opens (creating if needed) `file`, reads every complete record and truncates a torn last line.
-  /// Throws InputError naming the file and line for a complete line that is not a valid record.
+  /// Opens (creating if needed) `file`, locks it (flock, exclusive, released on close or death), reads every
+  /// complete record and truncates a torn last line. Throws InputError naming the file when another
+  /// process holds the lock, and the file and line for a complete line that is not a valid record.
   explicit ResponseStore(std::filesystem::path file);
   ~ResponseStore();
   ResponseStore(const ResponseStore&) = delete;
