@@ -87,6 +87,19 @@ void check_known_keys(const Config& cfg) {
                                       section.empty() ? "top-level" : "'" + section + "'", fmt::join(keys, ", ")));
     }
   }
+  // models.NAME: NAME must be a backbone and its section a mapping (the keys inside are the model's to check).
+  if (const YAML::Node models = cfg.node("models"); models && !models.IsNull()) {
+    const auto names = models::registered_encoders();
+    if (!models.IsMap()) throw ConfigError("config key 'models' must be a mapping of model name to settings");
+    for (const auto& kv : models) {
+      const auto name = kv.first.as<std::string>();
+      if (std::find(names.begin(), names.end(), name) == names.end())
+        throw ConfigError(fmt::format("unknown config key 'models.{}'; models are: {}", name, fmt::join(names, ", ")));
+      if (!kv.second.IsMap() && !kv.second.IsNull())
+        throw ConfigError(fmt::format("config key 'models.{}' must be a mapping of settings (e.g. models.{}.step=2)", name,
+                                      name));
+    }
+  }
 }
 
 // The config file (if any) with its `include:`s, the overrides, and where to find configs/models/.
@@ -371,9 +384,13 @@ int main(int argc, char** argv) {
       if (!data_dir.empty()) cfg.set("paths.data", data_dir);
       if (compare_models.empty()) compare_models = models::registered_encoders();
       const auto known = models::registered_encoders();
-      for (const auto& m : compare_models)
+      for (std::size_t i = 0; i < compare_models.size(); ++i) {
+        const auto& m = compare_models[i];
         if (std::find(known.begin(), known.end(), m) == known.end())
           throw ConfigError(fmt::format("compare: unknown model '{}'; known models: {}", m, fmt::join(known, ", ")));
+        if (std::find(compare_models.begin(), compare_models.begin() + i, m) != compare_models.begin() + i)
+          throw ConfigError(fmt::format("compare: model '{}' is listed twice in --models", m));
+      }
       train::run_variants(cfg, out, train::comparison_variants(compare_models),
                           fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), true);
     } else if (download->parsed() && what == "model") {

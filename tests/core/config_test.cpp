@@ -54,6 +54,18 @@ TEST(Config, IncludeCycleIsAnErrorNamingTheCycle) {
       EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
     }
   }
+  // A missing include names the file that includes it; a directory is not a config.
+  std::ofstream(dir / "lost.yaml") << "include: nowhere.yaml\n";
+  std::ofstream(dir / "folder.yaml") << "include: .\n";
+  for (const auto& [file, says] : {std::pair{"lost.yaml", "included file"}, std::pair{"folder.yaml", "not a config file"}}) {
+    try {
+      Config::load(dir / file);
+      ADD_FAILURE() << file << " was loaded";
+    } catch (const llm4sbr::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  }
   // The same file included twice along different branches is not a cycle.
   std::ofstream(dir / "base.yaml") << "train: {epochs: 3}\n";
   std::ofstream(dir / "left.yaml") << "include: base.yaml\n";

@@ -89,6 +89,7 @@ TEST(EndToEnd, RunComparesSrGnnWithLlm4sbrOnTitlesIntentsAndReusesTheStages) {
   fs::copy_file(checkpoint, dir / "bare" / "best.pt");
   EXPECT_NE(evaluate(dir / "bare" / "best.pt", "", dir / "eval3.txt"), 0);
   EXPECT_NE(read_all(dir / "eval3.txt").find("evaluate it with --intents"), std::string::npos) << read_all(dir / "eval3.txt");
+  EXPECT_NE(read_all(dir / "eval3.txt").find("no checkpoint.yaml"), std::string::npos) << read_all(dir / "eval3.txt");
 
   // Only a training setting changes: the prepared data, the encoder and the intents are re-used as they are.
   const auto intents_dir = only_subdir(out / "stages", "intents-");
@@ -183,11 +184,13 @@ TEST(EndToEnd, AblateWritesOneTableWithEveryVariant) {
 
   // A variant's checkpoint evaluates to its row with no flags: checkpoint.yaml records enhance.without_sbr,
   // intent.top_r and the intents folder it was trained with.
+  // The run folder moved as a whole still finds its intents (checkpoint.yaml holds a relative path).
+  fs::rename(dir / "run", dir / "moved");
   for (const auto& [row, folder] : {std::pair{"w/o SBR", "w-o-sbr"}, std::pair{"r=1", "r-1"}}) {
     const auto log = dir / (std::string(folder) + ".txt");
     const auto eval = fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' > '{}' 2>&1", LLM4SBR_SOURCE_DIR,
-                                  LLM4SBR_CLI, only_subdir(dir / "run" / "stages", "prepare-").string(),
-                                  (dir / "run" / folder / "best.pt").string(), log.string());
+                                  LLM4SBR_CLI, only_subdir(dir / "moved" / "stages", "prepare-").string(),
+                                  (dir / "moved" / folder / "best.pt").string(), log.string());
     ASSERT_EQ(std::system(eval.c_str()), 0) << read_all(log);
     const double hr20 = metrics["models"][row]["test"]["HR@20"].get<double>();
     EXPECT_NE(read_all(log).find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << row << "\n" << read_all(log);
@@ -211,6 +214,10 @@ TEST(EndToEnd, CompareWritesEveryModelWithItsImprovementRow) {
   const auto typo = read_all(dir / "typo.txt");
   EXPECT_NE(typo.find("gru4rec: unknown config key 'dropout_embedd'"), std::string::npos) << typo;
   EXPECT_EQ(typo.find("epoch 1/1"), std::string::npos) << "nothing may train before the settings are checked\n" << typo;
+
+  // A misspelled model name under models. and a model listed twice are errors too.
+  ASSERT_NE(compare("--set models.gru4rc.layers=2", dir / "typo2.txt"), 0);
+  EXPECT_NE(read_all(dir / "typo2.txt").find("unknown config key 'models.gru4rc'"), std::string::npos) << read_all(dir / "typo2.txt");
 
   ASSERT_EQ(compare("", dir / "log.txt"), 0) << read_all(dir / "log.txt");
   const auto md = read_all(dir / "run" / "results.md");

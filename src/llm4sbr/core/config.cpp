@@ -63,7 +63,13 @@ namespace {
 // Loads `file` and, depth first, the files it includes; `chain` holds the files being loaded above it, so
 // that an include cycle is an error naming the cycle instead of an endless recursion.
 YAML::Node load_with_includes(const std::filesystem::path& file, std::vector<std::filesystem::path>& chain) {
-  if (!std::filesystem::exists(file)) throw InputError(file.string(), 0, "", "config file not found");
+  if (!std::filesystem::exists(file)) {
+    if (chain.empty()) throw InputError(file.string(), 0, "", "config file not found");
+    throw InputError(chain.back().string(), 0, "include", "included file " + file.string() + " not found");
+  }
+  if (!std::filesystem::is_regular_file(file))
+    throw InputError(chain.empty() ? file.string() : chain.back().string(), 0, chain.empty() ? "" : "include",
+                     file.string() + " is not a config file (a directory?)");
   const auto canonical = std::filesystem::weakly_canonical(file);
   if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
     std::string cycle;

@@ -119,10 +119,16 @@ constexpr const char* kCheckpointSettings = "checkpoint.yaml";
 constexpr const char* kModelSections[] = {"model", "models", "enhance", "intent"};
 
 void record_checkpoint_settings(const Config& cfg, const fs::path& run_dir, const std::string& intents_dir) {
-  YAML::Node doc(YAML::NodeType::Map);
-  doc["intents_dir"] = intents_dir;
-  doc["config"] = YAML::Clone(cfg.root());
   fs::create_directories(run_dir);
+  YAML::Node doc(YAML::NodeType::Map);
+  // Relative to the checkpoint's folder, so that a run folder moved as a whole still finds its intents.
+  doc["intents_dir"] = intents_dir.empty() ? "" : fs::relative(fs::absolute(intents_dir), fs::absolute(run_dir)).string();
+  Config recorded(YAML::Clone(cfg.root()));
+  // The backbone's settings as merged at training time, so that editing configs/models/ later changes nothing.
+  const auto model = cfg.require<std::string>("model");
+  recorded.set_node("models", YAML::Node(YAML::NodeType::Map));
+  recorded.set_node("models." + model, model_settings(cfg).root());
+  doc["config"] = recorded.root();
   YAML::Emitter out;
   out << doc;
   write_file_atomically(run_dir / kCheckpointSettings, std::string(out.c_str()) + "\n");
@@ -131,15 +137,31 @@ void record_checkpoint_settings(const Config& cfg, const fs::path& run_dir, cons
 // cfg with the model-defining sections of the checkpoint's checkpoint.yaml, and the intents folder to use.
 std::pair<Config, fs::path> settings_of_checkpoint(const Config& cfg, const fs::path& checkpoint, fs::path intents_dir) {
   const fs::path file = checkpoint.parent_path() / kCheckpointSettings;
-  if (!fs::exists(file)) return {cfg, intents_dir};
+  if (!fs::exists(file)) {
+    spdlog::warn("evaluate: no {} beside {}: the model is built from the given config and --set alone (a variant such "
+                 "as w/o SBR needs its own settings, e.g. --set enhance.without_sbr=true)",
+                 kCheckpointSettings, checkpoint.string());
+    return {cfg, intents_dir};
+  }
   const Config recorded = Config::load(file);
   Config out(YAML::Clone(cfg.root()));
+  YAML::Node root = out.root();  // a handle to out's tree
   for (const char* section : kModelSections) {
-    const YAML::Node node = recorded.node(std::string("config.") + section);
-    if (node && !node.IsNull()) out.set_node(section, YAML::Clone(node));
+    const std::string key = std::string("config.") + section;
+    if (section != std::string("models") && out.has(section) && recorded.canonical(key) != out.canonical(section))
+      spdlog::warn("evaluate: {}.* comes from {}; the given config's values are not used", section, file.string());
+    root.remove(section);
+    if (const YAML::Node node = recorded.node(key); node && !node.IsNull()) out.set_node(section, YAML::Clone(node));
   }
   const auto trained_with = recorded.get<std::string>("intents_dir", "");
-  if (intents_dir.empty() && !trained_with.empty()) intents_dir = trained_with;
+  if (intents_dir.empty() && !trained_with.empty()) {
+    intents_dir = fs::path(trained_with).is_absolute() ? fs::path(trained_with) : checkpoint.parent_path() / trained_with;
+    if (!fs::exists(intents_dir))
+      throw InputError(file.string(), 0, "intents_dir",
+                       fmt::format("the intents this checkpoint was trained with ({}) are not there; pass --intents "
+                                   "DIR (an intents-<key> folder of the run's stages)",
+                                   intents_dir.string()));
+  }
   spdlog::info("evaluate: model settings from {}{}", file.string(),
                intents_dir.empty() ? "" : fmt::format(", intents from {}", intents_dir.string()));
   return {out, intents_dir};
