@@ -195,6 +195,23 @@ TEST(EndToEnd, AblateWritesOneTableWithEveryVariant) {
     const double hr20 = metrics["models"][row]["test"]["HR@20"].get<double>();
     EXPECT_NE(read_all(log).find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << row << "\n" << read_all(log);
   }
+  // Another row's intents: other views are refused naming them, another r is evaluated with a warning.
+  const auto intents_of = [&](const char* row) {
+    return dir / "moved" / "stages" / fs::path(metrics["models"][row]["intents_dir"].get<std::string>()).filename();
+  };
+  const auto eval_with = [&](const char* folder, const char* row, const fs::path& log) {
+    return std::system(fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' --intents '{}' > '{}' 2>&1",
+                                   LLM4SBR_SOURCE_DIR, LLM4SBR_CLI,
+                                   only_subdir(dir / "moved" / "stages", "prepare-").string(),
+                                   (dir / "moved" / folder / "best.pt").string(), intents_of(row).string(), log.string())
+                           .c_str());
+  };
+  EXPECT_NE(eval_with("w-o-long", "LLM4SBR", dir / "views.txt"), 0);
+  EXPECT_NE(read_all(dir / "views.txt").find("checkpoint was trained with [short]"), std::string::npos)
+      << read_all(dir / "views.txt");
+  EXPECT_EQ(eval_with("r-1", "r=3", dir / "r.txt"), 0) << read_all(dir / "r.txt");
+  EXPECT_NE(read_all(dir / "r.txt").find("localized with r = 3, the checkpoint was trained with r = 1"), std::string::npos)
+      << read_all(dir / "r.txt");
 }
 
 TEST(EndToEnd, CompareWritesEveryModelWithItsImprovementRow) {

@@ -167,6 +167,22 @@ std::pair<Config, fs::path> settings_of_checkpoint(const Config& cfg, const fs::
   return {out, intents_dir};
 }
 
+// Intents from another row (--intents): other views cannot feed the checkpoint's gates; another r can, but
+// the numbers are then not the row's.
+void check_intents_fit_checkpoint(const Config& cfg, const std::vector<std::string>& views, std::int64_t r,
+                                  const fs::path& intents_split_dir) {
+  const auto trained_views = cfg.get<std::vector<std::string>>("intent.views", {"long", "short"});
+  if (views != trained_views)
+    throw InputError((intents_split_dir / "done.json").string(), 0, "views",
+                     fmt::format("these intents have views [{}], the checkpoint was trained with [{}] (its "
+                                 "checkpoint.yaml): pass the intents of its own run, or none",
+                                 fmt::join(views, ", "), fmt::join(trained_views, ", ")));
+  const auto trained_r = cfg.get<std::int64_t>("intent.top_r", 5);
+  if (r >= 0 && r != trained_r)
+    spdlog::warn("evaluate: the intents were localized with r = {}, the checkpoint was trained with r = {}", r,
+                 trained_r);
+}
+
 }  // namespace
 
 ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDataset& ds, const fs::path& checkpoint,
@@ -183,7 +199,10 @@ ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDatase
   } else {
     intents = intent::read_intents(intents_dir / split);
     const auto done = intent::intents_done(intents_dir / split);
-    model = build_llm4sbr(cfg, ds, done->at("views").get<std::vector<std::string>>(), intents.size(2));
+    const auto views = done->at("views").get<std::vector<std::string>>();
+    if (fs::exists(checkpoint.parent_path() / kCheckpointSettings))
+      check_intents_fit_checkpoint(cfg, views, done->value("r_requested", std::int64_t{-1}), intents_dir / split);
+    model = build_llm4sbr(cfg, ds, views, intents.size(2));
     source = (intents_dir / split).string();
   }
   load_checkpoint(*model, checkpoint);
