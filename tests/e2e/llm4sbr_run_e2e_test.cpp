@@ -20,14 +20,27 @@ std::string read_all(const fs::path& file) {
   return s.str();
 }
 
-// Runs `llm4sbr run` on a Beauty subset of `sessions` users with extra --set flags; returns the exit code.
-int run_cli(const fs::path& out, const fs::path& log, int sessions, const std::string& extra) {
+// Runs `llm4sbr <command>` (run, ablate, compare ...) with configs/beauty.yaml on a Beauty subset of `sessions`
+// users and extra flags; returns the exit code.
+int experiment_cli(const std::string& command, const fs::path& out, const fs::path& log, int sessions,
+                   const std::string& extra) {
   const std::string cmd = fmt::format(
-      "cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' run --config configs/beauty.yaml --set data.max_sessions={} "
+      "cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' {} --config configs/beauty.yaml --set data.max_sessions={} "
       "--set data.min_item_count=2 --set data.iterative_filter=true {} --out '{}' > '{}' 2>&1",
-      LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, sessions, extra, out.string(),
+      LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, command, sessions, extra, out.string(),
       log.string());
   return std::system(cmd.c_str());
+}
+
+int run_cli(const fs::path& out, const fs::path& log, int sessions, const std::string& extra) {
+  return experiment_cli("run", out, log, sessions, extra);
+}
+
+// Runs `llm4sbr evaluate` of `checkpoint` on a prepared dataset with extra flags; returns the exit code.
+int evaluate_cli(const fs::path& prepared, const fs::path& checkpoint, const std::string& extra, const fs::path& log) {
+  return std::system(fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' {} > '{}' 2>&1", LLM4SBR_SOURCE_DIR,
+                                 LLM4SBR_CLI, prepared.string(), checkpoint.string(), extra, log.string())
+                         .c_str());
 }
 
 // The newest modification time of any file under `dir`.
@@ -71,9 +84,7 @@ TEST(EndToEnd, RunComparesSrGnnWithLlm4sbrOnTitlesIntentsAndReusesTheStages) {
   const auto model_dir = out / "llm4sbr-sr-gnn-titles";
   const auto prepared = only_subdir(out / "stages", "prepare-");
   const auto evaluate = [&](const fs::path& checkpoint, const std::string& extra, const fs::path& log) {
-    return std::system(fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' {} > '{}' 2>&1", LLM4SBR_SOURCE_DIR,
-                                   LLM4SBR_CLI, prepared.string(), checkpoint.string(), extra, log.string())
-                           .c_str());
+    return evaluate_cli(prepared, checkpoint, extra, log);
   };
   const auto checkpoint = model_dir / "best.pt";
   ASSERT_EQ(evaluate(checkpoint, "--intents '" + only_subdir(out / "stages", "intents-").string() + "'", dir / "eval.txt"), 0)
@@ -162,13 +173,8 @@ TEST(EndToEnd, WithoutAModelRunSaysSoAndUsesTitles) {
 TEST(EndToEnd, AblateWritesOneTableWithEveryVariant) {
   LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
   llm4sbr::testing::TempDir dir;
-  const std::string cmd = fmt::format(
-      "cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' ablate --config configs/beauty.yaml --set data.max_sessions=150 "
-      "--set data.min_item_count=2 --set data.iterative_filter=true --set train.epochs=1 --set intent.source=titles "
-      "--out '{}' > '{}' 2>&1",
-      LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, (dir / "run").string(),
-      (dir / "log.txt").string());
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_all(dir / "log.txt");
+  ASSERT_EQ(experiment_cli("ablate", dir / "run", dir / "log.txt", 150, "--set train.epochs=1 --set intent.source=titles"), 0)
+      << read_all(dir / "log.txt");
   const auto md = read_all(dir / "run" / "results.md");
   for (const char* row : {"LLM4SBR", "w/o SBR", "w/o LLM", "w/o AU", "w/o long", "w/o short", "normal", "r=0", "r=1", "r=3"})
     EXPECT_NE(md.find(fmt::format("| {} |", row)), std::string::npos) << row << "\n" << md;
@@ -186,12 +192,10 @@ TEST(EndToEnd, AblateWritesOneTableWithEveryVariant) {
   // intent.top_r and the intents folder it was trained with.
   // The run folder moved as a whole still finds its intents (checkpoint.yaml holds a relative path).
   fs::rename(dir / "run", dir / "moved");
+  const auto prepared = only_subdir(dir / "moved" / "stages", "prepare-");
   for (const auto& [row, folder] : {std::pair{"w/o SBR", "w-o-sbr"}, std::pair{"r=1", "r-1"}}) {
     const auto log = dir / (std::string(folder) + ".txt");
-    const auto eval = fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' > '{}' 2>&1", LLM4SBR_SOURCE_DIR,
-                                  LLM4SBR_CLI, only_subdir(dir / "moved" / "stages", "prepare-").string(),
-                                  (dir / "moved" / folder / "best.pt").string(), log.string());
-    ASSERT_EQ(std::system(eval.c_str()), 0) << read_all(log);
+    ASSERT_EQ(evaluate_cli(prepared, dir / "moved" / folder / "best.pt", "", log), 0) << read_all(log);
     const double hr20 = metrics["models"][row]["test"]["HR@20"].get<double>();
     EXPECT_NE(read_all(log).find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << row << "\n" << read_all(log);
   }
@@ -200,11 +204,7 @@ TEST(EndToEnd, AblateWritesOneTableWithEveryVariant) {
     return dir / "moved" / "stages" / fs::path(metrics["models"][row]["intents_dir"].get<std::string>()).filename();
   };
   const auto eval_with = [&](const char* folder, const char* row, const fs::path& log) {
-    return std::system(fmt::format("cd '{}' && '{}' evaluate --data '{}' --checkpoint '{}' --intents '{}' > '{}' 2>&1",
-                                   LLM4SBR_SOURCE_DIR, LLM4SBR_CLI,
-                                   only_subdir(dir / "moved" / "stages", "prepare-").string(),
-                                   (dir / "moved" / folder / "best.pt").string(), intents_of(row).string(), log.string())
-                           .c_str());
+    return evaluate_cli(prepared, dir / "moved" / folder / "best.pt", "--intents '" + intents_of(row).string() + "'", log);
   };
   EXPECT_NE(eval_with("w-o-long", "LLM4SBR", dir / "views.txt"), 0);
   EXPECT_NE(read_all(dir / "views.txt").find("checkpoint was trained with [short]"), std::string::npos)
@@ -218,13 +218,8 @@ TEST(EndToEnd, CompareWritesEveryModelWithItsImprovementRow) {
   LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
   llm4sbr::testing::TempDir dir;
   auto compare = [&](const std::string& extra, const fs::path& log) {
-    const std::string cmd = fmt::format(
-        "cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' compare --config configs/beauty.yaml --models srgnn,gru4rec "
-        "--set data.max_sessions=150 --set data.min_item_count=2 --set data.iterative_filter=true "
-        "--set train.epochs=1 --set intent.source=titles {} --out '{}' > '{}' 2>&1",
-        LLM4SBR_SOURCE_DIR, llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, extra, (dir / "run").string(),
-        log.string());
-    return std::system(cmd.c_str());
+    return experiment_cli("compare --models srgnn,gru4rec", dir / "run", log, 150,
+                          "--set train.epochs=1 --set intent.source=titles " + extra);
   };
   // A misspelled backbone key fails before anything trains, naming the model and the key.
   ASSERT_NE(compare("--set models.gru4rec.dropout_embedd=0.1", dir / "typo.txt"), 0);

@@ -134,14 +134,21 @@ void record_checkpoint_settings(const Config& cfg, const fs::path& run_dir, cons
   write_file_atomically(run_dir / kCheckpointSettings, std::string(out.c_str()) + "\n");
 }
 
-// cfg with the model-defining sections of the checkpoint's checkpoint.yaml, and the intents folder to use.
-std::pair<Config, fs::path> settings_of_checkpoint(const Config& cfg, const fs::path& checkpoint, fs::path intents_dir) {
+// What a checkpoint is evaluated with: cfg with the model-defining sections of its checkpoint.yaml, the
+// intents folder to use, and whether that record existed.
+struct CheckpointSettings {
+  Config cfg;
+  fs::path intents_dir;
+  bool recorded = false;
+};
+
+CheckpointSettings settings_of_checkpoint(const Config& cfg, const fs::path& checkpoint, fs::path intents_dir) {
   const fs::path file = checkpoint.parent_path() / kCheckpointSettings;
   if (!fs::exists(file)) {
     spdlog::warn("evaluate: no {} beside {}: the model is built from the given config and --set alone (a variant such "
                  "as w/o SBR needs its own settings, e.g. --set enhance.without_sbr=true)",
                  kCheckpointSettings, checkpoint.string());
-    return {cfg, intents_dir};
+    return {cfg, intents_dir, false};
   }
   const Config recorded = Config::load(file);
   Config out(YAML::Clone(cfg.root()));
@@ -164,7 +171,7 @@ std::pair<Config, fs::path> settings_of_checkpoint(const Config& cfg, const fs::
   }
   spdlog::info("evaluate: model settings from {}{}", file.string(),
                intents_dir.empty() ? "" : fmt::format(", intents from {}", intents_dir.string()));
-  return {out, intents_dir};
+  return {out, intents_dir, true};
 }
 
 // Intents from another row (--intents): other views cannot feed the checkpoint's gates; another r can, but
@@ -187,7 +194,7 @@ void check_intents_fit_checkpoint(const Config& cfg, const std::vector<std::stri
 
 ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDataset& ds, const fs::path& checkpoint,
                              const std::string& split, const fs::path& given_intents_dir) {
-  const auto [cfg, intents_dir] = settings_of_checkpoint(given_cfg, checkpoint, given_intents_dir);
+  const auto [cfg, intents_dir, recorded] = settings_of_checkpoint(given_cfg, checkpoint, given_intents_dir);
   const auto opt = train_options_from_config(cfg);
   if (ds.split(split).empty())
     throw ConfigError(fmt::format("the {} split of this dataset is empty (data.valid_fraction = 0?)", split));
@@ -200,8 +207,7 @@ ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDatase
     intents = intent::read_intents(intents_dir / split);
     const auto done = intent::intents_done(intents_dir / split);
     const auto views = done->at("views").get<std::vector<std::string>>();
-    if (fs::exists(checkpoint.parent_path() / kCheckpointSettings))
-      check_intents_fit_checkpoint(cfg, views, done->value("r_requested", std::int64_t{-1}), intents_dir / split);
+    if (recorded) check_intents_fit_checkpoint(cfg, views, done->value("r_requested", std::int64_t{-1}), intents_dir / split);
     model = build_llm4sbr(cfg, ds, views, intents.size(2));
     source = (intents_dir / split).string();
   }
