@@ -12,16 +12,17 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/data/data_dir.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
 #include "llm4sbr/train/experiment.hpp"
-#include "llm4sbr/train/runtime.hpp"
+#include "llm4sbr/core/runtime.hpp"
 
 using namespace llm4sbr;
 
 int main(int argc, char** argv) {
-  llm4sbr::train::ensure_fast_blas(argv);
+  llm4sbr::ensure_fast_blas(argv);
   CLI::App app{"Backbone training and evaluation throughput on Amazon Beauty"};
   std::string model_name = "srgnn";
   std::vector<std::string> overrides;
@@ -36,18 +37,18 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "raw data directory");
   CLI11_PARSE(app, argc, argv);
 
-  auto rt = train::configure_runtime(threads);
+  auto rt = configure_runtime(threads);
   Config cfg = Config::load("configs/beauty.yaml");
   cfg.set("paths.configs", "configs");
   cfg.set("data.valid_fraction", "0");
   cfg.set("model", model_name);
   cfg.apply_overrides(overrides);
-  auto raw = data::read_dataset("beauty", train::resolve_data_dir(data_dir) / "amazon-beauty-2014");
+  auto raw = data::read_dataset("beauty", data::resolve_data_dir(data_dir) / "amazon-beauty-2014");
   auto ds = data::prepare(raw, data::prepare_options_from_config(cfg));
   auto model = train::build_backbone(cfg, ds);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-5));
 
-  auto batches = data::batch_indices(static_cast<std::int64_t>(ds.train.size()), 100, true, 1);
+  auto batches = models::batch_indices(static_cast<std::int64_t>(ds.train.size()), 100, true, 1);
   n_batches = std::min<std::int64_t>(n_batches, static_cast<std::int64_t>(batches.size()));
   // Seconds spent in each part of a training step, to show where the time goes.
   double t_batch = 0, t_forward = 0, t_backward = 0, t_step = 0;
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
   auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
   auto step = [&](std::size_t b) {
     auto c0 = now();
-    auto batch = data::make_batch(ds.train, batches[b]);
+    auto batch = models::make_batch(ds.train, batches[b]);
     auto c1 = now();
     optimizer.zero_grad();
     auto out = model->forward(batch);

@@ -16,6 +16,7 @@
 #include <chrono>
 
 #include "llm4sbr/core/config.hpp"
+#include "llm4sbr/data/data_dir.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
 #include "llm4sbr/embed/tfidf_lsa.hpp"
@@ -23,12 +24,12 @@
 #include "llm4sbr/intent/localizer.hpp"
 #include "llm4sbr/intent/titles_source.hpp"
 #include "llm4sbr/train/experiment.hpp"
-#include "llm4sbr/train/runtime.hpp"
+#include "llm4sbr/core/runtime.hpp"
 
 using namespace llm4sbr;
 
 int main(int argc, char** argv) {
-  llm4sbr::train::ensure_fast_blas(argv);
+  llm4sbr::ensure_fast_blas(argv);
   CLI::App app{"Intent localization throughput on Amazon Beauty"};
   std::int64_t n_queries = 50000;
   std::int64_t dim = 256;
@@ -49,13 +50,13 @@ int main(int argc, char** argv) {
   std::string command;
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   fmt::print("$ {}\n", command);
-  auto rt = train::configure_runtime(threads);
+  auto rt = configure_runtime(threads);
   spdlog::set_level(spdlog::level::info);
   auto now = [] { return std::chrono::steady_clock::now(); };
   auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
 
   Config cfg = Config::load("configs/beauty.yaml");
-  auto raw = data::read_dataset("beauty", train::resolve_data_dir(data_dir) / "amazon-beauty-2014");
+  auto raw = data::read_dataset("beauty", data::resolve_data_dir(data_dir) / "amazon-beauty-2014");
   auto ds = data::prepare(raw, data::prepare_options_from_config(cfg));
   std::vector<std::string> titles;
   for (const auto& it : ds.items) titles.push_back(it.title);

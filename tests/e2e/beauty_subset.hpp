@@ -16,7 +16,7 @@
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
 #include "llm4sbr/train/experiment.hpp"
-#include "llm4sbr/train/popularity.hpp"
+#include "llm4sbr/models/popularity.hpp"
 #include "llm4sbr/train/trainer.hpp"
 #include "test_support.hpp"
 
@@ -50,7 +50,7 @@ inline std::pair<train::MetricMap, train::MetricMap> expect_beats_most_popular(c
   const auto& ds = beauty_subset();
   EXPECT_GT(ds.train.size(), 10000u);
   EXPECT_GT(ds.test.size(), 1000u);
-  train::PopularityRecommenderImpl pop(ds);
+  models::PopularityRecommenderImpl pop(ds);
   const auto popular = train::evaluate(pop, ds.test, train::train_options_from_config(cfg), false);
 
   TempDir dir;

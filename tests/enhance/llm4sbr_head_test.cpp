@@ -5,11 +5,11 @@
 #include <cmath>
 
 #include "llm4sbr/core/error.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/enhance/llm4sbr_head.hpp"
 #include "llm4sbr/models/srgnn.hpp"
 #include "llm4sbr/train/metrics.hpp"
-#include "llm4sbr/train/recommender.hpp"
+#include "llm4sbr/models/recommender.hpp"
 
 using namespace llm4sbr;
 
@@ -32,7 +32,7 @@ std::vector<data::Sample> samples() {
 
 // A batch of the given samples with intents [B, V, d_text] drawn from a fixed generator, row = sample id.
 models::SessionBatch batch_of(const std::vector<data::Sample>& all, std::vector<std::int64_t> rows, std::int64_t views) {
-  auto batch = data::make_batch(all, rows);
+  auto batch = models::make_batch(all, rows);
   torch::manual_seed(11);
   const auto table = torch::randn({static_cast<std::int64_t>(all.size()), views, kTextDim});
   batch.intents = table.index_select(0, batch.sample_ids);
@@ -81,11 +81,11 @@ TEST(DirectAU, BatchOfOneHasNoNaN) {
 
 TEST(Llm4sbrHead, NoViewsIsExactlyThePlainBackbone) {
   auto encoder = tiny_srgnn();
-  train::PlainRecommenderImpl plain(encoder);
+  models::PlainRecommenderImpl plain(encoder);
   enhance::Llm4sbrHeadImpl head(encoder, options({}), 3);
   EXPECT_EQ(head.parameters().size(), plain.parameters().size());  // no head parameters at all
   const auto all = samples();
-  auto batch = data::make_batch(all, std::vector<std::int64_t>{0, 1, 2, 3});
+  auto batch = models::make_batch(all, std::vector<std::int64_t>{0, 1, 2, 3});
   plain.train();
   head.train();
   EXPECT_TRUE(torch::equal(head.forward(batch).scores, plain.forward(batch).scores));
@@ -151,7 +151,7 @@ TEST(Llm4sbrHead, WithoutSbrScoresFromTheIntentsAlone) {
   head.eval();
   const auto all = samples();
   auto a = batch_of(all, {0, 1}, 2);
-  auto b = data::make_batch(all, std::vector<std::int64_t>{2, 3});  // other sessions, same intents
+  auto b = models::make_batch(all, std::vector<std::int64_t>{2, 3});  // other sessions, same intents
   b.intents = a.intents;
   EXPECT_TRUE(torch::allclose(head.forward(a).scores, head.forward(b).scores));
 }
@@ -165,7 +165,7 @@ TEST(Llm4sbrHead, BadViewsAndMissingIntentsAreClearErrors) {
 
   enhance::Llm4sbrHeadImpl head(tiny_srgnn(), options({"long", "short"}), 3);
   const auto all = samples();
-  auto batch = data::make_batch(all, std::vector<std::int64_t>{0, 1});
+  auto batch = models::make_batch(all, std::vector<std::int64_t>{0, 1});
   EXPECT_THROW(head.forward(batch), Error);                     // no intents
   batch.intents = torch::zeros({2, 1, kTextDim});
   EXPECT_THROW(head.forward(batch), Error);                     // one view instead of two

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "models/model_testing.hpp"
 
 namespace llm4sbr::models {
@@ -236,7 +236,7 @@ TEST(Dhcn, MatchesClickByClickRecomputation) {
     theta = theta + torch::dot(model.w_2.squeeze(1), gate) * x;
   }
 
-  const auto batch = data::make_batch(samples_of({session}, {1}));
+  const auto batch = models::make_batch(samples_of({session}, {1}));
   const SessionRepresentation rep = model.encode(batch);
   EXPECT_TRUE(torch::allclose(rep.global[0], theta, 1e-12, 1e-12));
   EXPECT_TRUE(torch::allclose(rep.local[0], x_h[1], 1e-12, 1e-12));  // the last click, item 2
@@ -248,7 +248,7 @@ TEST(Dhcn, MatchesClickByClickRecomputation) {
 
 TEST(Dhcn, EvaluationReusesTheItemStatesUntilTheEmbeddingChanges) {
   DhcnImpl model(tiny_options(5, 4), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 5);
-  const auto batch = data::make_batch(samples_of({{3, 1, 3, 2}, {2}}, {1, 3}));
+  const auto batch = models::make_batch(samples_of({{3, 1, 3, 2}, {2}}, {1, 3}));
   model.eval();
   torch::NoGradGuard no_grad;
   const auto first = model.forward(batch);
@@ -268,7 +268,7 @@ TEST(Dhcn, FarPositionsShareTheLastPositionRow) {
   torch::NoGradGuard no_grad;
   // 8 clicks with max_positions 6: the reversed positions 7, 6 and 5 of the first three clicks all use
   // row 5, which therefore moves the result; the reference's fixed table would fail here.
-  const auto batch = data::make_batch(samples_of({{1, 2, 3, 1, 2, 3, 1, 2}}, {3}));
+  const auto batch = models::make_batch(samples_of({{1, 2, 3, 1, 2, 3, 1, 2}}, {3}));
   const auto before = model.forward(batch);
   EXPECT_TRUE(torch::isfinite(before).all().item<bool>());
   model.pos_embedding->weight[5].add_(0.3);
@@ -278,7 +278,7 @@ TEST(Dhcn, FarPositionsShareTheLastPositionRow) {
 TEST(Dhcn, OutputShapesAndTheSslLossOnlyInTraining) {
   const std::int64_t n = 5, d = 8;
   DhcnImpl model(tiny_options(n, d), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 1);
-  const auto batch = data::make_batch(samples_of({{3, 4, 3, 1}, {1}, {5, 2}}, {5, 2, 4}));
+  const auto batch = models::make_batch(samples_of({{3, 4, 3, 1}, {1}, {5, 2}}, {5, 2, 4}));
   expect_representation_shapes(model, batch);
   const SessionRepresentation rep = model.encode(batch);
   ASSERT_TRUE(rep.aux_loss.defined());
@@ -298,7 +298,7 @@ TEST(Dhcn, HybridReadoutFusesBothAnchors) {
   DhcnImpl nonhybrid(own, build_hypergraph(samples_of(kPrefixes, kTargets), 5), 1);
   hybrid.eval();
   expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, true,
-                        data::make_batch(samples_of({{3, 4, 3, 1}, {1}, {5, 2}}, {5, 2, 4})));
+                        models::make_batch(samples_of({{3, 4, 3, 1}, {1}, {5, 2}}, {5, 2, 4})));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ TEST(Dhcn, LineGraphChannelUsesJaccardOverlapAndNoGradient) {
   DhcnImpl model(tiny_options(5, d, 0.01, 2), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 2);
   model.to(torch::kFloat64);
   // Item sets {1,2} (from 1,2,2), {2,3} and {4}: J = 1/3 between the first two, 0 otherwise.
-  const auto batch = data::make_batch(samples_of({{1, 2, 2}, {2, 3}, {4}}, {1, 1, 1}));
+  const auto batch = models::make_batch(samples_of({{1, 2, 2}, {2, 3}, {4}}, {1, 1, 1}));
   const auto theta_l = model.line_graph_sessions(batch);
   EXPECT_FALSE(theta_l.requires_grad());
 
@@ -363,7 +363,7 @@ void check_gradients(double beta) {
   DhcnImpl model(tiny_options(5, 4, beta, 2), build_hypergraph(samples_of(kPrefixes, kTargets), 5), 11);
   model.to(torch::kFloat64);
   // Prefix 7 clicks long: reversed positions 6 -> clamped to row 5.
-  const auto batch = data::make_batch(samples_of({{3, 1, 3, 2}, {2, 2, 4}, {5}, {1, 2, 3, 1, 2, 3, 1}}, {3, 5, 1, 4}));
+  const auto batch = models::make_batch(samples_of({{3, 1, 3, 2}, {2, 2, 4}, {5}, {1, 2, 3, 1, 2, 3, 1}}, {3, 5, 1, 4}));
   const auto theta_l = model.line_graph_sessions(batch);
 
   model.zero_grad();
@@ -396,7 +396,7 @@ TEST(Dhcn, EvalScoresDoNotDependOnTheBatch) {
 // (g) Checkpoints: the parameters round-trip; the hypergraph is rebuilt from the data.
 
 TEST(Dhcn, SaveAndLoadGiveIdenticalScores) {
-  const auto batch = data::make_batch(samples_of({{3, 1, 3, 2}, {2, 2, 4}, {5}}, {3, 5, 1}));
+  const auto batch = models::make_batch(samples_of({{3, 1, 3, 2}, {2, 2, 4}, {5}}, {3, 5, 1}));
   auto graph = [] { return build_hypergraph(samples_of(kPrefixes, kTargets), 5); };
   expect_checkpoint_round_trip(std::make_shared<DhcnImpl>(tiny_options(5, 8), graph(), 1),
                                std::make_shared<DhcnImpl>(tiny_options(5, 8), graph(), 2), batch);

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/gcegnn.hpp"
 #include "models/model_testing.hpp"
 
@@ -141,7 +141,7 @@ TEST(GceGnnGlobalGraph, NeverUsesValidOrTestSessions) {
   EXPECT_FALSE(table.items[4].eq(0).any().item<bool>());  // a training item has neighbours
   // The model runs on a test session holding the test-only item.
   torch::NoGradGuard no_grad;
-  EXPECT_TRUE(torch::isfinite(enc->forward(data::make_batch(ds.test))).all().item<bool>());
+  EXPECT_TRUE(torch::isfinite(enc->forward(models::make_batch(ds.test))).all().item<bool>());
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ TEST(GceGnn, ReadsConfigAndRegistersByName) {
 }
 
 TEST(GceGnn, OutputShapes) {
-  const auto batch = data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {8, 7}}, {5, 2, 9}));
+  const auto batch = models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {8, 7}}, {5, 2, 9}));
   for (std::int64_t n_iter : {1, 2}) {
     GceGnnImpl model = tiny_model(n_iter, 1, 0.3);
     expect_representation_shapes(model, batch);
@@ -224,7 +224,7 @@ TEST(GceGnn, OutputShapes) {
 TEST(GceGnn, HybridReadoutFusesBothAnchors) {
   GceGnnImpl hybrid = tiny_model(1, 1), nonhybrid = tiny_model(1, 1, 0.0, true);
   expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, true,
-                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {8, 7}}, {5, 2, 9})));
+                        models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {8, 7}}, {5, 2, 9})));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ torch::Tensor reference_scores(GceGnnImpl& model, const std::vector<std::int64_t
 
 TEST(GceGnn, MatchesDenseReferenceComputation) {
   const std::vector<std::vector<std::int64_t>> prefixes = {{5, 3, 5, 7}, {2, 2, 6}, {8}, {1, 8, 1, 9, 4}};
-  const auto batch = data::make_batch(samples_of(prefixes, {1, 2, 3, 4}));
+  const auto batch = models::make_batch(samples_of(prefixes, {1, 2, 3, 4}));
   for (std::int64_t n_iter : {1, 2}) {
     GceGnnImpl model = tiny_model(n_iter, 4, 0.5, true);  // dropouts set, but eval mode turns them off
     model.to(torch::kFloat64);
@@ -335,7 +335,7 @@ TEST(GceGnn, GradientsMatchFiniteDifferences) {
   model.to(torch::kFloat64);
   model.train();
   // Together the sessions use all four relation codes (7 5 7 5 gives code 4).
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}, {7, 5, 7, 5}}, {3, 7, 1, 2}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}, {7, 5, 7, 5}}, {3, 7, 1, 2}));
   GradCheck check;
   check.tolerance = 1e-4;
   expect_gradients_match(model, cross_entropy_of(model, batch), check);
@@ -354,7 +354,7 @@ TEST(GceGnn, ScoresDoNotDependOnPadding) {
 // (g) Checkpoints: the parameters round-trip; the neighbour table is rebuilt from the data and the seed.
 
 TEST(GceGnn, SaveAndLoadGiveIdenticalScores) {
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
   expect_checkpoint_round_trip(std::make_shared<GceGnnImpl>(tiny_model_options(2, 0.5), tiny_table(1), 1),
                                std::make_shared<GceGnnImpl>(tiny_model_options(2, 0.5), tiny_table(1), 2), batch);
 }

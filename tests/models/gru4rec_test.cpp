@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "models/model_testing.hpp"
 
 namespace llm4sbr::models {
@@ -77,7 +77,7 @@ TEST(Gru4Rec, InitialisesLikeTheOfficialCodeFromTheSeed) {
 TEST(Gru4Rec, OutputShapes) {
   const std::int64_t n = 20, d = 8;
   Gru4RecImpl model(tiny_options(n, d, 2, 0.2, 0.3), 1);
-  const auto batch = data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
+  const auto batch = models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
   expect_representation_shapes(model, batch);
   EXPECT_FALSE(model.encode(batch).aux_loss.defined());
 }
@@ -87,7 +87,7 @@ TEST(Gru4Rec, HybridReadoutFusesBothAnchors) {
   own.nonhybrid = true;
   Gru4RecImpl hybrid(tiny_options(20, 8), 1), nonhybrid(own, 1);
   expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, false,
-                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
+                        models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
 }
 
 // h' = (1 − z) ñ + z h with r, z, ñ from PyTorch's GRU equations, click by click.
@@ -119,7 +119,7 @@ TEST(Gru4Rec, MatchesStepByStepRecomputation) {
     sum = sum + h;
   }
   // Beside a longer session, so that this row is padded.
-  const auto batch = data::make_batch(samples_of({session, {1, 2, 3, 4, 5, 6}}, {1, 2}));
+  const auto batch = models::make_batch(samples_of({session, {1, 2, 3, 4, 5, 6}}, {1, 2}));
   const SessionRepresentation rep = model.encode(batch);
   EXPECT_TRUE(torch::allclose(rep.local[0], h, 1e-12, 1e-12));
   EXPECT_TRUE(torch::allclose(rep.global[0], sum / 4.0, 1e-12, 1e-12));
@@ -135,7 +135,7 @@ TEST(Gru4Rec, GradientsMatchFiniteDifferences) {
       if (p.dim() == 1) p.uniform_(-0.5, 0.5);  // non-zero biases
   }
   model.to(torch::kFloat64);
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
   expect_gradients_match(model, cross_entropy_of(model, batch));
 }
 
@@ -148,7 +148,7 @@ TEST(Gru4Rec, ScoresDoNotDependOnPadding) {
 TEST(Gru4Rec, DropoutOnlyInTraining) {
   Gru4RecImpl model(tiny_options(20, 8, 1, 0.5, 0.5), 5);
   torch::NoGradGuard no_grad;
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2}}, {1, 2}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2}}, {1, 2}));
   EXPECT_FALSE(torch::equal(model.forward(batch), model.forward(batch)));
   model.eval();
   EXPECT_TRUE(torch::equal(model.forward(batch), model.forward(batch)));

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/data/dataset.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
 #include "test_support.hpp"
@@ -113,11 +113,11 @@ inline void expect_scores_independent_of_batch(models::SessionEncoderImpl& model
   torch::NoGradGuard no_grad;
   std::vector<std::int64_t> reversed(samples.size());
   std::iota(reversed.rbegin(), reversed.rend(), 0);
-  const auto together = model.forward(data::make_batch(samples, reversed));
+  const auto together = model.forward(models::make_batch(samples, reversed));
   for (std::int64_t i = 0; i < static_cast<std::int64_t>(samples.size()); ++i) {
     const std::vector<std::int64_t> alone = {i};
-    const auto single = model.forward(data::make_batch(samples, alone))[0];
-    const auto padded = model.forward(data::make_batch(samples, alone, torch::kCPU, 30))[0];
+    const auto single = model.forward(models::make_batch(samples, alone))[0];
+    const auto padded = model.forward(models::make_batch(samples, alone, torch::kCPU, 30))[0];
     const auto in_batch = together[static_cast<std::int64_t>(samples.size()) - 1 - i];
     EXPECT_TRUE(torch::allclose(single, in_batch, 1e-5, 1e-6)) << "sample " << i << ": " << (single - in_batch).abs().max();
     EXPECT_TRUE(torch::allclose(single, padded, 1e-5, 1e-6)) << "sample " << i << ": " << (single - padded).abs().max();

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/train/experiment.hpp"
 #include "models/model_testing.hpp"
 
@@ -96,7 +96,7 @@ TEST(SasRec, DatasetConfigsOverrideTheModelDefaults) {
 TEST(SasRec, OutputShapes) {
   const std::int64_t n = 20, d = 8;
   SasRecImpl model(tiny_options(n, d, 2, 2, 0.2), 1);
-  const auto batch = data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
+  const auto batch = models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
   expect_representation_shapes(model, batch);
   EXPECT_FALSE(model.encode(batch).aux_loss.defined());
 }
@@ -106,7 +106,7 @@ TEST(SasRec, HybridReadoutFusesBothAnchors) {
   own.nonhybrid = true;
   SasRecImpl hybrid(tiny_options(20, 8), 1), nonhybrid(own, 1);
   expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, false,
-                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
+                        models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
 }
 
 // One block, two heads, recomputed position by position for a 3-click session with max_length 6:
@@ -162,7 +162,7 @@ TEST(SasRec, MatchesPositionByPositionRecomputation) {
   }
 
   // Beside a longer session, so that this row is padded.
-  const auto batch = data::make_batch(samples_of({session, {1, 2, 3, 4, 5}}, {1, 2}));
+  const auto batch = models::make_batch(samples_of({session, {1, 2, 3, 4, 5}}, {1, 2}));
   const SessionRepresentation rep = model.encode(batch);
   EXPECT_TRUE(torch::allclose(rep.local[0], out[2], 1e-12, 1e-12)) << rep.local[0] << "\n" << out[2];
   EXPECT_TRUE(torch::allclose(rep.global[0], (out[0] + out[1] + out[2]) / 3.0, 1e-12, 1e-12));
@@ -177,7 +177,7 @@ TEST(SasRec, KeepsTheLastMaxLengthClicks) {
   torch::NoGradGuard no_grad;
   const auto samples = samples_of({{1, 2, 3, 4, 5, 6, 7}, {4, 5, 6, 7}, {9, 9, 9, 5, 6, 7}}, {1, 1, 1});
   const std::vector<std::int64_t> all = {0, 1, 2};
-  const SessionRepresentation rep = model.encode(data::make_batch(samples, all));
+  const SessionRepresentation rep = model.encode(models::make_batch(samples, all));
   EXPECT_TRUE(torch::allclose(rep.local[0], rep.local[1], 1e-5, 1e-6));
   EXPECT_TRUE(torch::allclose(rep.global[0], rep.global[1], 1e-5, 1e-6));
   EXPECT_FALSE(torch::allclose(rep.local[1], rep.local[2], 1e-5, 1e-6));  // 9 is kept there
@@ -187,7 +187,7 @@ TEST(SasRec, KeepsTheLastMaxLengthClicks) {
 TEST(SasRec, GradientsMatchFiniteDifferences) {
   SasRecImpl model(tiny_options(7, 4, 2, 2, 0.0, 4), 11);  // dropout off; a 5-click prefix is cut to 4
   model.to(torch::kFloat64);
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}, {1, 2, 3, 4, 5}}, {3, 7, 1, 6}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}, {1, 2, 3, 4, 5}}, {3, 7, 1, 6}));
   // A key bias adds q·b_K to every logit of a query alike, which the softmax cancels: its gradient is
   // exactly zero (in the authors' code too).
   GradCheck check;
@@ -206,7 +206,7 @@ TEST(SasRec, ScoresDoNotDependOnPadding) {
 TEST(SasRec, DropoutOnlyInTraining) {
   SasRecImpl model(tiny_options(20, 8, 2, 1, 0.5), 5);
   torch::NoGradGuard no_grad;
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2}}, {1, 2}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2}}, {1, 2}));
   EXPECT_FALSE(torch::equal(model.forward(batch), model.forward(batch)));
   model.eval();
   EXPECT_TRUE(torch::equal(model.forward(batch), model.forward(batch)));

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/session_graph.hpp"
 #include "llm4sbr/models/srgnn.hpp"
 #include "models/model_testing.hpp"
@@ -131,7 +131,7 @@ TEST(SrGnn, InitialisesUniformlyFromTheSeed) {
 TEST(SrGnn, OutputShapes) {
   const std::int64_t n = 20, d = 8;
   const auto samples = samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20});
-  const auto batch = data::make_batch(samples);
+  const auto batch = models::make_batch(samples);
   for (bool nonhybrid : {false, true}) {
     SrGnnImpl model(tiny_options(n, d, 1, nonhybrid), 1);
     expect_representation_shapes(model, batch);
@@ -142,7 +142,7 @@ TEST(SrGnn, OutputShapes) {
 TEST(SrGnn, HybridReadoutFusesBothAnchors) {
   SrGnnImpl hybrid(tiny_options(20, 8), 1), nonhybrid(tiny_options(20, 8, 1, true), 1);
   expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, true,
-                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
+                        models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ TEST(SrGnn, MatchesNodeByNodeRecomputation) {
   const auto s_h = torch::mv(model.linear_transform->weight, torch::cat({s_g, v_n})) + model.linear_transform->bias;
   const auto want = torch::mv(E.slice(0, 1), s_h);
 
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}}, {1}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}}, {1}));
   const SessionRepresentation rep = model.encode(batch);
   EXPECT_TRUE(torch::allclose(rep.local[0], v_n, 1e-12, 1e-12));
   EXPECT_TRUE(torch::allclose(rep.global[0], s_g, 1e-12, 1e-12));
@@ -209,7 +209,7 @@ TEST(SrGnn, MatchesNodeByNodeRecomputation) {
 void check_gradients(bool nonhybrid) {
   SrGnnImpl model(tiny_options(7, 4, 2, nonhybrid), 11);
   model.to(torch::kFloat64);
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
   GradCheck check;
   check.tolerance = 1e-4;
   if (nonhybrid) {
@@ -235,7 +235,7 @@ TEST(SrGnn, ScoresDoNotDependOnPadding) {
 // (e) Checkpoints: save, load into a differently initialised model, same scores.
 
 TEST(SrGnn, SaveAndLoadGiveIdenticalScores) {
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
   expect_checkpoint_round_trip(std::make_shared<SrGnnImpl>(tiny_options(20, 8, 1), 1),
                                std::make_shared<SrGnnImpl>(tiny_options(20, 8, 1), 2), batch);
 }

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/tagnn.hpp"
 #include "models/model_testing.hpp"
 
@@ -71,12 +71,12 @@ TEST(Tagnn, ReadsConfigAndRegistersByName) {
   EXPECT_EQ(t->current_pad_length(), 3);
   // A session longer than the padded length is an error, not a silent truncation.
   torch::NoGradGuard no_grad;
-  EXPECT_THROW(t->forward(data::make_batch(samples_of({{1, 2, 3, 4}}, {5}))), Error);
+  EXPECT_THROW(t->forward(models::make_batch(samples_of({{1, 2, 3, 4}}, {5}))), Error);
 }
 
 TEST(Tagnn, OutputShapes) {
   const std::int64_t n = 20, d = 8;
-  const auto batch = data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
+  const auto batch = models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20}));
   for (bool faithful : {false, true}) {
     TagnnImpl model(tiny_options(n, d, 1, faithful, 6), 1);
     expect_representation_shapes(model, batch);
@@ -88,7 +88,7 @@ TEST(Tagnn, HybridReadoutFusesBothAnchors) {
   own.base.nonhybrid = true;
   TagnnImpl hybrid(tiny_options(20, 8), 1), nonhybrid(own, 1);
   expect_hybrid_readout(hybrid, hybrid.linear_transform, nonhybrid, true,
-                        data::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
+                        models::make_batch(samples_of({{3, 4, 3, 9}, {1}, {20, 7}}, {5, 2, 20})));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ struct AttentionSums {
 
 AttentionSums attention_sums(TagnnImpl& model, std::int64_t repeats) {
   torch::NoGradGuard no_grad;
-  const auto batch = data::make_batch(samples_of({std::vector<std::int64_t>(static_cast<std::size_t>(repeats), 4)}, {1}));
+  const auto batch = models::make_batch(samples_of({std::vector<std::int64_t>(static_cast<std::size_t>(repeats), 4)}, {1}));
   const auto rep = model.encode(batch);
   const auto s = model.readout(rep);
   const auto candidates = model.embedding->weight.slice(0, 1);
@@ -192,7 +192,7 @@ torch::Tensor brute_force_scores(TagnnImpl& model, const SessionBatch& batch, st
 
 TEST(Tagnn, ScoresMatchBruteForceReferenceComputation) {
   const auto samples = samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}, {1, 8, 1, 8, 9, 9}}, {1, 2, 3, 4});
-  const auto batch = data::make_batch(samples);
+  const auto batch = models::make_batch(samples);
   for (bool faithful : {false, true}) {
     const std::int64_t pad = 9;
     TagnnImpl model(tiny_options(9, 4, 2, faithful, pad), 3);
@@ -211,7 +211,7 @@ TEST(Tagnn, ScoresMatchBruteForceReferenceComputation) {
 void check_gradients(bool faithful) {
   TagnnImpl model(tiny_options(7, 4, 2, faithful, 6), 11);
   model.to(torch::kFloat64);
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
   GradCheck check;
   check.tolerance = 1e-4;
   check.label = faithful ? "(faithful)" : "";
@@ -236,10 +236,10 @@ TEST(Tagnn, ScoresDoNotDependOnPaddingByDefault) {
   TagnnImpl short_pad(tiny_options(20, 8, 2, true, 10), 5), long_pad(tiny_options(20, 8, 2, true, 30), 5);
   torch::NoGradGuard no_grad;
   const std::vector<std::int64_t> alone = {0}, together = {1, 0, 2};
-  const auto a = short_pad.forward(data::make_batch(samples, alone));
-  const auto b = short_pad.forward(data::make_batch(samples, together));
+  const auto a = short_pad.forward(models::make_batch(samples, alone));
+  const auto b = short_pad.forward(models::make_batch(samples, together));
   EXPECT_TRUE(torch::allclose(a[0], b[1], 1e-5, 1e-6)) << (a[0] - b[1]).abs().max();
-  const auto c = long_pad.forward(data::make_batch(samples, alone));
+  const auto c = long_pad.forward(models::make_batch(samples, alone));
   EXPECT_FALSE(torch::allclose(a[0], c[0], 1e-5, 1e-6));
 }
 
@@ -247,7 +247,7 @@ TEST(Tagnn, ScoresDoNotDependOnPaddingByDefault) {
 // Checkpoints: save, load into a differently initialised model, same scores (linear_t included).
 
 TEST(Tagnn, SaveAndLoadGiveIdenticalScores) {
-  const auto batch = data::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
+  const auto batch = models::make_batch(samples_of({{5, 3, 5, 7}, {2, 2, 6}, {4}}, {3, 7, 1}));
   expect_checkpoint_round_trip(std::make_shared<TagnnImpl>(tiny_options(20, 8), 1),
                                std::make_shared<TagnnImpl>(tiny_options(20, 8), 2), batch);
 }

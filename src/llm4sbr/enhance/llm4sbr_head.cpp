@@ -7,7 +7,7 @@
 #include <set>
 
 #include "llm4sbr/core/error.hpp"
-#include "llm4sbr/models/srgnn.hpp"
+#include "llm4sbr/models/init.hpp"
 
 namespace llm4sbr::enhance {
 
@@ -32,6 +32,14 @@ Anchor anchor_of(const std::string& view) {
   if (view == "long" || view == "normal") return Anchor::kGlobal;
   if (view == "short") return Anchor::kLocal;
   throw ConfigError(fmt::format("the LLM4SBR head knows the views long, short and normal, not '{}'", view));
+}
+
+const SettingsSchema& enhance_settings() {
+  using enum SettingType;
+  static const SettingsSchema schema{"enhance",
+                                     {{"enabled", kBool}, {"baseline", kBool}, {"tau", kNumber}, {"align_uniform", kBool},
+                                      {"average_views", kBool}, {"without_sbr", kBool}}};
+  return schema;
 }
 
 HeadOptions HeadOptions::from_config(const Config& cfg, std::vector<std::string> views, std::int64_t text_dim) {
@@ -69,7 +77,7 @@ Llm4sbrHeadImpl::Llm4sbrHeadImpl(models::SessionEncoder encoder, HeadOptions opt
   to(device);
 }
 
-train::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch) {
+models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch) {
   models::SessionRepresentation rep = encoder_->encode(batch);
   const auto n_views = static_cast<std::int64_t>(options_.views.size());
   if (n_views == 0) return {encoder_->score(encoder_->readout(rep), rep), rep.aux_loss};
@@ -113,7 +121,7 @@ train::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch)
 
 std::string Llm4sbrHeadImpl::label() const {
   if (options_.without_sbr) return "LLM-Infer";
-  return fmt::format("LLM4SBR({})", train::display_name(encoder_->name()));
+  return fmt::format("LLM4SBR({})", models::display_name(encoder_->name()));
 }
 
 }  // namespace llm4sbr::enhance

@@ -22,7 +22,8 @@
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
-#include "llm4sbr/train/recommender.hpp"
+#include "llm4sbr/models/recommender.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::enhance {
 
@@ -40,6 +41,9 @@ enum class Anchor { kGlobal, kLocal };
 
 /// The anchor of a view: "long" and "normal" -> global, "short" -> local. Throws ConfigError otherwise.
 Anchor anchor_of(const std::string& view);
+
+/// The keys of enhance.*: enabled and baseline (which rows a run trains) and the head's options below.
+const SettingsSchema& enhance_settings();
 
 struct HeadOptions {
   /// The views of the intents tensor, in its order (intents.npy's second axis). Empty = no enhancement:
@@ -61,12 +65,12 @@ struct HeadOptions {
 /// options.views.size()) and returns the scores [B, N] and the weighted auxiliary loss (training mode
 /// only, plus the backbone's own auxiliary loss). In eval mode a sample's scores depend on that sample
 /// alone. Throws Error if the batch carries no intents or intents of the wrong shape.
-class Llm4sbrHeadImpl : public train::RecommenderImpl {
+class Llm4sbrHeadImpl : public models::RecommenderImpl {
  public:
   /// New head parameters are drawn from U(−1/√d, 1/√d) with `seed` (the reference's initialisation).
   Llm4sbrHeadImpl(models::SessionEncoder encoder, HeadOptions options, std::uint64_t seed);
 
-  train::ForwardOutput forward(const models::SessionBatch& batch) override;
+  models::ForwardOutput forward(const models::SessionBatch& batch) override;
   /// "LLM4SBR(SR-GNN)"; the w/o-SBR variant is "LLM-Infer".
   std::string label() const override;
 

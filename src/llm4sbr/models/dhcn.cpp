@@ -14,8 +14,9 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/models/model_settings.hpp"
+#include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/segments.hpp"
-#include "llm4sbr/models/srgnn.hpp"  // init_uniform_reference
+#include "llm4sbr/models/init.hpp"
 
 namespace llm4sbr::models {
 
@@ -460,8 +461,7 @@ torch::Tensor DhcnImpl::ssl_loss(const torch::Tensor& theta_h, const torch::Tens
 }
 
 torch::Tensor DhcnImpl::readout(const SessionRepresentation& rep) {
-  if (options_.nonhybrid) return rep.global;
-  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+  return hybrid_readout(linear_transform, rep, options_.nonhybrid, rep.global);
 }
 
 torch::Tensor DhcnImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {

@@ -12,7 +12,8 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/models/model_settings.hpp"
-#include "llm4sbr/models/srgnn.hpp"  // init_uniform_reference
+#include "llm4sbr/models/readout.hpp"
+#include "llm4sbr/models/init.hpp"
 #include "llm4sbr/models/segments.hpp"
 
 namespace llm4sbr::models {
@@ -345,12 +346,11 @@ SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
 }
 
 torch::Tensor GceGnnImpl::readout(const SessionRepresentation& rep) {
-  if (options_.nonhybrid) return rep.global;
-  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+  return hybrid_readout(linear_transform, rep, options_.nonhybrid, rep.global);
 }
 
 torch::Tensor GceGnnImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
-  return torch::matmul(session, embedding->weight.narrow(0, 1, options_.n_items).t());
+  return embedding_scores(session, embedding->weight, options_.n_items);
 }
 
 SessionEncoder make_gcegnn(const ModelContext& ctx, const Config& settings) {

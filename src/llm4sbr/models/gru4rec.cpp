@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "llm4sbr/models/model_settings.hpp"
+#include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/segments.hpp"
 
 namespace llm4sbr::models {
@@ -85,13 +86,11 @@ SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
 }
 
 torch::Tensor Gru4RecImpl::readout(const SessionRepresentation& rep) {
-  if (options_.nonhybrid) return rep.local;
-  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+  return hybrid_readout(linear_transform, rep, options_.nonhybrid, rep.local);
 }
 
 torch::Tensor Gru4RecImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
-  const auto candidates = embedding->weight.narrow(0, 1, options_.n_items);  // E[1:], [N, d]
-  return torch::matmul(session, candidates.t()) + item_bias;
+  return embedding_scores(session, embedding->weight, options_.n_items) + item_bias;
 }
 
 SessionEncoder make_gru4rec(const ModelContext& ctx, const Config& settings) {

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "llm4sbr/models/model_settings.hpp"
+#include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/segments.hpp"
 
 namespace llm4sbr::models {
@@ -140,13 +141,11 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
 }
 
 torch::Tensor SasRecImpl::readout(const SessionRepresentation& rep) {
-  if (options_.nonhybrid) return rep.local;
-  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+  return hybrid_readout(linear_transform, rep, options_.nonhybrid, rep.local);
 }
 
 torch::Tensor SasRecImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
-  const auto candidates = embedding->weight.narrow(0, 1, options_.n_items);  // E[1:], [N, d]
-  return torch::matmul(session, candidates.t());
+  return embedding_scores(session, embedding->weight, options_.n_items);
 }
 
 SessionEncoder make_sasrec(const ModelContext& ctx, const Config& settings) {

@@ -1,11 +1,12 @@
 #include "llm4sbr/models/srgnn.hpp"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 
 #include <cmath>
 #include <memory>
 
+#include "llm4sbr/models/init.hpp"
+#include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/session_graph.hpp"
 
 namespace llm4sbr::models {
@@ -56,18 +57,6 @@ torch::Tensor GatedGnnImpl::forward(const SessionGraph& graph, torch::Tensor hid
   return hidden;
 }
 
-void init_uniform_reference(torch::nn::Module& module, std::int64_t hidden_size, std::uint64_t seed) {
-  const double bound = 1.0 / std::sqrt(static_cast<double>(hidden_size));
-  auto gen = at::detail::createCPUGenerator(seed);
-  torch::NoGradGuard no_grad;
-  for (auto& p : module.parameters()) {
-    // Draw on the CPU in the parameter's dtype, so the values do not depend on the device.
-    auto draw = torch::empty(p.sizes(), p.options().device(torch::kCPU));
-    draw.uniform_(-bound, bound, gen);
-    p.copy_(draw);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------
 
 SrGnnImpl::SrGnnImpl(SrGnnOptions options, std::uint64_t seed) : options_(options) {
@@ -103,13 +92,11 @@ SessionRepresentation SrGnnImpl::encode(const SessionBatch& batch) {
 }
 
 torch::Tensor SrGnnImpl::readout(const SessionRepresentation& rep) {
-  if (options_.nonhybrid) return rep.global;
-  return linear_transform(torch::cat({rep.global, rep.local}, 1));
+  return hybrid_readout(linear_transform, rep, options_.nonhybrid, rep.global);
 }
 
 torch::Tensor SrGnnImpl::score(const torch::Tensor& session, const SessionRepresentation& /*rep*/) {
-  const auto candidates = embedding->weight.narrow(0, 1, options_.n_items);  // E[1:], [N, d]
-  return torch::matmul(session, candidates.t());
+  return embedding_scores(session, embedding->weight, options_.n_items);
 }
 
 SessionEncoder make_srgnn(const ModelContext& ctx, const Config& settings) {

@@ -52,11 +52,6 @@ class GatedGnnImpl : public torch::nn::Module {
 };
 TORCH_MODULE(GatedGnn);
 
-/// Draws every parameter of `module` (recursively, in registration order) from U(−1/√d, 1/√d), the
-/// initialisation of all five reference codebases (backbone-notes §2.7), with a generator seeded by
-/// `seed`, so that a model's initial weights depend only on the seed. Works on any device and dtype.
-void init_uniform_reference(torch::nn::Module& module, std::int64_t hidden_size, std::uint64_t seed);
-
 /// SR-GNN as a SessionEncoder.
 ///
 /// encode: H = GatedGnn(E[nodes]); v_t = H[node of click t] (rep.clicks, packed [P, d]); local = v_n, the

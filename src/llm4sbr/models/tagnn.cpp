@@ -6,7 +6,8 @@
 #include <memory>
 
 #include "llm4sbr/core/error.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/models/init.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/session_graph.hpp"
 
@@ -24,8 +25,8 @@ TagnnOptions TagnnOptions::from_config(const ModelContext& ctx, const Config& se
     o.train_pad_length = o.eval_pad_length = o.pad_length;
   } else if (ctx.dataset != nullptr) {
     // The reference pads each Data object to its own longest sequence (§2.8): train and test differ.
-    o.train_pad_length = data::max_prefix_length(ctx.dataset->train);
-    o.eval_pad_length = std::max(data::max_prefix_length(ctx.dataset->valid), data::max_prefix_length(ctx.dataset->test));
+    o.train_pad_length = models::max_prefix_length(ctx.dataset->train);
+    o.eval_pad_length = std::max(models::max_prefix_length(ctx.dataset->valid), models::max_prefix_length(ctx.dataset->test));
     if (o.eval_pad_length == 0) o.eval_pad_length = o.train_pad_length;
   } else {
     throw ConfigError("tagnn: faithful_padding needs config key 'pad_length' > 0 or a dataset to take it from");

@@ -1,15 +1,15 @@
-#include "llm4sbr/train/recommender.hpp"
+#include "llm4sbr/models/recommender.hpp"
 
 #include <map>
 
-namespace llm4sbr::train {
+namespace llm4sbr::models {
 
-PlainRecommenderImpl::PlainRecommenderImpl(models::SessionEncoder encoder) : encoder_(std::move(encoder)) {
+PlainRecommenderImpl::PlainRecommenderImpl(SessionEncoder encoder) : encoder_(std::move(encoder)) {
   register_module("encoder", encoder_);
 }
 
-ForwardOutput PlainRecommenderImpl::forward(const models::SessionBatch& batch) {
-  models::SessionRepresentation rep = encoder_->encode(batch);
+ForwardOutput PlainRecommenderImpl::forward(const SessionBatch& batch) {
+  SessionRepresentation rep = encoder_->encode(batch);
   return {encoder_->score(encoder_->readout(rep), rep), rep.aux_loss};
 }
 
@@ -24,4 +24,4 @@ std::string display_name(const std::string& model) {
   return it == names.end() ? model : it->second;
 }
 
-}  // namespace llm4sbr::train
+}  // namespace llm4sbr::models

@@ -10,7 +10,7 @@
 
 #include "llm4sbr/models/session_encoder.hpp"
 
-namespace llm4sbr::train {
+namespace llm4sbr::models {
 
 struct ForwardOutput {
   torch::Tensor scores;    ///< [B, N] scores of items 1..N
@@ -19,7 +19,7 @@ struct ForwardOutput {
 
 class RecommenderImpl : public torch::nn::Module {
  public:
-  virtual ForwardOutput forward(const models::SessionBatch& batch) = 0;
+  virtual ForwardOutput forward(const SessionBatch& batch) = 0;
   /// Row label in results tables: "SR-GNN", "LLM4SBR(SR-GNN)".
   virtual std::string label() const = 0;
 };
@@ -29,16 +29,16 @@ using Recommender = std::shared_ptr<RecommenderImpl>;
 /// A backbone on its own, exactly as its paper describes it.
 class PlainRecommenderImpl : public RecommenderImpl {
  public:
-  explicit PlainRecommenderImpl(models::SessionEncoder encoder);
-  ForwardOutput forward(const models::SessionBatch& batch) override;
+  explicit PlainRecommenderImpl(SessionEncoder encoder);
+  ForwardOutput forward(const SessionBatch& batch) override;
   std::string label() const override;
-  const models::SessionEncoder& encoder() const { return encoder_; }
+  const SessionEncoder& encoder() const { return encoder_; }
 
  private:
-  models::SessionEncoder encoder_;
+  SessionEncoder encoder_;
 };
 
 /// Display name of a registered model ("srgnn" -> "SR-GNN").
 std::string display_name(const std::string& model);
 
-}  // namespace llm4sbr::train
+}  // namespace llm4sbr::models

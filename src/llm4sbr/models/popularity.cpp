@@ -1,8 +1,8 @@
-#include "llm4sbr/train/popularity.hpp"
+#include "llm4sbr/models/popularity.hpp"
 
 #include <unordered_set>
 
-namespace llm4sbr::train {
+namespace llm4sbr::models {
 
 PopularityRecommenderImpl::PopularityRecommenderImpl(const data::PreparedDataset& ds) {
   counts_ = torch::zeros({ds.n_items()}, torch::kFloat32);
@@ -16,8 +16,8 @@ PopularityRecommenderImpl::PopularityRecommenderImpl(const data::PreparedDataset
   counts_ = register_buffer("counts", counts_);
 }
 
-ForwardOutput PopularityRecommenderImpl::forward(const models::SessionBatch& batch) {
+ForwardOutput PopularityRecommenderImpl::forward(const SessionBatch& batch) {
   return {counts_.unsqueeze(0).expand({batch.size(), counts_.size(0)}), {}};
 }
 
-}  // namespace llm4sbr::train
+}  // namespace llm4sbr::models

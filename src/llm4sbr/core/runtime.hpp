@@ -3,7 +3,7 @@
 
 #include <string>
 
-namespace llm4sbr::train {
+namespace llm4sbr {
 
 struct RuntimeInfo {
   int intra_op_threads = 1;  ///< LibTorch's own (OpenMP) threads
@@ -28,4 +28,4 @@ void ensure_fast_blas(char** argv);
 /// all cores.
 RuntimeInfo configure_runtime(int threads = 0);
 
-}  // namespace llm4sbr::train
+}  // namespace llm4sbr

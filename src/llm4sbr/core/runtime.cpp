@@ -1,9 +1,9 @@
-#include "llm4sbr/train/runtime.hpp"
+#include "llm4sbr/core/runtime.hpp"
 
 #include <dlfcn.h>
 #include <link.h>
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
+#include <ATen/Parallel.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <thread>
 
-namespace llm4sbr::train {
+namespace llm4sbr {
 
 namespace {
 
@@ -92,4 +92,4 @@ RuntimeInfo configure_runtime(int threads) {
   return info;
 }
 
-}  // namespace llm4sbr::train
+}  // namespace llm4sbr

@@ -1,4 +1,4 @@
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
 
 #include <algorithm>
 #include <numeric>
@@ -6,14 +6,14 @@
 
 #include "llm4sbr/core/error.hpp"
 
-namespace llm4sbr::data {
+namespace llm4sbr::models {
 
-models::SessionBatch make_batch(const std::vector<Sample>& samples, std::span<const std::int64_t> indices,
+SessionBatch make_batch(const std::vector<data::Sample>& samples, std::span<const std::int64_t> indices,
                                 const torch::Device& device, std::int64_t pad_to) {
   const auto b = static_cast<std::int64_t>(indices.size());
   std::int64_t len = pad_to;
   for (auto i : indices) {
-    const Sample& s = samples.at(static_cast<std::size_t>(i));
+    const data::Sample& s = samples.at(static_cast<std::size_t>(i));
     if (s.prefix.empty())
       throw InputError("sample " + std::to_string(s.id), 0, "prefix", "empty session prefix");
     len = std::max<std::int64_t>(len, static_cast<std::int64_t>(s.prefix.size()));
@@ -27,13 +27,13 @@ models::SessionBatch make_batch(const std::vector<Sample>& samples, std::span<co
   auto tt = targets.accessor<std::int64_t, 1>();
   auto st = ids.accessor<std::int64_t, 1>();
   for (std::int64_t r = 0; r < b; ++r) {
-    const Sample& s = samples[static_cast<std::size_t>(indices[static_cast<std::size_t>(r)])];
+    const data::Sample& s = samples[static_cast<std::size_t>(indices[static_cast<std::size_t>(r)])];
     for (std::size_t t = 0; t < s.prefix.size(); ++t) it[r][static_cast<std::int64_t>(t)] = s.prefix[t];
     lt[r] = static_cast<std::int64_t>(s.prefix.size());
     tt[r] = s.target;
     st[r] = s.id;
   }
-  models::SessionBatch batch;
+  SessionBatch batch;
   batch.items = items.to(device);
   batch.lengths = lengths.to(device);
   batch.mask = batch.items.ne(0);
@@ -42,7 +42,7 @@ models::SessionBatch make_batch(const std::vector<Sample>& samples, std::span<co
   return batch;
 }
 
-models::SessionBatch make_batch(const std::vector<Sample>& samples, const torch::Device& device) {
+SessionBatch make_batch(const std::vector<data::Sample>& samples, const torch::Device& device) {
   std::vector<std::int64_t> all(samples.size());
   std::iota(all.begin(), all.end(), 0);
   return make_batch(samples, all, device);
@@ -64,10 +64,10 @@ std::vector<std::vector<std::int64_t>> batch_indices(std::int64_t n, std::int64_
   return batches;
 }
 
-std::int64_t max_prefix_length(const std::vector<Sample>& samples) {
+std::int64_t max_prefix_length(const std::vector<data::Sample>& samples) {
   std::size_t m = 0;
   for (const auto& s : samples) m = std::max(m, s.prefix.size());
   return static_cast<std::int64_t>(m);
 }
 
-}  // namespace llm4sbr::data
+}  // namespace llm4sbr::models

@@ -10,17 +10,17 @@
 #include "llm4sbr/data/dataset.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
 
-namespace llm4sbr::data {
+namespace llm4sbr::models {
 
 /// Packs samples[indices] into a SessionBatch on `device`: items [B, L] left-aligned and padded with 0
 /// to the longest prefix of the batch (or to `pad_to` if larger: a faithful switch for models whose
 /// reference pads to the dataset-wide maximum), lengths, mask, targets and sample ids.
 /// Throws InputError if a sample has an empty prefix.
-models::SessionBatch make_batch(const std::vector<Sample>& samples, std::span<const std::int64_t> indices,
+SessionBatch make_batch(const std::vector<data::Sample>& samples, std::span<const std::int64_t> indices,
                                 const torch::Device& device = torch::kCPU, std::int64_t pad_to = 0);
 
 /// Convenience: the batch of all given samples in order.
-models::SessionBatch make_batch(const std::vector<Sample>& samples, const torch::Device& device = torch::kCPU);
+SessionBatch make_batch(const std::vector<data::Sample>& samples, const torch::Device& device = torch::kCPU);
 
 /// The order in which an epoch visits a split, cut into batches of `batch_size` (the last one smaller).
 /// With `shuffle`, the order is a permutation drawn from `seed` (one per epoch: pass seed + epoch).
@@ -28,6 +28,6 @@ std::vector<std::vector<std::int64_t>> batch_indices(std::int64_t n, std::int64_
                                                      std::uint64_t seed);
 
 /// Longest prefix over samples (the dataset-wide padding length of the reference code).
-std::int64_t max_prefix_length(const std::vector<Sample>& samples);
+std::int64_t max_prefix_length(const std::vector<data::Sample>& samples);
 
-}  // namespace llm4sbr::data
+}  // namespace llm4sbr::models
