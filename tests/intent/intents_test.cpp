@@ -115,15 +115,24 @@ TEST(Intents, WritesIntentsRecordsAndDoneLast) {
   EXPECT_EQ(done.at("views"), nlohmann::json({"long", "short"}));
 }
 
+/// The toy dataset's intents (r = 2) written by the one-step stage into `dir`, with what made them.
+struct ToyStage {
+  data::PreparedDataset ds = toy_dataset();
+  std::unique_ptr<embed::TfidfLsaEncoder> enc = fitted_toy_encoder(ds);
+  torch::Tensor catalogue = catalogue_embeddings(ds, *enc);
+  IntentsOptions opt = [] {
+    IntentsOptions o;
+    o.r = 2;
+    return o;
+  }();
+  explicit ToyStage(const fs::path& dir) { write_intents(dir, ds, ds.train, titles_text_source(ds), *enc, catalogue, opt); }
+};
+
 TEST(Intents, EncodeThenLocalizeInTwoStepsEqualsTheOneStepStage) {
   // `llm4sbr encode` + `llm4sbr localize` write through files what write_intents does in memory.
   TempDir tmp;
-  const auto ds = toy_dataset();
-  auto enc = fitted_toy_encoder(ds);
-  const auto catalogue = catalogue_embeddings(ds, *enc);
-  IntentsOptions opt;
-  opt.r = 2;
-  write_intents(tmp / "one", ds, ds.train, titles_text_source(ds), *enc, catalogue, opt);
+  const ToyStage toy(tmp / "one");
+  const auto& [ds, enc, catalogue, opt] = toy;
 
   const auto encoded = encode_view_texts(ds, ds.train, titles_text_source(ds), *enc, opt);
   EXPECT_EQ(encoded.distinct.size(), 3u);
@@ -145,6 +154,21 @@ TEST(Intents, EncodeThenLocalizeInTwoStepsEqualsTheOneStepStage) {
   save_encoded_texts(tmp / "enc", encoded);
   std::ofstream(tmp / "enc" / "texts.jsonl", std::ios::app) << "\"one text too many\"\n";
   EXPECT_THROW(load_encoded_texts(tmp / "enc"), InputError);
+}
+
+TEST(Intents, InMemoryIntentsEqualWhatTheFileStageWrites) {
+  // The online service turns texts into intents without files; it must give what training read.
+  TempDir tmp;
+  const ToyStage toy(tmp / "stage");
+  const auto& [ds, enc, catalogue, opt] = toy;
+  const auto index = catalogue_index(catalogue, opt.localizer);
+  const auto memory = intents_in_memory(ds, ds.train, titles_text_source(ds), *enc, *index, opt);
+  EXPECT_TRUE(torch::equal(memory.intents, read_intents(tmp / "stage")));
+  EXPECT_EQ(memory.localized.r, 2);
+  EXPECT_EQ(memory.texts.distinct.size(), 3u);
+  // One sample at a time (a request) gives that sample's rows.
+  const auto one = intents_in_memory(ds, {ds.train[1]}, titles_text_source(ds), *enc, *index, opt);
+  EXPECT_TRUE(torch::allclose(one.intents[0], memory.intents[1], 1e-6, 1e-6));
 }
 
 TEST(Intents, InterruptedRunIsNeverMistakenForAFinishedOne) {

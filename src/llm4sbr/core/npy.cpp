@@ -19,64 +19,6 @@ static_assert(std::endian::native == std::endian::little, ".npy I/O assumes a li
 
 namespace fs = std::filesystem;
 
-// --- AtomicFile ---------------------------------------------------------------------------------
-
-AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
-  tmp_ = target_;
-  tmp_ += fmt::format(".tmp.{}", ::getpid());
-  file_ = std::fopen(tmp_.c_str(), "wb");
-  if (!file_) throw Error(fmt::format("{}: cannot create file: {}", tmp_.string(), std::strerror(errno)));
-  // Big arrays go out in few large writes.
-  std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
-}
-
-AtomicFile::AtomicFile(AtomicFile&& other) noexcept
-    : target_(std::move(other.target_)), tmp_(std::move(other.tmp_)), file_(other.file_) {
-  other.file_ = nullptr;
-  other.tmp_.clear();
-}
-
-AtomicFile::~AtomicFile() {
-  if (file_) std::fclose(file_);
-  if (!tmp_.empty()) {
-    std::error_code ec;
-    fs::remove(tmp_, ec);
-  }
-}
-
-void AtomicFile::fail(const std::string& what) {
-  if (file_) std::fclose(file_);
-  file_ = nullptr;
-  std::error_code ec;
-  fs::remove(tmp_, ec);
-  tmp_.clear();
-  throw Error(fmt::format("{}: {}", target_.string(), what));
-}
-
-void AtomicFile::write(const void* data, std::size_t bytes) {
-  if (!file_) throw Error(fmt::format("{}: write after commit", target_.string()));
-  if (bytes > 0 && std::fwrite(data, 1, bytes, file_) != bytes)
-    fail(fmt::format("write failed (disk full?): {}", std::strerror(errno)));
-}
-
-void AtomicFile::commit() {
-  if (!file_) throw Error(fmt::format("{}: committed twice", target_.string()));
-  const bool flushed = std::fflush(file_) == 0;
-  const bool closed = std::fclose(file_) == 0;
-  file_ = nullptr;
-  if (!flushed || !closed) fail("write failed on close (disk full?)");
-  std::error_code ec;
-  fs::rename(tmp_, target_, ec);
-  if (ec) fail(fmt::format("cannot rename {} into place: {}", tmp_.string(), ec.message()));
-  tmp_.clear();
-}
-
-void write_file_atomically(const fs::path& file, std::string_view text) {
-  AtomicFile out(file);
-  out.write(text);
-  out.commit();
-}
-
 // --- header ---------------------------------------------------------------------------------------
 
 namespace {

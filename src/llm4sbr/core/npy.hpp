@@ -1,6 +1,6 @@
 // NumPy .npy files (format version 1.0) of C-order float32 and int64 arrays, so that a Python user can
-// `np.load` every embedding and intent file we write (DESIGN.md, "File formats"), plus the atomic file
-// output every stage uses: a file appears under its final name only once it is complete.
+// `np.load` every embedding and intent file we write (DESIGN.md, "File formats"). Written atomically
+// (atomic_file.hpp): a file appears under its final name only once it is complete.
 //
 // Layout written: the magic "\x93NUMPY", version 1.0, a little-endian uint16 header length, the header
 // "{'descr': '<f4', 'fortran_order': False, 'shape': (N, D), }" padded with spaces and a '\n' so that the
@@ -16,39 +16,9 @@
 #include <string_view>
 #include <vector>
 
+#include "llm4sbr/core/atomic_file.hpp"
+
 namespace llm4sbr {
-
-// --- atomic file output -------------------------------------------------------------------------
-
-/// Writes a file through a temporary sibling ("NAME.tmp.PID") that is renamed to NAME by commit(), so
-/// that a killed run never leaves a half-written file under the final name. Destroying an uncommitted
-/// writer removes the temporary file. Throws Error naming the file when it cannot be created, written
-/// (disk full) or renamed. Not thread-safe; move-only.
-class AtomicFile {
- public:
-  explicit AtomicFile(std::filesystem::path target);
-  AtomicFile(AtomicFile&& other) noexcept;
-  AtomicFile& operator=(AtomicFile&&) = delete;
-  AtomicFile(const AtomicFile&) = delete;
-  ~AtomicFile();
-
-  void write(const void* data, std::size_t bytes);
-  void write(std::string_view text) { write(text.data(), text.size()); }
-  /// Flushes, closes and renames the temporary file to the target. Call once.
-  void commit();
-
-  const std::filesystem::path& target() const { return target_; }
-
- private:
-  void fail(const std::string& what);
-
-  std::filesystem::path target_;
-  std::filesystem::path tmp_;
-  std::FILE* file_ = nullptr;
-};
-
-/// Writes `text` to `file` atomically (AtomicFile).
-void write_file_atomically(const std::filesystem::path& file, std::string_view text);
 
 // --- .npy ----------------------------------------------------------------------------------------
 

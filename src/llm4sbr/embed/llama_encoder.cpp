@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
-#include "llm4sbr/core/npy.hpp"
 #include "llm4sbr/llm/llama_backend.hpp"
 
 namespace llm4sbr::embed {

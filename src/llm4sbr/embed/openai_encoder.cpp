@@ -4,8 +4,8 @@
 
 #include <cmath>
 
+#include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
-#include "llm4sbr/core/npy.hpp"
 
 namespace llm4sbr::embed {
 

@@ -49,13 +49,11 @@ std::string generation_key(const Config& cfg) {
   return key;
 }
 
-// The fitted text encoder, re-used from its stage directory when the catalogue and settings match.
-std::unique_ptr<embed::TextEncoder> cached_encoder(const Config& cfg, const data::PreparedDataset& ds,
-                                                   const std::string& data_key, const fs::path& stages_dir,
-                                                   std::string& key) {
-  key = hash_hex(fmt::format("encoder\n{}\n{}\n{}", data_key, cfg.get<std::string>("embed.encoder", "tfidf"),
-                             cfg.canonical("embed")));
-  return fitted_encoder(cfg, ds, stages_dir / ("encoder-" + key));
+// The text encoder's stage directory: keyed by the prepared data (the catalogue it is fitted on) and embed.*.
+fs::path encoder_dir(const Config& cfg, const std::string& data_key, const fs::path& stages_dir) {
+  return stages_dir / ("encoder-" + hash_hex(fmt::format("encoder\n{}\n{}\n{}", data_key,
+                                                         cfg.get<std::string>("embed.encoder", "tfidf"),
+                                                         cfg.canonical("embed"))));
 }
 
 // The LLM's answers for every (sample, view) of every split, generated where missing (resumable).
@@ -135,6 +133,14 @@ std::string intent_source_kind(const Config& cfg) {
 
 }  // namespace
 
+const SettingsSchema& intent_settings() {
+  using enum SettingType;
+  static const SettingsSchema schema{"intent",
+                                     {{"source", kString}, {"views", kStrings}, {"top_r", kInteger},
+                                      {"normalize_weights", kBool}, {"localizer", kString}}};
+  return schema;
+}
+
 void check_intent_settings(const Config& cfg) {
   const auto kind = intent_source_kind(cfg);
   const auto model = cfg.get<std::string>("llm.model", "");
@@ -190,7 +196,7 @@ IntentStage run_intent_stage(const Config& cfg, const data::PreparedDataset& ds,
   std::string source_key = "titles";
   fs::path responses;
   if (out.source.kind == "llm") responses = cached_responses(cfg, ds, out.source, out.views, data_key, stages_dir, source_key);
-  std::string encoder_key;
+  out.encoder_dir = encoder_dir(cfg, data_key, stages_dir);
   std::unique_ptr<embed::TextEncoder> encoder;  // built only when some split needs (re)computing
 
   opt.key = hash_hex(fmt::format("intents\n{}\n{}\n{}\n{}\n{}\n{}", data_key, source_key, cfg.canonical("embed"),
@@ -205,7 +211,7 @@ IntentStage run_intent_stage(const Config& cfg, const data::PreparedDataset& ds,
       spdlog::info("intents: re-using {}", dir.string());
     } else {
       if (!encoder) {
-        encoder = cached_encoder(cfg, ds, data_key, stages_dir, encoder_key);
+        encoder = fitted_encoder(cfg, ds, out.encoder_dir);
         catalogue = catalogue_embeddings(ds, *encoder);
       }
       const auto text_source =

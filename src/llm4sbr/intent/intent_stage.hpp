@@ -20,6 +20,7 @@
 #include "llm4sbr/data/dataset.hpp"
 #include "llm4sbr/embed/text_encoder.hpp"
 #include "llm4sbr/intent/intents.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::intent {
 
@@ -46,6 +47,9 @@ ViewTextSource response_text_source(const std::filesystem::path& responses_jsonl
 /// how to get a model. Throws ConfigError for an unknown source, and for "llm" without a usable model.
 IntentSource resolve_intent_source(const Config& cfg);
 
+/// The keys of intent.* (run_intent_stage, resolve_intent_source, check_intent_settings).
+const SettingsSchema& intent_settings();
+
 /// Checks the intent settings without doing any work or logging: intent.source, llm.model (a
 /// `llama:` path or `openai:` URL; the file must exist when the source is `llm`), intent.top_r >= 0,
 /// intent.localizer. Throws ConfigError naming the key.
@@ -58,6 +62,7 @@ struct IntentStage {
   std::int64_t dim = 0;            ///< d_text
   torch::Tensor train, valid, test;  ///< [n_samples, V, d_text] float32 per split (undefined for an empty split)
   std::filesystem::path dir;       ///< the intents-<key> directory
+  std::filesystem::path encoder_dir;  ///< the encoder-<key> directory of the text encoder behind them
 };
 
 /// Runs (or re-uses) Stage 1 for every split of `ds`. `data_key` identifies the prepared data (the

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/npy.hpp"
 #include "llm4sbr/core/progress.hpp"
@@ -206,6 +207,73 @@ EncodedTexts load_encoded_texts(const fs::path& dir) {
   return e;
 }
 
+LocalizedTexts localize_encoded(const EncodedTexts& enc, const IntentLocalizer& index, const IntentsOptions& opt) {
+  check_options(opt);
+  torch::NoGradGuard no_grad;
+  const auto t0 = std::chrono::steady_clock::now();
+  LocalizedTexts out;
+  const auto d = enc.embeddings.size(1);
+  if (index.dim() != d)
+    throw Error(fmt::format("intents: the catalogue has width {} but the texts were encoded with width {}", index.dim(), d));
+  out.r = opt.r;
+  if (out.r > index.size()) {
+    spdlog::warn("intents: r = {} exceeds the {} catalogue items with a title; using r = {}", out.r, index.size(),
+                 index.size());
+    out.r = index.size();
+  }
+  out.localizer = index.name();
+  out.searchable_items = index.size();
+  const auto u = static_cast<std::int64_t>(enc.distinct.size());
+  out.distinct = {torch::empty({u, d}, torch::kFloat32), torch::empty({u, out.r}, torch::kInt64),
+                  torch::empty({u, out.r}, torch::kFloat32)};
+  {
+    ProgressBar bar("intents: localize", u, "queries");
+    for (std::int64_t b0 = 0; b0 < u; b0 += opt.chunk) {
+      const auto b1 = std::min(u, b0 + opt.chunk);
+      const auto loc = localize(index, enc.embeddings.slice(0, b0, b1), out.r, opt.normalize_weights);
+      out.distinct.intents.slice(0, b0, b1).copy_(loc.intents);
+      out.distinct.ids.slice(0, b0, b1).copy_(loc.ids);
+      out.distinct.scores.slice(0, b0, b1).copy_(loc.scores);
+      bar.tick(b1 - b0);
+    }
+    bar.finish();
+  }
+  out.seconds = seconds_since(t0);
+  return out;
+}
+
+torch::Tensor sample_intents(const EncodedTexts& enc, const LocalizedTexts& loc) {
+  // Every (sample, view) gets the intent of its text: what intents.npy holds, row by row.
+  const auto rows = torch::from_blob(const_cast<std::int64_t*>(enc.text_index.data()),
+                                     {static_cast<std::int64_t>(enc.text_index.size())}, torch::kInt64);
+  return loc.distinct.intents.index_select(0, rows)
+      .view({static_cast<std::int64_t>(enc.sample_ids.size()), static_cast<std::int64_t>(enc.views.size()),
+             loc.distinct.intents.size(1)});
+}
+
+LocalizedTexts localize_encoded(const EncodedTexts& enc, const torch::Tensor& catalogue, const IntentsOptions& opt) {
+  const auto d = enc.embeddings.size(1);
+  if (catalogue.dim() != 2 || catalogue.size(1) != d)
+    throw Error(fmt::format("intents: the catalogue must be [items, {}] (the encoder's width), got {}", d,
+                            fmt::join(catalogue.sizes(), "x")));
+  return localize_encoded(enc, *catalogue_index(catalogue, opt.localizer), opt);
+}
+
+std::unique_ptr<IntentLocalizer> catalogue_index(const torch::Tensor& catalogue, const std::string& kind) {
+  // Cosines: both sides unit rows (the queries are, after encode_view_texts).
+  return make_localizer(kind, unit_rows(catalogue.to(torch::kCPU, torch::kFloat32).contiguous()));
+}
+
+MemoryIntents intents_in_memory(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
+                                const ViewTextSource& source, embed::TextEncoder& encoder, const IntentLocalizer& index,
+                                const IntentsOptions& options) {
+  MemoryIntents out;
+  out.texts = encode_view_texts(ds, samples, source, encoder, options);
+  out.localized = localize_encoded(out.texts, index, options);
+  out.intents = sample_intents(out.texts, out.localized);
+  return out;
+}
+
 IntentsSummary localize_texts(const fs::path& dir, const data::PreparedDataset& ds, const EncodedTexts& enc,
                               const torch::Tensor& catalogue_in, const IntentsOptions& opt) {
   check_options(opt);
@@ -226,41 +294,21 @@ IntentsSummary localize_texts(const fs::path& dir, const data::PreparedDataset& 
   std::error_code ec;
   fs::remove(dir / "done.json", ec);
 
-  // Localize each distinct text (cosines: both sides unit rows).
-  auto t0 = std::chrono::steady_clock::now();
-  const torch::Tensor catalogue = unit_rows(catalogue_in.to(torch::kCPU, torch::kFloat32).contiguous());
-  const auto index = make_localizer(opt.localizer, catalogue);
-  std::int64_t r = opt.r;
-  if (r > index->size()) {
-    spdlog::warn("intents: r = {} exceeds the {} catalogue items with a title; using r = {}", r, index->size(),
-                 index->size());
-    r = index->size();
-  }
+  const auto loc = localize_encoded(enc, catalogue_in, opt);
+  const auto r = loc.r;
   sum.r = r;
+  sum.localize_seconds = loc.seconds;
   const auto u = sum.distinct_texts;
-  auto intents = torch::empty({u, d}, torch::kFloat32);
-  auto top_ids = torch::empty({u, r}, torch::kInt64);
-  auto top_scores = torch::empty({u, r}, torch::kFloat32);
-  {
-    ProgressBar bar("intents: localize", u, "queries");
-    for (std::int64_t b0 = 0; b0 < u; b0 += opt.chunk) {
-      const auto b1 = std::min(u, b0 + opt.chunk);
-      const auto loc = localize(*index, enc.embeddings.slice(0, b0, b1), r, opt.normalize_weights);
-      intents.slice(0, b0, b1).copy_(loc.intents);
-      top_ids.slice(0, b0, b1).copy_(loc.ids);
-      top_scores.slice(0, b0, b1).copy_(loc.scores);
-      bar.tick(b1 - b0);
-    }
-    bar.finish();
-  }
-  sum.localize_seconds = seconds_since(t0);
+  const auto& top_ids = loc.distinct.ids;
+  const auto& top_scores = loc.distinct.scores;
 
   // Write, done.json last.
-  t0 = std::chrono::steady_clock::now();
+  const auto t0 = std::chrono::steady_clock::now();
   const auto n_views = enc.views.size();
   {
+    // Streamed from the distinct rows: the [samples, views, d] array is never held in memory.
     NpyWriter out(dir / "intents.npy", NpyDtype::kFloat32, {sum.samples, sum.views, d});
-    const float* ip = intents.data_ptr<float>();
+    const float* ip = loc.distinct.intents.data_ptr<float>();
     for (const auto t : enc.text_index) out.write(ip + t * d, d);
     out.commit();
   }
@@ -300,10 +348,10 @@ IntentsSummary localize_texts(const fs::path& dir, const data::PreparedDataset& 
                                {"r", r},
                                {"r_requested", opt.r},
                                {"normalize_weights", opt.normalize_weights},
-                               {"localizer", index->name()},
+                               {"localizer", loc.localizer},
                                {"encoder", enc.encoder},
                                {"catalogue_items", ds.n_items()},
-                               {"searchable_items", index->size()},
+                               {"searchable_items", loc.searchable_items},
                                {"distinct_texts", sum.distinct_texts},
                                {"zero_texts", sum.zero_texts},
                                {"records", opt.write_records},

@@ -26,6 +26,7 @@
 
 #include "llm4sbr/data/dataset.hpp"
 #include "llm4sbr/embed/text_encoder.hpp"
+#include "llm4sbr/intent/localizer.hpp"
 
 namespace llm4sbr::intent {
 
@@ -96,6 +97,48 @@ EncodedTexts load_encoded_texts(const std::filesystem::path& dir);
 /// ConfigError for bad options and Error for a catalogue of the wrong shape.
 IntentsSummary localize_texts(const std::filesystem::path& dir, const data::PreparedDataset& ds,
                               const EncodedTexts& encoded, const torch::Tensor& catalogue, const IntentsOptions& options);
+
+/// The localization of encoded texts (paper Eq. 4-5), in memory: each distinct text localized once.
+struct LocalizedTexts {
+  Localization distinct;  ///< intents [u, d], top-r ids and scores [u, r] of EncodedTexts::distinct, in order
+  std::int64_t r = 0;     ///< top-r after clamping to the searchable catalogue
+  std::int64_t searchable_items = 0;  ///< catalogue items with a non-zero embedding
+  std::string localizer;  ///< IntentLocalizer::name()
+  double seconds = 0;
+};
+
+/// The index Stage 1 searches: the rows of `catalogue` [N, d] L2-normalised (so inner products are the
+/// cosines of Eq. 4), with the localizer `kind` ("faiss" or "blocked"). Build it once and share it.
+std::unique_ptr<IntentLocalizer> catalogue_index(const torch::Tensor& catalogue, const std::string& kind);
+
+/// Localizes every distinct text of `encoded` against `index` (see catalogue_index), in chunks of options.chunk; no files. r > index.size() is clamped with a warning.
+/// Throws ConfigError for bad options, Error when the index's width is not the texts'.
+LocalizedTexts localize_encoded(const EncodedTexts& encoded, const IntentLocalizer& index, const IntentsOptions& options);
+/// The same against a catalogue [N, d] from the same encoder, indexed for the call (catalogue_index with
+/// options.localizer).
+LocalizedTexts localize_encoded(const EncodedTexts& encoded, const torch::Tensor& catalogue, const IntentsOptions& options);
+
+/// The intent of every (sample, view), [samples, views, d] float32: row (s, v) is the localized intent of
+/// the text of sample s in view v, exactly what localize_texts writes into intents.npy.
+torch::Tensor sample_intents(const EncodedTexts& encoded, const LocalizedTexts& localized);
+
+/// View texts turned into intents without touching a file.
+struct MemoryIntents {
+  EncodedTexts texts;        ///< the encoded texts (encode_view_texts)
+  LocalizedTexts localized;  ///< their localization (localize_encoded)
+  torch::Tensor intents;     ///< [samples, views, d] float32 (sample_intents): the model's input
+};
+
+/// Stage 1 for `samples` in memory: encode_view_texts, localize_encoded against `index` (catalogue_index),
+/// sample_intents.
+/// This is the file stage (write_intents) without the files, equal to what it writes; the online service
+/// calls it per request. Thread-safety: concurrent calls may share the IntentLocalizer (search is const)
+/// and a fitted TF-IDF encoder (its encode() only reads the fitted model; each call has its own
+/// vectorizer), but not a llama.cpp or OpenAI encoder (one llama context, one connection pool): those need
+/// one encoder per thread or a lock around the call. Throws as encode_view_texts and localize_encoded do.
+MemoryIntents intents_in_memory(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
+                                const ViewTextSource& source, embed::TextEncoder& encoder, const IntentLocalizer& index,
+                                const IntentsOptions& options);
 
 /// catalogue.npy: the [N, d] float32 title embeddings as a tensor file, and back. load_catalogue throws
 /// InputError naming the file if it is missing or not a 2-D float32 array.

@@ -6,9 +6,9 @@
 #include <charconv>
 #include <map>
 
+#include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/hash.hpp"
-#include "llm4sbr/core/npy.hpp"
 #include "llm4sbr/llm/response_store.hpp"
 
 namespace llm4sbr::llm {

@@ -10,9 +10,10 @@
 #include <map>
 #include <fstream>
 
+#include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/hash.hpp"
-#include "llm4sbr/core/npy.hpp"
+#include "llm4sbr/data/data_dir.hpp"
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
@@ -20,7 +21,7 @@
 #include "llm4sbr/intent/intent_stage.hpp"
 #include "llm4sbr/text/prompts.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
-#include "llm4sbr/train/runtime.hpp"
+#include "llm4sbr/core/runtime.hpp"
 
 namespace llm4sbr::train {
 
@@ -44,23 +45,7 @@ std::string source_fingerprint(const fs::path& dir) {
 
 }  // namespace
 
-fs::path resolve_data_dir(const std::string& override_dir) {
-  std::vector<fs::path> tried;
-  if (!override_dir.empty()) {
-    if (fs::exists(override_dir)) return override_dir;
-    throw ConfigError(fmt::format("data directory '{}' (--data-dir) does not exist", override_dir));
-  }
-  if (const char* env = std::getenv("LLM4SBR_DATA_DIR"); env && *env) {
-    if (fs::exists(env)) return env;
-    throw ConfigError(fmt::format("LLM4SBR_DATA_DIR='{}' does not exist", env));
-  }
-  fs::path fallback = "../shared/data";
-  if (fs::exists(fallback)) return fallback;
-  throw ConfigError(fmt::format(
-      "no data directory: set LLM4SBR_DATA_DIR or pass --data-dir (looked for {} from {}); "
-      "`llm4sbr download DATASET` fetches the public files",
-      fallback.string(), fs::current_path().string()));
-}
+fs::path prepared_dir(const fs::path& stages_dir, const std::string& key) { return stages_dir / ("prepare-" + key); }
 
 std::string prepare_key(const Config& cfg, const fs::path& data_dir) {
   const auto dataset = cfg.require<std::string>("dataset");
@@ -68,15 +53,14 @@ std::string prepare_key(const Config& cfg, const fs::path& data_dir) {
   return hash_hex(fmt::format("{}\n{}\n{}", dataset, cfg.canonical("data"), source_fingerprint(source)));
 }
 
-data::PreparedDataset prepare_cached(const Config& cfg, const fs::path& data_dir, const fs::path& stages_dir) {
+namespace {
+
+constexpr const char* kPrepareKeyFile = "prepare_key";
+
+// Reads, prepares and writes cfg's dataset into dir (the prepare stage's work).
+data::PreparedDataset prepare_fresh(const Config& cfg, const fs::path& data_dir, const fs::path& dir) {
   const auto dataset = cfg.require<std::string>("dataset");
   const fs::path source = data_dir / data::dataset_folder(dataset);
-  const std::string key = prepare_key(cfg, data_dir);
-  const fs::path dir = stages_dir / ("prepare-" + key);
-  if (data::is_prepared(dir)) {
-    spdlog::info("prepare: re-using {}", dir.string());
-    return data::read_prepared(dir);
-  }
   spdlog::info("prepare: reading {} from {}", dataset, source.string());
   data::ReadOptions ropt;
   ropt.skip_malformed = cfg.get<bool>("data.skip_malformed", false);
@@ -89,145 +73,53 @@ data::PreparedDataset prepare_cached(const Config& cfg, const fs::path& data_dir
   return ds;
 }
 
-Config model_settings(const Config& cfg) {
-  const auto model = cfg.require<std::string>("model");
-  YAML::Node settings(YAML::NodeType::Map);
-  const fs::path configs = cfg.get<std::string>("paths.configs", "configs");
-  const fs::path file = configs / "models" / (model + ".yaml");
-  if (fs::exists(file)) settings = Config::load(file).root();
-  // Without a models.<model> section, node() is null, and merging null would replace the file's keys.
-  if (const YAML::Node over = cfg.node("models." + model); over.IsMap()) settings = merge_yaml(settings, over);
-  return Config(settings);
-}
-
-std::shared_ptr<PlainRecommenderImpl> build_backbone(const Config& cfg, const data::PreparedDataset& ds) {
-  const auto opt = train_options_from_config(cfg);
-  const Config settings = model_settings(cfg);
-  torch::manual_seed(opt.seed);
-  models::ModelContext ctx;
-  ctx.n_items = ds.n_items();
-  ctx.hidden_size = settings.get<std::int64_t>("hidden_size", 100);
-  ctx.seed = opt.seed;
-  ctx.dataset = &ds;
-  return std::make_shared<PlainRecommenderImpl>(models::make_encoder(cfg.require<std::string>("model"), ctx, settings));
-}
-
-namespace {
-
-constexpr const char* kCheckpointSettings = "checkpoint.yaml";
-// The sections that define a trained model's shape and inputs; evaluation settings (eval.*) stay the user's.
-constexpr const char* kModelSections[] = {"model", "models", "enhance", "intent"};
-
-void record_checkpoint_settings(const Config& cfg, const fs::path& run_dir, const std::string& intents_dir) {
-  fs::create_directories(run_dir);
-  YAML::Node doc(YAML::NodeType::Map);
-  // Relative to the checkpoint's folder, so that a run folder moved as a whole still finds its intents.
-  doc["intents_dir"] = intents_dir.empty() ? "" : fs::relative(fs::absolute(intents_dir), fs::absolute(run_dir)).string();
-  Config recorded(YAML::Clone(cfg.root()));
-  // The backbone's settings as merged at training time, so that editing configs/models/ later changes nothing.
-  const auto model = cfg.require<std::string>("model");
-  recorded.set_node("models", YAML::Node(YAML::NodeType::Map));
-  recorded.set_node("models." + model, model_settings(cfg).root());
-  doc["config"] = recorded.root();
-  YAML::Emitter out;
-  out << doc;
-  write_file_atomically(run_dir / kCheckpointSettings, std::string(out.c_str()) + "\n");
-}
-
-// What a checkpoint is evaluated with: cfg with the model-defining sections of its checkpoint.yaml, the
-// intents folder to use, and whether that record existed.
-struct CheckpointSettings {
-  Config cfg;
-  fs::path intents_dir;
-  bool recorded = false;
-};
-
-CheckpointSettings settings_of_checkpoint(const Config& cfg, const fs::path& checkpoint, fs::path intents_dir) {
-  const fs::path file = checkpoint.parent_path() / kCheckpointSettings;
-  if (!fs::exists(file)) {
-    spdlog::warn("evaluate: no {} beside {}: the model is built from the given config and --set alone (a variant such "
-                 "as w/o SBR needs its own settings, e.g. --set enhance.without_sbr=true)",
-                 kCheckpointSettings, checkpoint.string());
-    return {cfg, intents_dir, false};
-  }
-  const Config recorded = Config::load(file);
-  Config out(YAML::Clone(cfg.root()));
-  YAML::Node root = out.root();  // a handle to out's tree
-  for (const char* section : kModelSections) {
-    const std::string key = std::string("config.") + section;
-    if (section != std::string("models") && out.has(section) && recorded.canonical(key) != out.canonical(section))
-      spdlog::warn("evaluate: {}.* comes from {}; the given config's values are not used", section, file.string());
-    root.remove(section);
-    if (const YAML::Node node = recorded.node(key); node && !node.IsNull()) out.set_node(section, YAML::Clone(node));
-  }
-  const auto trained_with = recorded.get<std::string>("intents_dir", "");
-  if (intents_dir.empty() && !trained_with.empty()) {
-    intents_dir = fs::path(trained_with).is_absolute() ? fs::path(trained_with) : checkpoint.parent_path() / trained_with;
-    if (!fs::exists(intents_dir))
-      throw InputError(file.string(), 0, "intents_dir",
-                       fmt::format("the intents this checkpoint was trained with ({}) are not there; pass --intents "
-                                   "DIR (an intents-<key> folder of the run's stages)",
-                                   intents_dir.string()));
-  }
-  spdlog::info("evaluate: model settings from {}{}", file.string(),
-               intents_dir.empty() ? "" : fmt::format(", intents from {}", intents_dir.string()));
-  return {out, intents_dir, true};
-}
-
-// Intents from another row (--intents): other views cannot feed the checkpoint's gates; another r can, but
-// the numbers are then not the row's.
-void check_intents_fit_checkpoint(const Config& cfg, const std::vector<std::string>& views, std::int64_t r,
-                                  const fs::path& intents_split_dir) {
-  const auto trained_views = cfg.get<std::vector<std::string>>("intent.views", {"long", "short"});
-  if (views != trained_views)
-    throw InputError((intents_split_dir / "done.json").string(), 0, "views",
-                     fmt::format("these intents have views [{}], the checkpoint was trained with [{}] (its "
-                                 "checkpoint.yaml): pass the intents of its own run, or none",
-                                 fmt::join(views, ", "), fmt::join(trained_views, ", ")));
-  const auto trained_r = cfg.get<std::int64_t>("intent.top_r", 5);
-  if (r >= 0 && r != trained_r)
-    spdlog::warn("evaluate: the intents were localized with r = {}, the checkpoint was trained with r = {}", r,
-                 trained_r);
-}
-
 }  // namespace
+
+data::PreparedDataset prepare_cached(const Config& cfg, const fs::path& data_dir, const fs::path& stages_dir) {
+  const fs::path dir = prepared_dir(stages_dir, prepare_key(cfg, data_dir));
+  if (data::is_prepared(dir)) {
+    spdlog::info("prepare: re-using {}", dir.string());
+    return data::read_prepared(dir);
+  }
+  return prepare_fresh(cfg, data_dir, dir);
+}
+
+data::PreparedDataset prepare_into(const Config& cfg, const fs::path& data_dir, const fs::path& dir) {
+  const auto key = prepare_key(cfg, data_dir);
+  std::ifstream recorded(dir / kPrepareKeyFile);
+  std::string seen;
+  if (data::is_prepared(dir) && std::getline(recorded, seen) && seen == key) {
+    spdlog::info("prepare: re-using {} (same data and data.* settings)", dir.string());
+    return data::read_prepared(dir);
+  }
+  auto ds = prepare_fresh(cfg, data_dir, dir);
+  write_file_atomically(dir / kPrepareKeyFile, key + "\n");
+  return ds;
+}
+
+
 
 ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDataset& ds, const fs::path& checkpoint,
                              const std::string& split, const fs::path& given_intents_dir) {
-  const auto [cfg, intents_dir, recorded] = settings_of_checkpoint(given_cfg, checkpoint, given_intents_dir);
-  const auto opt = train_options_from_config(cfg);
+  LoadOptions load;
+  load.config = given_cfg;
+  // The caller owns ds and outlives the loaded model: share it without a copy (an aliasing pointer).
+  load.dataset = std::shared_ptr<const data::PreparedDataset>(std::shared_ptr<void>{}, &ds);
+  load.intents = given_intents_dir;
+  load.text = false;  // the stored intents are evaluated: no encoder needed
   if (ds.split(split).empty())
     throw ConfigError(fmt::format("the {} split of this dataset is empty (data.valid_fraction = 0?)", split));
-  Recommender model;
-  torch::Tensor intents;
-  std::string source;
-  if (intents_dir.empty()) {
-    model = build_backbone(cfg, ds);
-  } else {
-    intents = intent::read_intents(intents_dir / split);
-    const auto done = intent::intents_done(intents_dir / split);
-    const auto views = done->at("views").get<std::vector<std::string>>();
-    if (recorded) check_intents_fit_checkpoint(cfg, views, done->value("r_requested", std::int64_t{-1}), intents_dir / split);
-    model = build_llm4sbr(cfg, ds, views, intents.size(2));
-    source = (intents_dir / split).string();
-  }
-  load_checkpoint(*model, checkpoint);
-  ModelRun run{model->label(), {}, source};
-  run.result.test = evaluate(*model, ds.split(split), opt, opt.paper_compatible, intents);
+  const auto trained = load_trained(checkpoint, torch::kCPU, load);
+  const auto opt = train_options_from_config(trained.config);
+  const auto intents = trained.intents(split);
+  ModelRun run{trained.model->label(), {}, trained.intents_dir.empty() ? "" : (trained.intents_dir / split).string()};
+  run.result.test = evaluate(*trained.model, ds.split(split), opt, opt.paper_compatible, intents);
   return run;
 }
 
-Recommender build_llm4sbr(const Config& cfg, const data::PreparedDataset& ds, const std::vector<std::string>& views,
-                          std::int64_t text_dim) {
-  auto backbone = build_backbone(cfg, ds);
-  return std::make_shared<enhance::Llm4sbrHeadImpl>(backbone->encoder(),
-                                                    enhance::HeadOptions::from_config(cfg, views, text_dim),
-                                                    train_options_from_config(cfg).seed);
-}
-
-ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, RecommenderImpl& model, const fs::path& run_dir,
-                     const SplitIntents& intents, const std::string& intents_dir) {
-  record_checkpoint_settings(cfg, run_dir, intents_dir);
+ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, models::RecommenderImpl& model, const fs::path& run_dir,
+                     const SplitIntents& intents, const TrainedInputs& inputs) {
+  record_checkpoint(cfg, run_dir, inputs);
   auto opt = train_options_from_config(cfg);
   opt.run_dir = run_dir;
   opt.label = model.label();
@@ -237,9 +129,10 @@ ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, Recomme
   return {model.label(), fit(model, ds, opt, intents), ""};
 }
 
-ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const fs::path& run_dir) {
+ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const fs::path& run_dir,
+                        const fs::path& prepared_dir) {
   auto model = build_backbone(cfg, ds);
-  return train_model(cfg, ds, *model, run_dir / cfg.require<std::string>("model"));
+  return train_model(cfg, ds, *model, run_dir / cfg.require<std::string>("model"), {}, {prepared_dir, {}, {}});
 }
 
 namespace {
@@ -258,10 +151,11 @@ std::string slug(const std::string& label) {
 // One row: the plain backbone, or Stage 1 (cached) and the LLM4SBR head.
 ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::string& data_key, const fs::path& out_dir,
                  const std::string& label) {
+  const fs::path prepared = prepared_dir(out_dir / "stages", data_key);
   if (!cfg.get<bool>("enhance.enabled", true)) {
     auto model = build_backbone(cfg, ds);
     const std::string name = label.empty() ? model->label() : label;
-    auto run = train_model(cfg, ds, *model, out_dir / slug(name));
+    auto run = train_model(cfg, ds, *model, out_dir / slug(name), {}, {prepared, {}, {}});
     run.label = name;
     run.checkpoint_dir = (out_dir / slug(name)).string();
     return run;
@@ -271,7 +165,7 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
   std::string name = label.empty() ? model->label() : label;
   if (label.empty() && stage.source.kind == "titles") name += " [titles]";
   auto run = train_model(cfg, ds, *model, out_dir / slug(name), {stage.train, stage.valid, stage.test},
-                         fs::absolute(stage.dir).string());
+                         {prepared, stage.encoder_dir, stage.dir});
   run.label = name;
   run.intents = stage.source.describe();
   run.intents_dir = stage.dir.string();
@@ -302,7 +196,7 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
   configure_runtime(cfg.get<int>("threads", 0));
   fs::create_directories(out_dir);
   write_file_atomically(out_dir / "config.yaml", cfg.dump());
-  const auto data_dir = resolve_data_dir(cfg.get<std::string>("paths.data", ""));
+  const auto data_dir = data::resolve_data_dir(cfg.get<std::string>("paths.data", ""));
   const auto ds = prepare_cached(cfg, data_dir, out_dir / "stages");
   const auto data_key = prepare_key(cfg, data_dir);
   const auto opt = train_options_from_config(cfg);
@@ -339,7 +233,7 @@ std::vector<ModelRun> run_experiment(const Config& cfg, const fs::path& out_dir)
   const bool enhanced = cfg.get<bool>("enhance.enabled", true);
   if (!enhanced || cfg.get<bool>("enhance.baseline", true)) variants.push_back({"", {"enhance.enabled=false"}});
   if (enhanced) variants.push_back({"", {}});
-  const auto title = fmt::format("{} on {}", display_name(cfg.require<std::string>("model")), cfg.require<std::string>("dataset"));
+  const auto title = fmt::format("{} on {}", models::display_name(cfg.require<std::string>("model")), cfg.require<std::string>("dataset"));
   return run_variants(cfg, out_dir, variants, title, variants.size() == 2);
 }
 

@@ -11,15 +11,16 @@
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/dataset.hpp"
-#include "llm4sbr/train/recommender.hpp"
+#include "llm4sbr/models/recommender.hpp"
+#include "llm4sbr/train/build.hpp"
+#include "llm4sbr/train/checkpoint.hpp"
 #include "llm4sbr/train/report.hpp"
 #include "llm4sbr/train/trainer.hpp"
 
 namespace llm4sbr::train {
 
-/// The raw-data directory: `override_dir` if set, else $LLM4SBR_DATA_DIR, else ../shared/data.
-/// Throws ConfigError naming every place it looked if none exists.
-std::filesystem::path resolve_data_dir(const std::string& override_dir = "");
+/// The folder of a prepare stage in stages_dir: stages_dir/prepare-<key>.
+std::filesystem::path prepared_dir(const std::filesystem::path& stages_dir, const std::string& key);
 
 /// The prepare stage's cache key: a hash of the dataset name, the data settings and the size and
 /// modification time of the source files.
@@ -30,35 +31,28 @@ std::string prepare_key(const Config& cfg, const std::filesystem::path& data_dir
 data::PreparedDataset prepare_cached(const Config& cfg, const std::filesystem::path& data_dir,
                                      const std::filesystem::path& stages_dir);
 
-/// The hyper-parameters of the model named by cfg["model"]: configs/models/<model>.yaml (found through
-/// cfg["paths.configs"]) overridden by cfg["models.<model>"] (so `--set models.srgnn.step=2` works).
-Config model_settings(const Config& cfg);
+/// `llm4sbr prepare --out DIR`: the same stage into a folder of the user's choosing. DIR keeps the
+/// prepare_key it was made with (DIR/prepare_key), and a DIR that already holds this preparation is re-used.
+data::PreparedDataset prepare_into(const Config& cfg, const std::filesystem::path& data_dir,
+                                   const std::filesystem::path& dir);
 
-/// Builds the plain backbone named by cfg["model"] for ds. Its initial weights depend only on train.seed,
-/// so the plain and the enhanced model of a run start from the same backbone.
-std::shared_ptr<PlainRecommenderImpl> build_backbone(const Config& cfg, const data::PreparedDataset& ds);
-
-/// Builds LLM4SBR(cfg["model"]) for intents with `views` of width `text_dim` (enhance.* settings).
-Recommender build_llm4sbr(const Config& cfg, const data::PreparedDataset& ds, const std::vector<std::string>& views,
-                          std::int64_t text_dim);
-
-/// Builds the model of cfg, loads `checkpoint` and evaluates it on a split ("train", "valid", "test").
-/// With `intents_dir` (an intents-<key> stage folder holding <split>/intents.npy) the model is
-/// LLM4SBR(model) fed with those intents. When the checkpoint's folder holds the checkpoint.yaml that
-/// training writes, the model-defining settings (model, models.*, enhance.*, intent.*) come from it and
-/// so, unless `intents_dir` is given, do the intents the model was trained with. Throws InputError if
-/// the checkpoint does not fit the model and dataset (including an LLM4SBR checkpoint without intents).
+/// Evaluates `checkpoint` on a split ("train", "valid", "test") of ds: the model comes from load_trained
+/// (checkpoint.hpp) with `cfg` as the caller's settings, ds as its data and `intents_dir` (if given) instead
+/// of the intents it was trained with. Throws ConfigError for an empty split, InputError (from
+/// load_trained) when the checkpoint does not fit the model and dataset.
 ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& checkpoint,
                              const std::string& split, const std::filesystem::path& intents_dir = {});
 
 /// Trains `model` on ds (with the split intents, if any) and returns its result; checkpoints go to run_dir,
-/// beside run_dir/checkpoint.yaml: the full settings and the intents folder (`intents_dir`) they belong to.
-ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, RecommenderImpl& model,
+/// beside run_dir/checkpoint.yaml (record_checkpoint): the full settings and the folders of `inputs`.
+ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, models::RecommenderImpl& model,
                      const std::filesystem::path& run_dir, const SplitIntents& intents = {},
-                     const std::string& intents_dir = "");
+                     const TrainedInputs& inputs = {});
 
 /// Builds the plain backbone named in cfg, trains it on ds and returns its result (run_dir/<model>).
-ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& run_dir);
+/// `prepared_dir`, the folder ds was read from, goes into checkpoint.yaml ("" = ds was not read from one).
+ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& run_dir,
+                        const std::filesystem::path& prepared_dir = {});
 
 /// One row of a results table: `set` overrides applied to the run's config, and a label ("" = the model's).
 struct Variant {

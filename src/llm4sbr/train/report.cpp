@@ -6,8 +6,8 @@
 
 #include <cstdlib>
 
+#include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
-#include "llm4sbr/core/npy.hpp"
 #include "llm4sbr/data/prepare.hpp"
 
 namespace llm4sbr::train {

@@ -11,7 +11,8 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/progress.hpp"
-#include "llm4sbr/data/batch.hpp"
+#include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/train/checkpoint.hpp"
 
 namespace llm4sbr::train {
 
@@ -66,6 +67,16 @@ const torch::Tensor& SplitIntents::of(const std::string& split) const {
   throw ConfigError(fmt::format("unknown split '{}' (train, valid, test)", split));
 }
 
+const std::vector<SettingsSchema>& train_settings() {
+  using enum SettingType;
+  static const std::vector<SettingsSchema> schemas{
+      {"train",
+       {{"epochs", kInteger}, {"batch_size", kInteger}, {"eval_batch_size", kInteger}, {"lr", kNumber}, {"l2", kNumber},
+        {"lr_step", kInteger}, {"lr_gamma", kNumber}, {"patience", kInteger}, {"select_metric", kString}, {"seed", kInteger}}},
+      {"eval", {{"ks", kIntegers}, {"paper_compatible", kBool}}}};
+  return schemas;
+}
+
 TrainOptions train_options_from_config(const Config& cfg) {
   TrainOptions o;
   o.epochs = cfg.get<std::int64_t>("train.epochs", o.epochs);
@@ -117,7 +128,7 @@ nlohmann::json TrainResult::to_json() const {
   return j;
 }
 
-std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector<data::Sample>& samples,
+std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std::vector<data::Sample>& samples,
                                        std::int64_t batch_size, const torch::Tensor& intents) {
   check_intents(intents, samples, "evaluated");
   torch::NoGradGuard no_grad;
@@ -125,8 +136,8 @@ std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector
   model.eval();
   std::vector<std::int64_t> ranks;
   ranks.reserve(samples.size());
-  for (const auto& idx : data::batch_indices(static_cast<std::int64_t>(samples.size()), batch_size, false, 0)) {
-    auto batch = data::make_batch(samples, idx);
+  for (const auto& idx : models::batch_indices(static_cast<std::int64_t>(samples.size()), batch_size, false, 0)) {
+    auto batch = models::make_batch(samples, idx);
     attach_intents(batch, intents);
     auto out = model.forward(batch);
     torch::Tensor r;
@@ -142,56 +153,12 @@ std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector
   return ranks;
 }
 
-MetricMap evaluate(RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
+MetricMap evaluate(models::RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
                    bool paper_compatible, const torch::Tensor& intents) {
   return metrics_from_ranks(rank_targets(model, samples, opt.eval_batch_size, intents), opt.ks, paper_compatible);
 }
 
-void save_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
-  torch::serialize::OutputArchive archive;
-  model.save(archive);
-  auto tmp = file;
-  tmp += ".tmp";
-  archive.save_to(tmp.string());
-  std::filesystem::rename(tmp, file);
-}
-
-void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
-  if (!std::filesystem::exists(file)) throw InputError(file.string(), 0, "", "checkpoint not found");
-  // LibTorch's load replaces tensors whatever their shape, so a checkpoint of another catalogue would load
-  // "fine" and then score the wrong items: compare every shape with the model built for this dataset.
-  std::map<std::string, std::vector<std::int64_t>> want;
-  for (const auto& p : model.named_parameters()) want[p.key()] = p.value().sizes().vec();
-  torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(file.string());
-    // LibTorch ignores what the model does not ask for: an LLM4SBR checkpoint would load into the plain
-    // backbone without a word and be evaluated without its head. Refuse entries the model does not have.
-    std::set<std::string> own;
-    for (const auto& p : model.named_parameters(false)) own.insert(p.key());
-    for (const auto& b : model.named_buffers(false)) own.insert(b.key());
-    for (const auto& c : model.named_children()) own.insert(c.key());
-    for (const auto& key : archive.keys())
-      if (!own.count(key))
-        throw InputError(file.string(), 0, key,
-                         fmt::format("the checkpoint holds '{}', which this model ({}) does not have: was it trained with "
-                                     "another model, or with the LLM4SBR head (then evaluate it with --intents)?",
-                                     key, fmt::join(own, ", ")));
-    model.load(archive);
-  } catch (const c10::Error& e) {
-    throw InputError(file.string(), 0, "", std::string("checkpoint does not match the model: ") + e.what_without_backtrace());
-  }
-  for (const auto& p : model.named_parameters()) {
-    const auto got = p.value().sizes().vec();
-    if (got != want[p.key()])
-      throw InputError(file.string(), 0, p.key(),
-                       fmt::format("checkpoint has shape [{}] but the model for this dataset and config needs [{}] "
-                                   "(was it trained on another dataset, catalogue or model setting?)",
-                                   fmt::join(got, ", "), fmt::join(want[p.key()], ", ")));
-  }
-}
-
-TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt,
+TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt,
                 const SplitIntents& intents) {
   if (ds.train.empty()) throw Error("fit: the training split is empty");
   check_intents(intents.train, ds.train, "train");
@@ -219,14 +186,14 @@ TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const T
     rec.epoch = epoch;
     rec.lr = lr;
 
-    auto batches = data::batch_indices(static_cast<std::int64_t>(ds.train.size()), opt.batch_size, true,
+    auto batches = models::batch_indices(static_cast<std::int64_t>(ds.train.size()), opt.batch_size, true,
                                        opt.seed + static_cast<std::uint64_t>(epoch));
     ProgressBar bar(fmt::format("{} epoch {}/{}", label, epoch, opt.epochs), static_cast<std::int64_t>(ds.train.size()),
                     "samples");
     auto t0 = std::chrono::steady_clock::now();
     double loss_sum = 0;
     for (std::size_t b = 0; b < batches.size(); ++b) {
-      auto batch = data::make_batch(ds.train, batches[b]);
+      auto batch = models::make_batch(ds.train, batches[b]);
       attach_intents(batch, intents.train);
       optimizer.zero_grad();
       auto out = model.forward(batch);

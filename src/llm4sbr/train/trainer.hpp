@@ -19,7 +19,8 @@
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/dataset.hpp"
 #include "llm4sbr/train/metrics.hpp"
-#include "llm4sbr/train/recommender.hpp"
+#include "llm4sbr/models/recommender.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::train {
 
@@ -41,6 +42,9 @@ struct TrainOptions {
   std::filesystem::path run_dir;  ///< checkpoints go here (best.pt, last.pt); empty = none written
   std::string label;              ///< prefix of progress lines ("SR-GNN")
 };
+
+/// The keys of train.* and eval.* (the settings schema train_options_from_config reads).
+const std::vector<SettingsSchema>& train_settings();
 
 /// Reads `train.*` and `eval.*` keys: train.epochs, batch_size, eval_batch_size, lr, l2, lr_step,
 /// lr_gamma, patience, select_metric, seed; eval.ks, eval.paper_compatible.
@@ -81,22 +85,17 @@ struct SplitIntents {
 /// Ranks of each sample's target (1-based) on a split, in sample order; the model runs in eval mode
 /// without gradients. Nothing depends on which samples share a batch. `intents` are the split's intents
 /// (undefined = none), handed to the model in each batch.
-std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector<data::Sample>& samples,
+std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std::vector<data::Sample>& samples,
                                        std::int64_t batch_size, const torch::Tensor& intents = {});
 
 /// Metrics of a split (percent).
-MetricMap evaluate(RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
+MetricMap evaluate(models::RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
                    bool paper_compatible, const torch::Tensor& intents = {});
 
 /// Trains `model` on ds.train, selects on ds.valid, reports ds.test. Loads the selected weights into
 /// `model` before returning. Throws Error if the loss becomes NaN (with the epoch and batch), and
 /// InputError if the intents of a split do not have one row per sample.
-TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt,
+TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt,
                 const SplitIntents& intents = {});
-
-/// Writes module parameters and buffers to `file` (LibTorch archive).
-void save_checkpoint(torch::nn::Module& model, const std::filesystem::path& file);
-/// Loads parameters saved by save_checkpoint. Throws InputError naming the file if it does not match.
-void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file);
 
 }  // namespace llm4sbr::train
