@@ -7,8 +7,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "llm4sbr/core/error.hpp"
@@ -58,6 +60,18 @@ class Config {
 /// Merges `over` into `base` key by key (maps recursively; scalars and sequences replace).
 YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over);
 
+/// What a value read as T must look like, for error messages ("an integer", "a list of strings", ...).
+template <typename T>
+constexpr const char* expected_type() {
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  else if constexpr (std::is_integral_v<T>) return "an integer";
+  else if constexpr (std::is_floating_point_v<T>) return "a number";
+  else if constexpr (std::is_same_v<T, std::string>) return "a string";
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a list of strings";
+  else if constexpr (std::is_same_v<T, std::vector<std::int64_t>>) return "a list of integers";
+  else return "of the expected type";
+}
+
 template <typename T>
 T Config::get(const std::string& dotted_key, const T& fallback) const {
   YAML::Node n = node(dotted_key);
@@ -65,8 +79,8 @@ T Config::get(const std::string& dotted_key, const T& fallback) const {
   try {
     return n.as<T>();
   } catch (const YAML::Exception& e) {
-    throw ConfigError("config key '" + dotted_key + "': cannot read value '" + YAML::Dump(n) +
-                      "' as the expected type");
+    throw ConfigError("config key '" + dotted_key + "': cannot read value '" + YAML::Dump(n) + "' as " +
+                      expected_type<T>());
   }
 }
 

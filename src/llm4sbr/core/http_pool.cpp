@@ -175,23 +175,17 @@ double percentile(std::vector<double> v, double q) {
 
 // --- options --------------------------------------------------------------------------------------------------
 
-const std::set<std::string>& PoolOptions::keys() {
-  static const std::set<std::string> k = {"concurrency",   "timeout_seconds", "connect_timeout_seconds",
-                                          "max_attempts",  "backoff_seconds", "backoff_max_seconds",
-                                          "eject_after",   "cooldown_seconds", "give_up_seconds",
-                                          "api_key_env"};
-  return k;
+SettingsSchema PoolOptions::settings(const std::string& section) {
+  using enum SettingType;
+  return {section,
+          {{"concurrency", kInteger}, {"timeout_seconds", kNumber}, {"connect_timeout_seconds", kNumber},
+           {"max_attempts", kInteger}, {"backoff_seconds", kNumber}, {"backoff_max_seconds", kNumber},
+           {"eject_after", kInteger}, {"cooldown_seconds", kNumber}, {"give_up_seconds", kNumber},
+           {"api_key_env", kString}}};
 }
 
 PoolOptions PoolOptions::from_config(const Config& cfg, const std::string& section) {
-  const YAML::Node node = cfg.node(section);
-  if (node && node.IsMap()) {
-    for (const auto& kv : node) {
-      const auto key = kv.first.as<std::string>();
-      if (!keys().count(key))
-        throw ConfigError(fmt::format("unknown config key '{}.{}'; its keys are: {}", section, key, fmt::join(keys(), ", ")));
-    }
-  }
+  settings(section).check(cfg);
   const Config s = cfg.sub(section);
   PoolOptions o;
   o.concurrency = s.get<std::int64_t>("concurrency", o.concurrency);

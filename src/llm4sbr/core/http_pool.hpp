@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::http {
 
@@ -51,8 +52,8 @@ struct PoolOptions {
   /// Reads the keys above (same names) from the section `section` of `cfg` (e.g. "llm.http"). Throws
   /// ConfigError naming the key for an unknown key, a value of the wrong type or one out of range.
   static PoolOptions from_config(const Config& cfg, const std::string& section);
-  /// The key names from_config accepts, for help texts.
-  static const std::set<std::string>& keys();
+  /// The keys above as the settings schema of `section` (e.g. "llm.http").
+  static SettingsSchema settings(const std::string& section);
 };
 
 // JSON with the same keys (encoder metadata). The API key itself is never part of the options.

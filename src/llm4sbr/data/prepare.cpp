@@ -169,6 +169,17 @@ void add_samples(const Session& s, std::int64_t session_index, bool augment, std
 
 }  // namespace
 
+const SettingsSchema& data_settings() {
+  using enum SettingType;
+  static const SettingsSchema schema{
+      "data",
+      {{"sessionize", kString}, {"clock_seconds", kInteger}, {"gap_seconds", kInteger}, {"min_session_length", kInteger},
+       {"min_item_count", kInteger}, {"iterative_filter", kBool}, {"split", kString}, {"test_fraction", kNumber},
+       {"test_sessions", kInteger}, {"valid_fraction", kNumber}, {"augment", kBool}, {"max_sessions", kInteger},
+       {"skip_malformed", kBool}}};
+  return schema;
+}
+
 PrepareOptions prepare_options_from_config(const Config& cfg) {
   PrepareOptions o;
   const auto mode = cfg.get<std::string>("data.sessionize", "user");

@@ -9,6 +9,7 @@
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/dataset.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::data {
 
@@ -39,6 +40,9 @@ struct PrepareOptions {
   bool augment = true;                 ///< every prefix is a sample (Beauty); false: last item only (ML-1M)
   std::int64_t max_sessions = -1;      ///< if >= 0, keep only the first N sessions (subsets for tests)
 };
+
+/// The keys of data.* (prepare_options_from_config, and skip_malformed for the readers).
+const SettingsSchema& data_settings();
 
 /// Reads `data.*` keys of a run config (sessionize, clock_seconds, gap_seconds, min_session_length,
 /// min_item_count, iterative_filter, split, test_fraction, test_sessions, valid_fraction, augment,

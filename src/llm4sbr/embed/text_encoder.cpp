@@ -15,6 +15,16 @@ namespace llm4sbr::embed {
 
 std::vector<std::string> known_text_encoders() { return {"tfidf", "llama:PATH.gguf", "openai:URL[,URL...]"}; }
 
+const std::vector<SettingsSchema>& embed_settings() {
+  using enum SettingType;
+  static const std::vector<SettingsSchema> schemas{
+      {"embed",
+       {{"encoder", kString}, {"tfidf", kSection}, {"threads", kInteger}, {"batch_tokens", kInteger},
+        {"api_model", kString}, {"batch", kInteger}, {"max_chars", kInteger}, {"http", kSection}}},
+      TfidfLsaOptions::settings("embed.tfidf"), http::PoolOptions::settings("embed.http")};
+  return schemas;
+}
+
 std::unique_ptr<TextEncoder> make_text_encoder(const std::string& spec, const Config& settings) {
   if (spec == "tfidf") return std::make_unique<TfidfLsaEncoder>(TfidfLsaOptions::from_config(settings.sub("tfidf")));
   if (spec.starts_with("llama:") && spec.size() > 6)

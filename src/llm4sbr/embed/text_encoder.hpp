@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::embed {
 
@@ -54,6 +55,10 @@ class TextEncoder {
 ///                          an unreachable server or a bad API key throws Error here.
 /// Throws ConfigError listing the known specs for anything else.
 std::unique_ptr<TextEncoder> make_text_encoder(const std::string& spec, const Config& settings);
+
+/// The keys of embed.* for every encoder (encoder; tfidf.*; threads and batch_tokens of llama:; api_model,
+/// batch, max_chars and http.* of openai:), with embed.tfidf.* and embed.http.* checked by their own schemas.
+const std::vector<SettingsSchema>& embed_settings();
 
 /// The specs make_text_encoder knows, for help texts and errors.
 std::vector<std::string> known_text_encoders();

@@ -35,6 +35,7 @@
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/embed/text_encoder.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::embed {
 
@@ -56,6 +57,8 @@ struct TfidfLsaOptions {
   /// Reads the keys above (same names) from an encoder settings section, e.g. `embed.tfidf`. Throws
   /// ConfigError naming the key for a value of the wrong type or out of range.
   static TfidfLsaOptions from_config(const Config& settings);
+  /// The keys above as the settings schema of `section` (e.g. "embed.tfidf").
+  static SettingsSchema settings(const std::string& section);
 };
 
 class TfidfLsaEncoder : public TextEncoder {
@@ -69,6 +72,8 @@ class TfidfLsaEncoder : public TextEncoder {
   bool fitted() const override;
   /// [texts.size(), dim()] float32, see the file comment. Runs on `threads` threads, each text
   /// independently, so the result does not depend on the thread count or on how texts are batched.
+  /// Safe to call from several threads at once once fitted (or loaded): it only reads the fitted model,
+  /// and every call has its own vectorizer and output. fit() is not: fit before sharing the encoder.
   torch::Tensor encode(const std::vector<std::string>& texts) override;
   std::int64_t dim() const override;
   std::string name() const override;

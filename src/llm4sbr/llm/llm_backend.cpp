@@ -8,6 +8,17 @@
 
 namespace llm4sbr::llm {
 
+const std::vector<SettingsSchema>& llm_settings() {
+  using enum SettingType;
+  static const std::vector<SettingsSchema> schemas{
+      {"llm",
+       {{"model", kString}, {"max_tokens", kInteger}, {"temperature", kNumber}, {"seed", kInteger}, {"stop", kStrings},
+        {"parallel", kInteger}, {"batch_tokens", kInteger}, {"threads", kInteger}, {"context", kInteger},
+        {"chunk", kInteger}, {"api_model", kString}, {"http", kSection}}},
+      http::PoolOptions::settings("llm.http")};
+  return schemas;
+}
+
 GenerationOptions generation_options_from_config(const Config& cfg) {
   GenerationOptions o;
   o.max_tokens = cfg.get<std::int64_t>("llm.max_tokens", o.max_tokens);

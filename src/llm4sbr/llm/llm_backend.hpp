@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::llm {
 
@@ -27,6 +28,10 @@ struct GenerationOptions {
 /// Reads `llm.max_tokens`, `llm.temperature`, `llm.seed`, `llm.stop`, `llm.parallel`, `llm.batch_tokens`,
 /// `llm.threads`, `llm.context`.
 GenerationOptions generation_options_from_config(const Config& cfg);
+
+/// The keys of llm.* (generation_options_from_config, make_llm_backend, the inference chunk) and of
+/// llm.http.* (http::PoolOptions).
+const std::vector<SettingsSchema>& llm_settings();
 
 struct Generation {
   std::string text;                    ///< the answer, stop string and surrounding white space removed

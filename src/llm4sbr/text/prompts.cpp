@@ -8,6 +8,14 @@
 
 namespace llm4sbr::text {
 
+const SettingsSchema& prompt_settings() {
+  using enum SettingType;
+  static const SettingsSchema schema{"prompt",
+                                     {{"header", kString}, {"item_line", kString}, {"question", kString},
+                                      {"qualifiers", kSection}, {"max_items", kInteger}, {"system", kString}}};
+  return schema;
+}
+
 PromptTemplate prompt_template_from_config(const Config& cfg) {
   PromptTemplate t;
   t.header = cfg.get<std::string>("prompt.header", t.header);

@@ -16,6 +16,7 @@
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/dataset.hpp"
+#include "llm4sbr/core/settings.hpp"
 
 namespace llm4sbr::text {
 
@@ -38,6 +39,9 @@ struct PromptTemplate {
 /// Reads `prompt.header`, `prompt.item_line`, `prompt.question`, `prompt.qualifiers.<view>`,
 /// `prompt.max_items`, `prompt.system`. Throws ConfigError if a template names an unknown field.
 PromptTemplate prompt_template_from_config(const Config& cfg);
+
+/// The keys of prompt.* (prompt_template_from_config).
+const SettingsSchema& prompt_settings();
 
 /// The prompt of one sample's prefix for one view. An item without a title is written by its id, like the
 /// reference. Throws ConfigError for a view without a qualifier entry.
