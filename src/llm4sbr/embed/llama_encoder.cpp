@@ -70,6 +70,10 @@ void LlamaEncoder::save(const fs::path& dir) const {
 }
 
 torch::Tensor LlamaEncoder::encode(const std::vector<std::string>& texts) {
+  return encode_each_distinct_once(texts, [this](const std::vector<std::string>& distinct) { return encode_distinct(distinct); });
+}
+
+torch::Tensor LlamaEncoder::encode_distinct(const std::vector<std::string>& texts) {
   const llama_vocab* vocab = llama_model_get_vocab(model_);
   auto out = torch::zeros({static_cast<std::int64_t>(texts.size()), dim_}, torch::kFloat32);
   auto acc = out.accessor<float, 2>();

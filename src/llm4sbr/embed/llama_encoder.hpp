@@ -20,13 +20,16 @@ class LlamaEncoder : public TextEncoder {
   ~LlamaEncoder() override;
 
   /// [n, n_embd] float32, L2-normalised; many texts share one llama_decode (one sequence each). An empty
-  /// text gives a zero row.
+  /// text gives a zero row; identical texts are encoded once and share their row.
   torch::Tensor encode(const std::vector<std::string>& texts) override;
   std::int64_t dim() const override { return dim_; }
   std::string name() const override;
   void save(const std::filesystem::path& dir) const override;
 
  private:
+  /// encode() of texts that are all different.
+  torch::Tensor encode_distinct(const std::vector<std::string>& texts);
+
   std::filesystem::path file_;
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;

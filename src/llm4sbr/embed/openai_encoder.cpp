@@ -46,6 +46,10 @@ std::string clip_utf8(const std::string& text, std::int64_t max_bytes) {
 }  // namespace
 
 torch::Tensor OpenAiEncoder::encode(const std::vector<std::string>& texts) {
+  return encode_each_distinct_once(texts, [this](const std::vector<std::string>& distinct) { return encode_distinct(distinct); });
+}
+
+torch::Tensor OpenAiEncoder::encode_distinct(const std::vector<std::string>& texts) {
   // Only non-empty texts are sent (servers reject empty inputs); the others keep a zero row.
   std::vector<std::size_t> sent;
   for (std::size_t i = 0; i < texts.size(); ++i)

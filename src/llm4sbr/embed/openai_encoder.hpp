@@ -34,7 +34,8 @@ class OpenAiEncoder : public TextEncoder {
   explicit OpenAiEncoder(OpenAiEncoderOptions options);
 
   /// [texts.size(), dim()] float32, rows L2-normalised here (whatever the server does); an empty text is
-  /// not sent and gets a zero row. Throws Error naming the endpoint for an answer of the wrong shape.
+  /// not sent and gets a zero row; identical texts are sent once and share their row. Throws Error naming
+  /// the endpoint for an answer of the wrong shape.
   torch::Tensor encode(const std::vector<std::string>& texts) override;
   std::int64_t dim() const override { return options_.dim; }
   /// "openai:<model>@<first URL> (d=<dim>)".
@@ -49,6 +50,9 @@ class OpenAiEncoder : public TextEncoder {
   const http::EndpointPool& pool() const { return *pool_; }
 
  private:
+  /// encode() of texts that are all different.
+  torch::Tensor encode_distinct(const std::vector<std::string>& texts);
+
   OpenAiEncoderOptions options_;
   std::unique_ptr<http::EndpointPool> pool_;
 };

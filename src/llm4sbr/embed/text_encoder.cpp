@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <unordered_map>
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/embed/llama_encoder.hpp"
@@ -12,6 +13,22 @@
 #include "llm4sbr/embed/tfidf_lsa.hpp"
 
 namespace llm4sbr::embed {
+
+torch::Tensor encode_each_distinct_once(const std::vector<std::string>& texts,
+                                        const std::function<torch::Tensor(const std::vector<std::string>&)>& encode_distinct) {
+  std::vector<std::string> distinct;
+  std::vector<std::int64_t> row_of_text;
+  row_of_text.reserve(texts.size());
+  std::unordered_map<std::string_view, std::int64_t> row_of;
+  for (const auto& t : texts) {
+    const auto [it, added] = row_of.try_emplace(t, static_cast<std::int64_t>(distinct.size()));
+    if (added) distinct.push_back(t);
+    row_of_text.push_back(it->second);
+  }
+  const auto rows = encode_distinct(distinct);
+  if (distinct.size() == texts.size()) return rows;
+  return rows.index_select(0, torch::tensor(row_of_text, torch::kLong));
+}
 
 std::vector<std::string> known_text_encoders() { return {"tfidf", "llama:PATH.gguf", "openai:URL[,URL...]"}; }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,13 @@ class TextEncoder {
   /// `encoder.json` (written last, {"kind": ..., ...}) plus whatever files the kind needs.
   virtual void save(const std::filesystem::path& dir) const = 0;
 };
+
+/// Encodes each distinct text of `texts` once, with `encode_distinct` (texts -> [n, d] float32), and gives
+/// every copy of a text that row: [texts.size(), d]. Why: a model run by llama.cpp or a server may give a
+/// text slightly different bits at different positions of one batch (the matrix kernels depend on the batch
+/// shape and the CPU: seen on AMD Zen 2), and identical texts must get identical rows.
+torch::Tensor encode_each_distinct_once(const std::vector<std::string>& texts,
+                                        const std::function<torch::Tensor(const std::vector<std::string>&)>& encode_distinct);
 
 /// Builds an encoder from a spec string and its settings (the `embed` section of a run config):
 ///   "tfidf"                TfidfLsaEncoder with options from `settings.tfidf.*` (TfidfLsaOptions::from_config);
