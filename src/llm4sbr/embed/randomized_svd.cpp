@@ -13,7 +13,29 @@ namespace {
 
 torch::Tensor orthonormal_basis(const torch::Tensor& y) { return std::get<0>(torch::linalg_qr(y, "reduced")); }
 
+// The kernel of sparse_row_times_dense, cloned per instruction set. The clones and their resolver stay in
+// this file: a caller in another file calls the plain wrapper below (target_clones across files fails to link).
+[[gnu::target_clones("arch=skylake-avx512", "arch=haswell", "default")]]
+void row_times_dense_kernel(const std::int32_t* cols, const float* vals, std::int64_t nnz, const float* dense,
+                            std::int64_t k, float* __restrict out) {
+  constexpr std::int64_t kAhead = 8;  // rows are scattered: fetch the row kAhead nonzeros ahead
+  for (std::int64_t p = 0; p < nnz; ++p) {
+    if (p + kAhead < nnz) {
+      const char* next = reinterpret_cast<const char*>(dense + static_cast<std::int64_t>(cols[p + kAhead]) * k);
+      for (std::int64_t b = 0; b < k * static_cast<std::int64_t>(sizeof(float)); b += 64) __builtin_prefetch(next + b);
+    }
+    const float v = vals[p];
+    const float* __restrict row = dense + static_cast<std::int64_t>(cols[p]) * k;
+    for (std::int64_t c = 0; c < k; ++c) out[c] += v * row[c];
+  }
+}
+
 }  // namespace
+
+void sparse_row_times_dense(const std::int32_t* cols, const float* vals, std::int64_t nnz, const float* dense,
+                            std::int64_t k, float* __restrict out) {
+  row_times_dense_kernel(cols, vals, nnz, dense, k, out);
+}
 
 int resolve_threads(std::int64_t threads) {
   if (threads > 0) return static_cast<int>(threads);
@@ -45,22 +67,6 @@ void parallel_for(std::int64_t n, int threads, std::int64_t grain,
     if (e) std::rethrow_exception(e);
 }
 
-/// out[0:k] += Σ_p vals[p] · dense[cols[p], 0:k] (dense row-major with row stride k). Compiled for
-/// AVX-512, AVX2 and baseline x86-64 and picked at load time; the summation order is the same in all.
-[[gnu::target_clones("arch=skylake-avx512", "arch=haswell", "default")]]
-void sparse_row_times_dense(const std::int32_t* cols, const float* vals, std::int64_t nnz, const float* dense,
-                            std::int64_t k, float* __restrict out) {
-  constexpr std::int64_t kAhead = 8;  // rows are scattered: fetch the row kAhead nonzeros ahead
-  for (std::int64_t p = 0; p < nnz; ++p) {
-    if (p + kAhead < nnz) {
-      const char* next = reinterpret_cast<const char*>(dense + static_cast<std::int64_t>(cols[p + kAhead]) * k);
-      for (std::int64_t b = 0; b < k * static_cast<std::int64_t>(sizeof(float)); b += 64) __builtin_prefetch(next + b);
-    }
-    const float v = vals[p];
-    const float* __restrict row = dense + static_cast<std::int64_t>(cols[p]) * k;
-    for (std::int64_t c = 0; c < k; ++c) out[c] += v * row[c];
-  }
-}
 
 /// a [rows, cols] sparse times b [cols, k] dense -> [rows, k].
 torch::Tensor spmm(const Csr& a, const torch::Tensor& b, int threads) {

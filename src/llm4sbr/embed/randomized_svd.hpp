@@ -22,7 +22,6 @@ void parallel_for(std::int64_t n, int threads, std::int64_t grain,
 
 /// out[0:k] += Σ_p vals[p] · dense[cols[p], 0:k] (dense row-major with row stride k). Compiled for
 /// AVX-512, AVX2 and baseline x86-64 and picked at load time; the summation order is the same in all.
-[[gnu::target_clones("arch=skylake-avx512", "arch=haswell", "default")]]
 void sparse_row_times_dense(const std::int32_t* cols, const float* vals, std::int64_t nnz, const float* dense,
                             std::int64_t k, float* __restrict out);
 
