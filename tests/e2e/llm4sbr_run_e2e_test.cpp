@@ -286,8 +286,9 @@ TEST(EndToEnd, StageOneByHandWithShardsAndMergeTrainsLlm4sbr) {
                   log),
               0)
         << read_all(log);
-  ASSERT_EQ(cli(fmt::format("merge --data '{}' --split all --out '{}' {} '{}' '{}'", prepared.string(), answers.string(), llm,
-                            (dir / "shards/1").string(), (dir / "shards/2").string()),
+  // The shard folders come before --set, which would take them as more overrides.
+  ASSERT_EQ(cli(fmt::format("merge --data '{}' --split all --out '{}' '{}' '{}' {}", prepared.string(), answers.string(),
+                            (dir / "shards/1").string(), (dir / "shards/2").string(), llm),
                 log),
             0)
       << read_all(log);
