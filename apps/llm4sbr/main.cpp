@@ -44,6 +44,28 @@ void add_config_options(CLI::App* cmd, ConfigArgs& args, bool required) {
   cmd->add_option("--set,-s", args.overrides, "override a config key, e.g. --set train.epochs=3 (repeatable)");
 }
 
+// Stage 1 run by hand, for train, run, compare and ablate: `--responses DIR` (answers of `infer`/`merge`) or
+// `--intents DIR` (output of `localize`), kept as intent.responses_dir / intent.intents_dir.
+struct Stage1Args {
+  std::string responses, intents;
+};
+
+void add_stage1_options(CLI::App* cmd, Stage1Args& args, bool intents) {
+  auto* r = cmd->add_option("--responses", args.responses,
+                            "LLM answers made by hand (`infer --split all`, or `merge` of `infer --shard` runs): "
+                            "checked against the prepared data, then encoded and localized by this run")
+                ->check(CLI::ExistingDirectory);
+  if (intents)
+    cmd->add_option("--intents", args.intents, "intents made by hand (`localize --split all`), checked against the prepared data")
+        ->check(CLI::ExistingDirectory)
+        ->excludes(r);
+}
+
+void apply_stage1(Config& cfg, const Stage1Args& args) {
+  if (!args.responses.empty()) cfg.set("intent.responses_dir", fs::absolute(args.responses).string());
+  if (!args.intents.empty()) cfg.set("intent.intents_dir", fs::absolute(args.intents).string());
+}
+
 // The splits a stage command works on: one name, or "all" for train, valid and test.
 std::vector<std::string> splits_of(const std::string& split) {
   if (split == "all") return {"train", "valid", "test"};
@@ -66,11 +88,12 @@ const std::map<std::string, std::set<std::string>>& known_keys() {
       {"train", {"epochs", "batch_size", "eval_batch_size", "lr", "l2", "lr_step", "lr_gamma", "patience", "select_metric", "seed"}},
       {"eval", {"ks", "paper_compatible"}},
       {"data", {"sessionize", "clock_seconds", "gap_seconds", "min_session_length", "min_item_count", "iterative_filter", "split",
-                "test_fraction", "test_sessions", "valid_fraction", "augment", "max_sessions", "skip_malformed"}},
+                "test_fraction", "test_sessions", "valid_fraction", "augment", "max_sessions", "max_session_length",
+                "skip_malformed"}},
       {"prompt", {"header", "item_line", "question", "qualifiers", "max_items", "system"}},
       {"llm", {"model", "max_tokens", "temperature", "seed", "stop", "parallel", "batch_tokens", "threads", "context", "chunk",
                "api_model", "http"}},
-      {"intent", {"source", "views", "top_r", "normalize_weights", "localizer"}},
+      {"intent", {"source", "views", "top_r", "normalize_weights", "localizer", "responses_dir", "intents_dir"}},
       {"enhance", {"enabled", "baseline", "tau", "align_uniform", "average_views", "without_sbr"}},
   };
   return k;
@@ -146,6 +169,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--data", prepared, "prepared dataset directory (from `llm4sbr prepare`)")->required();
   train_cmd->add_option("--out,-o", out, "run directory")->required();
   add_config_options(train_cmd, train_cfg, false);
+  Stage1Args stage1;
+  add_stage1_options(train_cmd, stage1, true);
 
   // evaluate
   auto* eval_cmd = app.add_subcommand("evaluate", "evaluate a checkpoint on a split of a prepared dataset");
@@ -227,6 +252,7 @@ int main(int argc, char** argv) {
   run->add_option("--out,-o", out, "run directory")->required();
   run->add_option("--data-dir", data_dir, "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
   add_config_options(run, run_cfg, true);
+  add_stage1_options(run, stage1, true);
 
   // ablate
   auto* ablate = app.add_subcommand("ablate", "the paper's ablations (Table 4, Fig. 6, Fig. 7 r sweep) in one table");
@@ -234,6 +260,7 @@ int main(int argc, char** argv) {
   ablate->add_option("--out,-o", out, "run directory")->required();
   ablate->add_option("--data-dir", data_dir, "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
   add_config_options(ablate, ablate_cfg, true);
+  add_stage1_options(ablate, stage1, false);  // its rows vary the views and r: they need answers, not intents
 
   // compare
   auto* compare = app.add_subcommand("compare", "several backbones, each plain and with the LLM4SBR head, in one table");
@@ -243,6 +270,7 @@ int main(int argc, char** argv) {
   compare->add_option("--models,-m", compare_models, "models to compare (default: every registered model)")->delimiter(',');
   compare->add_option("--data-dir", data_dir, "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
   add_config_options(compare, compare_cfg, true);
+  add_stage1_options(compare, stage1, true);
 
   // download
   auto* download = app.add_subcommand("download", "download a public dataset, or a GGUF model (`download model NAME`)");
@@ -262,7 +290,7 @@ int main(int argc, char** argv) {
       Config cfg = load_config(prepare_cfg, dataset.empty() ? "" : "configs/" + dataset + ".yaml");
       if (!dataset.empty()) cfg.set("dataset", dataset);
       if (!cfg.has("dataset")) throw ConfigError("prepare: give --dataset NAME or a config with `dataset:`");
-      auto raw_dir = train::resolve_data_dir(data_dir) / data::dataset_folder(cfg.require<std::string>("dataset"));
+      auto raw_dir = train::dataset_source(cfg.require<std::string>("dataset"), train::resolve_data_dir(data_dir));
       data::ReadOptions ropt;
       ropt.skip_malformed = cfg.get<bool>("data.skip_malformed", false);
       auto raw = data::read_dataset(cfg.require<std::string>("dataset"), raw_dir, ropt);
@@ -272,10 +300,11 @@ int main(int argc, char** argv) {
     } else if (train_cmd->parsed()) {
       Config cfg = load_config(train_cfg);
       if (!cfg.has("model")) cfg.set("model", "srgnn");
+      apply_stage1(cfg, stage1);
       train::configure_runtime(cfg.get<int>("threads", 0));
       auto ds = data::read_prepared(prepared);
       fs::create_directories(out);
-      std::vector<train::ModelRun> runs{train::train_backbone(cfg, ds, out)};
+      const auto runs = train::train_prepared(cfg, ds, out);
       train::write_reports(cfg, ds, runs, out, fmt::format("{} on {}", runs.front().label, ds.name), false);
       fmt::print("\n{}\n", train::results_table(runs, train::train_options_from_config(cfg).ks, false));
     } else if (eval_cmd->parsed()) {
@@ -365,16 +394,19 @@ int main(int argc, char** argv) {
       for (const auto& sp : splits_of(stage_split)) {
         const auto encoded = intent::load_encoded_texts(fs::path(embeddings_dir) / sp);
         opt.views = encoded.views;
+        opt.data = data::samples_fingerprint(ds, first_samples(ds.split(sp), static_cast<std::int64_t>(encoded.sample_ids.size())));
         intent::localize_texts(fs::path(out) / sp, ds, encoded, catalogue, opt);
         fmt::print("{}: intents -> {}\n", sp, (fs::path(out) / sp / "intents.npy").string());
       }
     } else if (run->parsed()) {
       Config cfg = load_config(run_cfg);
       if (!data_dir.empty()) cfg.set("paths.data", data_dir);
+      apply_stage1(cfg, stage1);
       train::run_experiment(cfg, out);
     } else if (ablate->parsed()) {
       Config cfg = load_config(ablate_cfg);
       if (!data_dir.empty()) cfg.set("paths.data", data_dir);
+      apply_stage1(cfg, stage1);
       train::run_variants(cfg, out, train::ablation_variants(),
                           fmt::format("Ablations of LLM4SBR({}) on {}", train::display_name(cfg.require<std::string>("model")),
                                       cfg.require<std::string>("dataset")),
@@ -382,6 +414,7 @@ int main(int argc, char** argv) {
     } else if (compare->parsed()) {
       Config cfg = load_config(compare_cfg);
       if (!data_dir.empty()) cfg.set("paths.data", data_dir);
+      apply_stage1(cfg, stage1);
       if (compare_models.empty()) compare_models = models::registered_encoders();
       const auto known = models::registered_encoders();
       for (std::size_t i = 0; i < compare_models.size(); ++i) {

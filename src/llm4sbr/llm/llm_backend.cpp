@@ -3,10 +3,16 @@
 #include <fmt/format.h>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/llm/llama_backend.hpp"
 #include "llm4sbr/llm/openai_backend.hpp"
 
 namespace llm4sbr::llm {
+
+std::uint32_t prompt_seed(std::uint32_t seed, const std::string& prompt) {
+  const std::uint64_t h = fnv1a64(prompt, fnv1a64(std::to_string(seed)));
+  return static_cast<std::uint32_t>(h ^ (h >> 32));
+}
 
 GenerationOptions generation_options_from_config(const Config& cfg) {
   GenerationOptions o;

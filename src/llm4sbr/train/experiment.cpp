@@ -10,9 +10,11 @@
 #include <map>
 #include <fstream>
 
+#include "llm4sbr/core/cached_stage.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/core/npy.hpp"
+#include "llm4sbr/data/download.hpp"
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
@@ -68,15 +70,29 @@ std::string prepare_key(const Config& cfg, const fs::path& data_dir) {
   return hash_hex(fmt::format("{}\n{}\n{}", dataset, cfg.canonical("data"), source_fingerprint(source)));
 }
 
+fs::path dataset_source(const std::string& dataset, const fs::path& data_dir) {
+  const fs::path source = data_dir / data::dataset_folder(dataset);
+  if (fs::is_directory(source) && !fs::is_empty(source)) return source;
+  const auto downloadable = data::downloadable_datasets();
+  const bool can_download = std::find(downloadable.begin(), downloadable.end(), dataset) != downloadable.end() ||
+                            std::find(downloadable.begin(), downloadable.end(), source.filename().string()) != downloadable.end();
+  throw ConfigError(fmt::format(
+      "no {} data in {} (the data directory is --data-dir, else $LLM4SBR_DATA_DIR, else ../shared/data from the current "
+      "folder): {}",
+      dataset, source.string(),
+      can_download ? fmt::format("`llm4sbr download {}` fetches it", dataset)
+                   : "put interactions.csv (and items.csv) there, as the README's Data section says"));
+}
+
 data::PreparedDataset prepare_cached(const Config& cfg, const fs::path& data_dir, const fs::path& stages_dir) {
   const auto dataset = cfg.require<std::string>("dataset");
-  const fs::path source = data_dir / data::dataset_folder(dataset);
   const std::string key = prepare_key(cfg, data_dir);
   const fs::path dir = stages_dir / ("prepare-" + key);
   if (data::is_prepared(dir)) {
     spdlog::info("prepare: re-using {}", dir.string());
-    return data::read_prepared(dir);
+    return read_cached_stage(dir, [&] { return data::read_prepared(dir); });
   }
+  const fs::path source = dataset_source(dataset, data_dir);
   spdlog::info("prepare: reading {} from {}", dataset, source.string());
   data::ReadOptions ropt;
   ropt.skip_malformed = cfg.get<bool>("data.skip_malformed", false);
@@ -237,11 +253,6 @@ ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, Recomme
   return {model.label(), fit(model, ds, opt, intents), ""};
 }
 
-ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const fs::path& run_dir) {
-  auto model = build_backbone(cfg, ds);
-  return train_model(cfg, ds, *model, run_dir / cfg.require<std::string>("model"));
-}
-
 namespace {
 
 // A file-system-friendly name for a row's run directory ("LLM4SBR(SR-GNN) w/o AU" -> "llm4sbr-sr-gnn-w-o-au").
@@ -254,6 +265,18 @@ std::string slug(const std::string& label) {
   while (!out.empty() && out.back() == '-') out.pop_back();
   return out.empty() ? "model" : out;
 }
+
+}  // namespace
+
+ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const fs::path& run_dir) {
+  auto model = build_backbone(cfg, ds);
+  const fs::path dir = run_dir / slug(model->label());  // the folder `run` gives the same model: sr-gnn/
+  auto run = train_model(cfg, ds, *model, dir);
+  run.checkpoint_dir = dir.string();
+  return run;
+}
+
+namespace {
 
 // One row: the plain backbone, or Stage 1 (cached) and the LLM4SBR head.
 ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::string& data_key, const fs::path& out_dir,
@@ -270,6 +293,9 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
   auto model = build_llm4sbr(cfg, ds, stage.views, stage.dim);
   std::string name = label.empty() ? model->label() : label;
   if (label.empty() && stage.source.kind == "titles") name += " [titles]";
+  // The titles source has no view qualifier: its `normal` view is its long view, so that row is `w/o short`.
+  if (!label.empty() && stage.source.kind == "titles" && stage.views == std::vector<std::string>{"normal"})
+    name += " (titles: same as w/o short)";
   auto run = train_model(cfg, ds, *model, out_dir / slug(name), {stage.train, stage.valid, stage.test},
                          fs::absolute(stage.dir).string());
   run.label = name;
@@ -313,6 +339,7 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
     Config vcfg(YAML::Clone(cfg.root()));  // a deep copy: yaml-cpp nodes are shared handles
     vcfg.apply_overrides(v.set);
     check_run_settings(vcfg, ds, v.label.empty() ? vcfg.get<std::string>("model", "") : v.label);
+    if (vcfg.get<bool>("enhance.enabled", true)) intent::check_given_stage1(vcfg, ds, data_key, out_dir / "stages");
     configs.push_back(std::move(vcfg));
   }
   std::vector<ModelRun> runs;
@@ -334,12 +361,26 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
   return runs;
 }
 
+std::vector<ModelRun> train_prepared(const Config& cfg, const data::PreparedDataset& ds, const fs::path& out_dir) {
+  if (!intent::stage1_by_hand(cfg)) return {train_backbone(cfg, ds, out_dir)};
+  std::string data_key;
+  for (const auto* split : {&ds.train, &ds.valid, &ds.test}) data_key += data::samples_fingerprint(ds, *split);
+  data_key = hash_hex(data_key);
+  intent::check_given_stage1(cfg, ds, data_key, out_dir / "stages");
+  return {run_one(cfg, ds, data_key, out_dir, "")};
+}
+
 std::vector<ModelRun> run_experiment(const Config& cfg, const fs::path& out_dir) {
   std::vector<Variant> variants;
   const bool enhanced = cfg.get<bool>("enhance.enabled", true);
   if (!enhanced || cfg.get<bool>("enhance.baseline", true)) variants.push_back({"", {"enhance.enabled=false"}});
   if (enhanced) variants.push_back({"", {}});
-  const auto title = fmt::format("{} on {}", display_name(cfg.require<std::string>("model")), cfg.require<std::string>("dataset"));
+  // The title names what trained: with enhance.baseline=false only LLM4SBR(backbone) does.
+  const auto backbone = display_name(cfg.require<std::string>("model"));
+  const auto title = fmt::format("{} on {}", variants.size() == 2 ? backbone + " and LLM4SBR(" + backbone + ")"
+                                             : enhanced           ? "LLM4SBR(" + backbone + ")"
+                                                                  : backbone,
+                                 cfg.require<std::string>("dataset"));
   return run_variants(cfg, out_dir, variants, title, variants.size() == 2);
 }
 

@@ -21,6 +21,10 @@ namespace llm4sbr::train {
 /// Throws ConfigError naming every place it looked if none exists.
 std::filesystem::path resolve_data_dir(const std::string& override_dir = "");
 
+/// The folder of `dataset` in `data_dir`. Throws ConfigError when it is missing or empty, saying where the
+/// data directory comes from and how to fill it (`llm4sbr download NAME`).
+std::filesystem::path dataset_source(const std::string& dataset, const std::filesystem::path& data_dir);
+
 /// The prepare stage's cache key: a hash of the dataset name, the data settings and the size and
 /// modification time of the source files.
 std::string prepare_key(const Config& cfg, const std::filesystem::path& data_dir);
@@ -57,8 +61,15 @@ ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, Recomme
                      const std::filesystem::path& run_dir, const SplitIntents& intents = {},
                      const std::string& intents_dir = "");
 
-/// Builds the plain backbone named in cfg, trains it on ds and returns its result (run_dir/<model>).
+/// Builds the plain backbone named in cfg, trains it on ds and returns its result; its checkpoints go to
+/// run_dir/<row folder> (sr-gnn/, as in `llm4sbr run`), ModelRun::checkpoint_dir.
 ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& run_dir);
+
+/// `llm4sbr train`: the plain backbone (train_backbone), or, when Stage 1 was run by hand
+/// (intent.responses_dir or intent.intents_dir, checked against ds first), LLM4SBR(backbone) on it into
+/// run_dir/<row folder>, with the stages it needs under run_dir/stages.
+std::vector<ModelRun> train_prepared(const Config& cfg, const data::PreparedDataset& ds,
+                                     const std::filesystem::path& run_dir);
 
 /// One row of a results table: `set` overrides applied to the run's config, and a label ("" = the model's).
 struct Variant {

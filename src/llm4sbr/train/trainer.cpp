@@ -80,9 +80,9 @@ TrainOptions train_options_from_config(const Config& cfg) {
   o.seed = cfg.get<std::uint64_t>("train.seed", o.seed);
   o.ks = cfg.get<std::vector<std::int64_t>>("eval.ks", o.ks);
   o.paper_compatible = cfg.get<bool>("eval.paper_compatible", o.paper_compatible);
-  if (o.epochs < 1) throw ConfigError("train.epochs must be >= 1");
-  if (o.batch_size < 1 || o.eval_batch_size < 1) throw ConfigError("train.batch_size must be >= 1");
-  if (o.lr_step < 1) throw ConfigError("train.lr_step must be >= 1");
+  for (const auto& [key, value] : {std::pair{"train.epochs", o.epochs}, std::pair{"train.batch_size", o.batch_size},
+                                   std::pair{"train.eval_batch_size", o.eval_batch_size}, std::pair{"train.lr_step", o.lr_step}})
+    if (value < 1) throw ConfigError(fmt::format("{} = {} must be >= 1", key, value));
   if (o.ks.empty()) throw ConfigError("eval.ks must list at least one cutoff");
   std::sort(o.ks.begin(), o.ks.end());
   o.ks.erase(std::unique(o.ks.begin(), o.ks.end()), o.ks.end());
@@ -117,6 +117,27 @@ nlohmann::json TrainResult::to_json() const {
   return j;
 }
 
+std::vector<std::vector<std::int64_t>> eval_batches(const std::vector<data::Sample>& samples, std::int64_t batch_size) {
+  const std::int64_t budget = batch_size * kEvalCellsPerSample;
+  std::vector<std::vector<std::int64_t>> out;
+  std::vector<std::int64_t> batch;
+  std::int64_t longest = 0;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const auto length = std::max<std::int64_t>(1, static_cast<std::int64_t>(samples[i].prefix.size()));
+    const auto with = std::max(longest, length);
+    const auto count = static_cast<std::int64_t>(batch.size()) + 1;
+    if (!batch.empty() && (count > batch_size || count * with * with > budget)) {
+      out.push_back(std::move(batch));
+      batch.clear();
+      longest = 0;
+    }
+    batch.push_back(static_cast<std::int64_t>(i));
+    longest = std::max(longest, length);
+  }
+  if (!batch.empty()) out.push_back(std::move(batch));
+  return out;
+}
+
 std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector<data::Sample>& samples,
                                        std::int64_t batch_size, const torch::Tensor& intents) {
   check_intents(intents, samples, "evaluated");
@@ -125,7 +146,7 @@ std::vector<std::int64_t> rank_targets(RecommenderImpl& model, const std::vector
   model.eval();
   std::vector<std::int64_t> ranks;
   ranks.reserve(samples.size());
-  for (const auto& idx : data::batch_indices(static_cast<std::int64_t>(samples.size()), batch_size, false, 0)) {
+  for (const auto& idx : eval_batches(samples, batch_size)) {
     auto batch = data::make_batch(samples, idx);
     attach_intents(batch, intents);
     auto out = model.forward(batch);
@@ -165,6 +186,13 @@ void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(file.string());
+  } catch (const c10::Error& e) {
+    throw InputError(file.string(), 0, "",
+                     fmt::format("not a readable LibTorch checkpoint: the file is truncated or corrupt ({} bytes; an "
+                                 "interrupted copy?). Train again, or use an intact copy ({})",
+                                 std::filesystem::file_size(file), e.what_without_backtrace()));
+  }
+  try {
     // LibTorch ignores what the model does not ask for: an LLM4SBR checkpoint would load into the plain
     // backbone without a word and be evaluated without its head. Refuse entries the model does not have.
     std::set<std::string> own;
