@@ -1,7 +1,6 @@
 #include "llm4sbr/data/io.hpp"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <charconv>
 #include <cstdio>
@@ -10,6 +9,7 @@
 #include <string_view>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/npy.hpp"  // write_file_atomically
 #include "llm4sbr/data/prepare.hpp"
 
 namespace llm4sbr::data {
@@ -20,28 +20,6 @@ namespace {
 
 constexpr const char* kSplitNames[3] = {"train", "valid", "test"};
 constexpr const char* kFiles[] = {"items.tsv", "sessions.tsv", "train.tsv", "valid.tsv", "test.tsv", "stats.json"};
-
-/// Writes `text` to `path` through a temporary file in the same directory and a rename.
-void write_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + fmt::format(".tmp.{}", ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(fmt::format("{}: cannot create file", tmp.string()));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(fmt::format("{}: write failed (disk full?)", tmp.string()));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error(fmt::format("{}: cannot rename the temporary file into place: {}", path.string(), ec.message()));
-  }
-}
 
 void append_clean(std::string& out, std::string_view s) {
   for (const char c : s) out.push_back(c == '\t' || c == '\n' || c == '\r' ? ' ' : c);
@@ -175,7 +153,7 @@ void write_prepared(const PreparedDataset& ds, const fs::path& dir) {
     append_clean(out, it.title);
     out.push_back('\n');
   }
-  write_atomic(dir / "items.tsv", out);
+  write_file_atomically(dir / "items.tsv", out);
 
   out.clear();
   for (std::size_t k = 0; k < ds.sessions.size(); ++k) {
@@ -193,7 +171,7 @@ void write_prepared(const PreparedDataset& ds, const fs::path& dir) {
     append_ids(out, s.items);
     out.push_back('\n');
   }
-  write_atomic(dir / "sessions.tsv", out);
+  write_file_atomically(dir / "sessions.tsv", out);
 
   for (int k = 0; k < 3; ++k) {
     out.clear();
@@ -207,10 +185,10 @@ void write_prepared(const PreparedDataset& ds, const fs::path& dir) {
       append_int(out, x.target);
       out.push_back('\n');
     }
-    write_atomic(dir / (std::string(kSplitNames[k]) + ".tsv"), out);
+    write_file_atomically(dir / (std::string(kSplitNames[k]) + ".tsv"), out);
   }
 
-  write_atomic(dir / "stats.json", stats.dump(2) + "\n");
+  write_file_atomically(dir / "stats.json", stats.dump(2) + "\n");
 }
 
 namespace {

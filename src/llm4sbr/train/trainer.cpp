@@ -8,8 +8,10 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/npy.hpp"  // write_file_atomically
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/data/batch.hpp"
 
@@ -150,10 +152,11 @@ MetricMap evaluate(RecommenderImpl& model, const std::vector<data::Sample>& samp
 void save_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
   torch::serialize::OutputArchive archive;
   model.save(archive);
-  auto tmp = file;
-  tmp += ".tmp";
-  archive.save_to(tmp.string());
-  std::filesystem::rename(tmp, file);
+  // Serialized in memory, then written atomically: LibTorch's own file writer reports a full disk without the
+  // file's name or the cause, and would leave its temporary file behind.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomically(file, bytes.str());
 }
 
 void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
