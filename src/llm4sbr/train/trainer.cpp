@@ -59,6 +59,17 @@ void check_intents(const torch::Tensor& intents, const std::vector<data::Sample>
                                  fmt::join(intents.sizes(), ", "), rows));
 }
 
+// The loss is checked before every step; the step of an epoch's last batch is checked here, before the
+// epoch is evaluated (NaN scores would fail there without naming the epoch) and before anything is saved.
+void check_finite_parameters(torch::nn::Module& model, const std::string& label, std::int64_t epoch,
+                             std::size_t last_batch, double lr) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : model.named_parameters())
+    if (!torch::isfinite(p.value()).all().item<bool>())
+      throw Error(fmt::format("{}: parameter '{}' became non-finite at epoch {}, batch {} (learning rate {})", label,
+                              p.key(), epoch, last_batch, lr));
+}
+
 }  // namespace
 
 const torch::Tensor& SplitIntents::of(const std::string& split) const {
@@ -244,6 +255,7 @@ TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const T
       loss_sum += value;
       bar.tick(batch.size(), fmt::format("loss {:.4f}", loss_sum / static_cast<double>(b + 1)));
     }
+    check_finite_parameters(model, label, epoch, batches.size(), lr);
     rec.train_seconds = seconds_since(t0);
     rec.train_loss = loss_sum / static_cast<double>(batches.size());
     rec.train_samples_per_second = static_cast<double>(ds.train.size()) / rec.train_seconds;
