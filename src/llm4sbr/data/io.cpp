@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <unistd.h>
 
 #include <charconv>
 #include <cstdio>
@@ -12,6 +11,7 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/hash.hpp"
+#include "llm4sbr/core/npy.hpp"  // write_file_atomically
 #include "llm4sbr/data/prepare.hpp"
 
 namespace llm4sbr::data {
@@ -36,28 +36,6 @@ namespace {
 
 constexpr const char* kSplitNames[3] = {"train", "valid", "test"};
 constexpr const char* kFiles[] = {"items.tsv", "sessions.tsv", "train.tsv", "valid.tsv", "test.tsv", "stats.json"};
-
-/// Writes `text` to `path` through a temporary file in the same directory and a rename.
-void write_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + fmt::format(".tmp.{}", ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(fmt::format("{}: cannot create file", tmp.string()));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(fmt::format("{}: write failed (disk full?)", tmp.string()));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error(fmt::format("{}: cannot rename the temporary file into place: {}", path.string(), ec.message()));
-  }
-}
 
 void append_clean(std::string& out, std::string_view s) { out += tsv_field(s); }
 
@@ -189,7 +167,7 @@ void write_prepared(const PreparedDataset& ds, const fs::path& dir) {
     append_clean(out, it.title);
     out.push_back('\n');
   }
-  write_atomic(dir / "items.tsv", out);
+  write_file_atomically(dir / "items.tsv", out);
 
   out.clear();
   for (std::size_t k = 0; k < ds.sessions.size(); ++k) {
@@ -207,7 +185,7 @@ void write_prepared(const PreparedDataset& ds, const fs::path& dir) {
     append_ids(out, s.items);
     out.push_back('\n');
   }
-  write_atomic(dir / "sessions.tsv", out);
+  write_file_atomically(dir / "sessions.tsv", out);
 
   for (int k = 0; k < 3; ++k) {
     out.clear();
@@ -221,10 +199,10 @@ void write_prepared(const PreparedDataset& ds, const fs::path& dir) {
       append_int(out, x.target);
       out.push_back('\n');
     }
-    write_atomic(dir / (std::string(kSplitNames[k]) + ".tsv"), out);
+    write_file_atomically(dir / (std::string(kSplitNames[k]) + ".tsv"), out);
   }
 
-  write_atomic(dir / "stats.json", stats.dump(2) + "\n");
+  write_file_atomically(dir / "stats.json", stats.dump(2) + "\n");
 }
 
 namespace {

@@ -7,6 +7,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -127,7 +129,7 @@ void ResponseStore::append(const ResponseRecord& r) {
   // One write of the whole line: a kill leaves either the full line or a torn tail that has no '\n'.
   const std::string line = to_jsonl(r);
   if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0)
-    throw Error(fmt::format("{}: write failed", file_.string()));
+    throw Error(fmt::format("{}: write failed (disk full?): {}", file_.string(), std::strerror(errno)));
   by_prompt_[r.prompt_hash] = {r.sample, r.view};
   records_[{r.sample, r.view}] = r;
 }

@@ -8,8 +8,10 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/npy.hpp"  // write_file_atomically
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/data/batch.hpp"
 
@@ -55,6 +57,17 @@ void check_intents(const torch::Tensor& intents, const std::vector<data::Sample>
                      fmt::format("[{}] but the split needs rows for {} samples (were the intents made for another "
                                  "preparation of the data?)",
                                  fmt::join(intents.sizes(), ", "), rows));
+}
+
+// The loss is checked before every step; the step of an epoch's last batch is checked here, before the
+// epoch is evaluated (NaN scores would fail there without naming the epoch) and before anything is saved.
+void check_finite_parameters(torch::nn::Module& model, const std::string& label, std::int64_t epoch,
+                             std::size_t last_batch, double lr) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : model.named_parameters())
+    if (!torch::isfinite(p.value()).all().item<bool>())
+      throw Error(fmt::format("{}: parameter '{}' became non-finite at epoch {}, batch {} (learning rate {})", label,
+                              p.key(), epoch, last_batch, lr));
 }
 
 }  // namespace
@@ -171,10 +184,11 @@ MetricMap evaluate(RecommenderImpl& model, const std::vector<data::Sample>& samp
 void save_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
   torch::serialize::OutputArchive archive;
   model.save(archive);
-  auto tmp = file;
-  tmp += ".tmp";
-  archive.save_to(tmp.string());
-  std::filesystem::rename(tmp, file);
+  // Serialized in memory, then written atomically: LibTorch's own file writer reports a full disk without the
+  // file's name or the cause, and would leave its temporary file behind.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomically(file, bytes.str());
 }
 
 void load_checkpoint(torch::nn::Module& model, const std::filesystem::path& file) {
@@ -269,6 +283,7 @@ TrainResult fit(RecommenderImpl& model, const data::PreparedDataset& ds, const T
       loss_sum += value;
       bar.tick(batch.size(), fmt::format("loss {:.4f}", loss_sum / static_cast<double>(b + 1)));
     }
+    check_finite_parameters(model, label, epoch, batches.size(), lr);
     rec.train_seconds = seconds_since(t0);
     rec.train_loss = loss_sum / static_cast<double>(batches.size());
     rec.train_samples_per_second = static_cast<double>(ds.train.size()) / rec.train_seconds;
