@@ -50,7 +50,7 @@ TEST(TrainingFailure, ExplodingLossStopsNamingEpochAndBatchAndKeepsTheLastGoodCh
   // weights through the same deterministic evaluation, printed with the same two decimals).
   std::smatch epoch1;
   ASSERT_TRUE(std::regex_search(out, epoch1, std::regex(R"(epoch 1: .*\| test HR@20 ([0-9]+\.[0-9]+))"))) << out;
-  const auto best = run / "srgnn" / "best.pt";
+  const auto best = run / "sr-gnn" / "best.pt";  // train writes into the folder run uses (the display name)
   ASSERT_TRUE(fs::exists(best)) << out;
   const auto eval = cli({"evaluate", "--data", prepared.string(), "--checkpoint", best.string()});
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
