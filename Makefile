@@ -6,7 +6,12 @@ CONFIG ?= configs/beauty.yaml
 OUT ?= runs/beauty
 ARGS ?=
 
-.PHONY: all deps configure build run test bench clean
+SANITIZE ?= address,undefined
+SANITIZE_BUILD ?= build-sanitize
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps configure build run test bench check-sanitize fuzz clean
 
 all: build
 
@@ -25,8 +30,28 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
+# The unit and integration tests with AddressSanitizer (leaks included) and UndefinedBehaviorSanitizer on the
+# project's own code (not llama.cpp, not LibTorch); any report fails the test it happens in.
+check-sanitize: deps
+	cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLM4SBR_SANITIZE=$(SANITIZE) \
+	  -DLLM4SBR_BUILD_BENCH=OFF
+	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+	cd $(SANITIZE_BUILD) && \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/sanitizers/lsan.supp:print_suppressions=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR)/scripts/sanitizers/ubsan.supp \
+	  ctest --output-on-failure -j $(JOBS) --timeout 1800
+
+# Every libFuzzer target of fuzz/ for FUZZ_SECONDS each, on seeds made from $$LLM4SBR_DATA_DIR (clang and
+# libFuzzer come from scripts/install-fuzz-deps.sh, so that `make test` never needs them).
+fuzz:
+	bash scripts/install-fuzz-deps.sh
+	CC=clang CXX=clang++ cmake -S fuzz -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+	bash fuzz/run-all.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 bench: build
 	$(BUILD)/bin/backbone_bench --model srgnn
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SANITIZE_BUILD) $(FUZZ_BUILD)

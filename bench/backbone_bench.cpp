@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--set", overrides, "override a config key, e.g. --set models.dhcn.beta=0 (repeatable)");
   app.add_option("--batches", n_batches, "training batches to time")->capture_default_str();
-  app.add_option("--threads", threads, "LibTorch intra-op threads (0 = automatic, see train/runtime.hpp)")->capture_default_str();
+  app.add_option("--threads", threads, "LibTorch intra-op threads (0 = automatic, see core/runtime.hpp)")->capture_default_str();
   app.add_option("--data-dir", data_dir, "raw data directory");
   CLI11_PARSE(app, argc, argv);
 

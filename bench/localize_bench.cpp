@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--dim", dim, "d_text of the TF-IDF+LSA encoder")->capture_default_str();
   app.add_option("--r", r, "top-r of Eq. 5")->capture_default_str();
-  app.add_option("--threads", threads, "LibTorch intra-op threads (0 = automatic, see train/runtime.hpp)")
+  app.add_option("--threads", threads, "LibTorch intra-op threads (0 = automatic, see core/runtime.hpp)")
       ->capture_default_str();
   app.add_option("--data-dir", data_dir, "raw data directory");
   CLI11_PARSE(app, argc, argv);

@@ -7,10 +7,16 @@ Writes OUT_DIR/tiny-qwen2-chat.gguf (a 2-layer Qwen2 chat model with Qwen2's rea
 template) and OUT_DIR/tiny-bert-embed.gguf (a 2-layer BERT embedding model with BGE's tokenizer, mean
 pooling). The weights are random (seeded), so the text they generate is nonsense, but loading,
 tokenizing, chat templating, batched decoding and pooling run through llama.cpp's real code paths.
+
+The chat model is shaped so that greedy decoding gives non-empty answers that depend on the prompt (tests
+that compare answers must not compare empty strings): its output layer is untied and biased toward
+ordinary lowercase word tokens through one residual dimension that every token embedding sets and no layer
+writes, and its attention is sharp, so each answer follows the tokens of its own prompt.
 Needs numpy (Debian's python3-numpy) and the llama.cpp source's own gguf-py.
 """
 import argparse
 import os
+import re
 import sys
 
 import numpy as np
@@ -32,6 +38,10 @@ def n_vocab(reader):
     return len(reader.fields["tokenizer.ggml.tokens"].contents())
 
 
+# Byte-level BPE tokens of a lowercase ASCII word after a space (GPT-2's "Ġ" marks the space).
+WORD = re.compile("\u0120[a-z]{3,10}")
+
+
 def write_qwen2(gguf, vocab_file, out, rng):
     reader = gguf.GGUFReader(vocab_file)
     vocab = n_vocab(reader)
@@ -50,24 +60,43 @@ def write_qwen2(gguf, vocab_file, out, rng):
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     copy_tokenizer(reader, w, gguf)
 
-    def t(name, *shape, dtype=np.float16, scale=0.02):
-        w.add_tensor(name, (rng.standard_normal(shape) * scale).astype(dtype))
+    def random(*shape, scale):
+        return rng.standard_normal(shape) * scale
 
-    t("token_embd.weight", vocab, n_embd)  # the output layer is tied to it (no output.weight)
+    def t(name, *shape, dtype=np.float16, scale=0.02):
+        w.add_tensor(name, random(*shape, scale=scale).astype(dtype))
+
+    def no_bias_writes(weight):
+        # Row 0 of a layer's output projection would write the bias dimension; keep it constant.
+        weight[0, :] = 0
+        return weight.astype(np.float16)
+
+    # Dimension 0 of the residual stream is 1 for every token and no layer writes it, so the output layer's
+    # column 0 is a bias: ordinary word tokens (" cream", " night") win over newlines, punctuation, special
+    # and end-of-generation tokens, and among them the prompt-dependent rest of the hidden state decides.
+    embd = random(vocab, n_embd, scale=1.0)
+    embd[:, 0] = 1.0
+    w.add_tensor("token_embd.weight", embd.astype(np.float16))
+    out = random(vocab, n_embd, scale=0.5)
+    out[:, 0] = 0.0
+    words = [i for i, tok in enumerate(reader.fields["tokenizer.ggml.tokens"].contents()) if WORD.fullmatch(tok)]
+    out[words, 0] = 40.0
+    w.add_tensor("output.weight", out.astype(np.float16))
     w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
     for i in range(n_layer):
         w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        t(f"blk.{i}.attn_q.weight", n_embd, n_embd)
-        t(f"blk.{i}.attn_k.weight", n_head_kv * head_dim, n_embd)
-        t(f"blk.{i}.attn_v.weight", n_head_kv * head_dim, n_embd)
+        # Large query and key weights make attention sharp: a head looks at a few tokens of the prompt.
+        t(f"blk.{i}.attn_q.weight", n_embd, n_embd, scale=0.5)
+        t(f"blk.{i}.attn_k.weight", n_head_kv * head_dim, n_embd, scale=0.5)
+        t(f"blk.{i}.attn_v.weight", n_head_kv * head_dim, n_embd, scale=0.3)
         t(f"blk.{i}.attn_q.bias", n_embd, dtype=np.float32)
         t(f"blk.{i}.attn_k.bias", n_head_kv * head_dim, dtype=np.float32)
         t(f"blk.{i}.attn_v.bias", n_head_kv * head_dim, dtype=np.float32)
-        t(f"blk.{i}.attn_output.weight", n_embd, n_embd)
+        w.add_tensor(f"blk.{i}.attn_output.weight", no_bias_writes(random(n_embd, n_embd, scale=0.3)))
         w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
         t(f"blk.{i}.ffn_gate.weight", n_ff, n_embd)
         t(f"blk.{i}.ffn_up.weight", n_ff, n_embd)
-        t(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
+        w.add_tensor(f"blk.{i}.ffn_down.weight", no_bias_writes(random(n_embd, n_ff, scale=0.02)))
     finish(w)
 
 

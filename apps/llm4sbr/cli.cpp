@@ -33,6 +33,22 @@ void add_out(CLI::App* cmd, Options& o, const std::string& help) { cmd->add_opti
 
 void add_data_dir(CLI::App* cmd, Options& o, const std::string& help) { cmd->add_option("--data-dir", o.data_dir, help); }
 
+void add_stage1(CLI::App* cmd, Options& o, bool intents) {
+  auto* r = cmd->add_option("--responses", o.responses,
+                            "LLM answers made by hand (`infer --split all`, or `merge` of `infer --shard` runs): "
+                            "checked against the prepared data, then encoded and localized by this run")
+                ->check(CLI::ExistingDirectory);
+  if (intents)
+    cmd->add_option("--intents", o.intents, "intents made by hand (`localize --split all`), checked against the prepared data")
+        ->check(CLI::ExistingDirectory)
+        ->excludes(r);
+}
+
+void apply_stage1(Config& cfg, const Options& o) {
+  if (!o.responses.empty()) cfg.set("intent.responses_dir", fs::absolute(o.responses).string());
+  if (!o.intents.empty()) cfg.set("intent.intents_dir", fs::absolute(o.intents).string());
+}
+
 Config load_config(const Options& o, const std::string& default_config) {
   Config cfg;
   std::string file = o.config_file;

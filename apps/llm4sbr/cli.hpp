@@ -25,6 +25,8 @@ struct Options {
   std::int64_t limit = -1;             ///< --limit: first N samples of each split (-1 = all)
   std::string out;                     ///< --out
   std::string data_dir;                ///< --data-dir: raw data
+  std::string responses;               ///< --responses: Stage 1 answers made by hand (infer/merge)
+  std::string intents;                 ///< --intents: Stage 1 intents made by hand (localize)
 };
 
 /// A registered subcommand: its CLI11 app and what running it does (after parsing, inside main's try).
@@ -45,6 +47,12 @@ void add_limit(CLI::App* cmd, Options& o, const std::string& help = "only the fi
 void add_out(CLI::App* cmd, Options& o, const std::string& help);
 /// --data-dir.
 void add_data_dir(CLI::App* cmd, Options& o, const std::string& help = "raw data directory (default: $LLM4SBR_DATA_DIR or ../shared/data)");
+
+/// Stage 1 run by hand, for train, run, compare and ablate: --responses DIR (answers of `infer`/`merge`) and,
+/// when `intents`, --intents DIR (output of `localize`); the two exclude each other.
+void add_stage1(CLI::App* cmd, Options& o, bool intents);
+/// --responses / --intents as intent.responses_dir / intent.intents_dir (absolute paths).
+void apply_stage1(Config& cfg, const Options& o);
 
 /// The config of --config (with its includes) and --set; without a file, `default_config` (when it exists)
 /// is the starting point. Unknown keys, bad types and bad training settings are ConfigErrors here, before

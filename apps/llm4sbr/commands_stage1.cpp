@@ -142,6 +142,7 @@ void run_localize(const LocalizeArgs& a) {
   for (const auto& sp : splits_of(a.o.split)) {
     const auto encoded = intent::load_encoded_texts(fs::path(a.embeddings) / sp);
     opt.views = encoded.views;
+    opt.data = data::samples_fingerprint(ds, first_samples(ds.split(sp), static_cast<std::int64_t>(encoded.sample_ids.size())));
     intent::localize_texts(fs::path(a.o.out) / sp, ds, encoded, catalogue, opt);
     fmt::print("{}: intents -> {}\n", sp, (fs::path(a.o.out) / sp / "intents.npy").string());
   }

@@ -22,13 +22,15 @@ namespace fs = std::filesystem;
 namespace {
 
 // Trains cfg's model (srgnn by default) on a prepared dataset and evaluates it; checkpoints go to --out.
+// With --responses or --intents (Stage 1 run by hand) it trains LLM4SBR(model) on them.
 void run_train(const Options& o) {
   Config cfg = load_config(o);
   if (!cfg.has("model")) cfg.set("model", "srgnn");
+  apply_stage1(cfg, o);
   configure_runtime(cfg.get<int>("threads", 0));
   const auto ds = data::read_prepared(o.data);
   fs::create_directories(o.out);
-  const std::vector<train::ModelRun> runs{train::train_backbone(cfg, ds, o.out, o.data)};
+  const auto runs = train::train_prepared(cfg, ds, o.out, o.data);
   train::write_reports(cfg, ds, runs, o.out, fmt::format("{} on {}", runs.front().label, ds.name), false);
   fmt::print("\n{}\n", train::results_table(runs, train::train_options_from_config(cfg).ks, false));
 }
@@ -50,10 +52,11 @@ void run_evaluate(const EvaluateArgs& a) {
              train::results_table({result}, train::train_options_from_config(cfg).ks, false));
 }
 
-// The config of a whole-pipeline command, with --data-dir as paths.data.
+// The config of a whole-pipeline command, with --data-dir as paths.data and --responses/--intents.
 Config pipeline_config(const Options& o) {
   Config cfg = load_config(o);
   if (!o.data_dir.empty()) cfg.set("paths.data", o.data_dir);
+  apply_stage1(cfg, o);
   return cfg;
 }
 
@@ -89,12 +92,14 @@ void run_compare(const CompareArgs& a) {
                       fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), true);
 }
 
-// run, ablate and compare take the same options: --out, --data-dir, --config (required), --set.
-CLI::App* add_pipeline(CLI::App& app, const std::string& name, const std::string& help, Options& o) {
+// run, ablate and compare take the same options: --out, --data-dir, --config (required), --set, --responses
+// and, except for ablate (its rows vary the views and r: they need answers, not intents), --intents.
+CLI::App* add_pipeline(CLI::App& app, const std::string& name, const std::string& help, Options& o, bool intents = true) {
   auto* cmd = app.add_subcommand(name, help);
   add_out(cmd, o, "run directory");
   add_data_dir(cmd, o);
   add_config(cmd, o, true);
+  add_stage1(cmd, o, intents);
   return cmd;
 }
 
@@ -106,6 +111,7 @@ std::vector<Command> add_train_commands(CLI::App& app) {
   add_data(t, *train, "prepared dataset directory (from `llm4sbr prepare`)");
   add_out(t, *train, "run directory");
   add_config(t, *train, false);
+  add_stage1(t, *train, true);
 
   auto evaluate = std::make_shared<EvaluateArgs>();
   evaluate->o.split = "test";
@@ -123,7 +129,8 @@ std::vector<Command> add_train_commands(CLI::App& app) {
   auto run = std::make_shared<Options>();
   auto* r = add_pipeline(app, "run", "the whole pipeline from a config: prepare (cached), train, evaluate, report", *run);
   auto ablate = std::make_shared<Options>();
-  auto* a = add_pipeline(app, "ablate", "the paper's ablations (Table 4, Fig. 6, Fig. 7 r sweep) in one table", *ablate);
+  auto* a = add_pipeline(app, "ablate", "the paper's ablations (Table 4, Fig. 6, Fig. 7 r sweep) in one table", *ablate,
+                         false);
   auto compare = std::make_shared<CompareArgs>();
   auto* c = add_pipeline(app, "compare", "several backbones, each plain and with the LLM4SBR head, in one table", compare->o);
   c->add_option("--models,-m", compare->models, "models to compare (default: every registered model)")->delimiter(',');

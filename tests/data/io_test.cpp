@@ -70,7 +70,10 @@ TEST(PreparedIo, RoundTrip) {
     EXPECT_EQ(back.items[k].id, ds.items[k].id);
     EXPECT_EQ(back.items[k].raw_id, ds.items[k].raw_id);
   }
-  // Tabs and newlines in titles become spaces; an empty title stays empty.
+  // Tabs and newlines in titles become spaces, already in prepare(): the dataset read back is the one
+  // prepared, so a resumed run builds the same prompts (and hashes) as the first. An empty title stays empty.
+  for (std::size_t k = 0; k < ds.items.size(); ++k) EXPECT_EQ(back.items[k].title, ds.items[k].title) << k;
+  EXPECT_EQ(samples_fingerprint(back, back.train), samples_fingerprint(ds, ds.train));
   EXPECT_EQ(back.items[0].title, "Tab here");
   EXPECT_EQ(back.items[1].title, "Line break");
   EXPECT_EQ(back.items[2].title, "");

@@ -143,6 +143,22 @@ TEST(Prepare, MaxSessionsTruncatesBeforeFiltering) {
   EXPECT_EQ(keys(prepare(raw, o)), (Keys{"s1", "s2"}));
 }
 
+TEST(Prepare, MaxSessionLengthKeepsTheLastClicks) {
+  const RawDataset raw = make_raw({{"s1", "a", 1}, {"s1", "b", 2}, {"s1", "c", 3}, {"s1", "d", 4}, {"s1", "e", 5},
+                                   {"s2", "a", 6}, {"s2", "b", 7}});
+  PrepareOptions o = loose();
+  o.max_session_length = 3;
+  const auto ds = prepare(raw, o);
+  EXPECT_EQ(raw_sessions(ds), (Sessions{{"c", "d", "e"}, {"a", "b"}}));
+  EXPECT_EQ(ds.train.size(), 3u);  // (c, d) -> e, (c) -> d, (a) -> b
+  for (const auto& s : ds.train) EXPECT_LE(s.prefix.size(), 2u);
+  o.max_session_length = 0;  // no limit
+  EXPECT_EQ(raw_sessions(prepare(raw, o)).front().size(), 5u);
+  o.max_session_length = 1;  // shorter than a session may be
+  EXPECT_THROW(prepare(raw, o), ConfigError);
+  EXPECT_EQ(PrepareOptions{}.max_session_length, 256) << "the default covers Beauty's longest session (204 clicks)";
+}
+
 // --- remap, split, samples ------------------------------------------------------------------------
 
 TEST(Prepare, RemapInFirstAppearanceOrderOfSplitOrder) {

@@ -65,7 +65,7 @@ inline std::pair<train::MetricMap, train::MetricMap> expect_beats_most_popular(c
              run.label, epochs, test.at("HR@20"), test.at("MRR@20"), popular.at("HR@20"), popular.at("MRR@20"),
              run.result.epochs.at(0).train_seconds, seconds);
   EXPECT_GT(test.at("HR@20"), popular.at("HR@20")) << run.label;
-  EXPECT_TRUE(std::filesystem::exists(dir / cfg.require<std::string>("model") / "best.pt"));
+  EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(run.checkpoint_dir) / "best.pt")) << run.checkpoint_dir;
   return {test, popular};
 }
 

@@ -2,12 +2,19 @@
 // 2-epoch comparison table and the stage cache, and the tiny GGUF chat model through the whole pipeline.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
+#include "llm_answers.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -112,6 +119,8 @@ TEST(EndToEnd, RunComparesSrGnnWithLlm4sbrOnTitlesIntentsAndReusesTheStages) {
   ASSERT_EQ(run_cli(out, dir / "log2.txt", 600, "--set train.epochs=1 --set intent.source=titles --set enhance.baseline=false"), 0)
       << read_all(dir / "log2.txt");
   const auto log2 = read_all(dir / "log2.txt");
+  EXPECT_NE(log1.find("SR-GNN and LLM4SBR(SR-GNN) on beauty"), std::string::npos) << log1;
+  EXPECT_NE(log2.find("\nLLM4SBR(SR-GNN) on beauty"), std::string::npos) << "only LLM4SBR trained\n" << log2;
   EXPECT_NE(log2.find("prepare: re-using"), std::string::npos) << log2;
   EXPECT_NE(log2.find("intents: re-using"), std::string::npos) << log2;
   EXPECT_EQ(log2.find("fitting"), std::string::npos) << log2;
@@ -145,7 +154,11 @@ TEST(EndToEnd, RunWithTheTinyGgufChatModelGoesThroughEveryStage) {
   // Every (sample, view) of every split has an answer, and a second run generates nothing.
   const auto responses = only_subdir(out / "stages", "responses-");
   ASSERT_FALSE(responses.empty());
-  for (const char* split : {"train", "valid", "test"}) EXPECT_TRUE(fs::exists(responses / split / "responses.jsonl")) << split;
+  for (const char* split : {"train", "valid", "test"}) {
+    ASSERT_TRUE(fs::exists(responses / split / "responses.jsonl")) << split;
+    llm4sbr::testing::expect_real_answers(llm4sbr::testing::answers_in(responses / split / "responses.jsonl"));
+  }
+  EXPECT_EQ(read_all(dir / "log.txt").find("carry no information"), std::string::npos) << "the intents are not all zero";
   ASSERT_EQ(run_cli(out, dir / "log2.txt", 150, llm + " --set enhance.baseline=false"), 0) << read_all(dir / "log2.txt");
   const auto log2 = read_all(dir / "log2.txt");
   EXPECT_EQ(log2.find("prompts to generate"), std::string::npos) << log2;
@@ -176,12 +189,15 @@ TEST(EndToEnd, AblateWritesOneTableWithEveryVariant) {
   ASSERT_EQ(experiment_cli("ablate", dir / "run", dir / "log.txt", 150, "--set train.epochs=1 --set intent.source=titles"), 0)
       << read_all(dir / "log.txt");
   const auto md = read_all(dir / "run" / "results.md");
-  for (const char* row : {"LLM4SBR", "w/o SBR", "w/o LLM", "w/o AU", "w/o long", "w/o short", "normal", "r=0", "r=1", "r=3"})
+  for (const char* row : {"LLM4SBR", "w/o SBR", "w/o LLM", "w/o AU", "w/o long", "w/o short",
+                           "normal (titles: same as w/o short)", "r=0", "r=1", "r=3"})
     EXPECT_NE(md.find(fmt::format("| {} |", row)), std::string::npos) << row << "\n" << md;
   auto metrics = nlohmann::json::parse(std::ifstream(dir / "run" / "metrics.json"));
   EXPECT_EQ(metrics["models"].size(), 10u);
   EXPECT_EQ(metrics["models"]["w/o LLM"]["intents"], "");
-  EXPECT_EQ(metrics["models"]["normal"]["intents"], "titles");
+  EXPECT_EQ(metrics["models"]["normal (titles: same as w/o short)"]["intents"], "titles");
+  EXPECT_EQ(metrics["models"]["normal (titles: same as w/o short)"]["test"], metrics["models"]["w/o short"]["test"])
+      << "the titles source gives the normal view the long view's texts";
   // Views and r make their own intent stages; the rest share one.
   int intent_stages = 0;
   for (const auto& e : fs::directory_iterator(dir / "run" / "stages"))
@@ -242,4 +258,172 @@ TEST(EndToEnd, CompareWritesEveryModelWithItsImprovementRow) {
     ++improvement_rows;
   EXPECT_EQ(improvement_rows, 2u) << md;
   EXPECT_LT(table.find("| LLM4SBR(SR-GNN) [titles] |"), table.find("| Improv. (%) |")) << md;
+}
+
+// The README's Stage 1 by hand: `infer --shard i/n` on two "machines", `merge`, then LLM4SBR trained on the
+// merged answers (`run --responses`, `train --responses`) and on intents made by `encode` + `localize`
+// (`train --intents`); answers or intents that do not fit the prepared data are refused before training.
+TEST(EndToEnd, StageOneByHandWithShardsAndMergeTrainsLlm4sbr) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  const fs::path model = llm4sbr::testing::tiny_model("tiny-qwen2-chat.gguf");
+  llm4sbr::testing::TempDir dir;
+  const auto cli = [&](const std::string& args, const fs::path& log) {
+    return llm4sbr::testing::run_logged(fmt::format("cd '{}' && LLM4SBR_DATA_DIR='{}' '{}' {}", LLM4SBR_SOURCE_DIR,
+                                                    llm4sbr::testing::data_dir().string(), LLM4SBR_CLI, args),
+                                        log);
+  };
+  const auto data = [](int sessions) {
+    return fmt::format("--config configs/beauty.yaml --set data.max_sessions={} --set data.min_item_count=2 "
+                       "--set data.iterative_filter=true",
+                       sessions);
+  };
+  const std::string llm = "--set llm.max_tokens=3 --set prompt.max_items=3 --set llm.threads=2";
+  const auto prepared = dir / "prepared", answers = dir / "answers", log = dir / "log.txt";
+  ASSERT_EQ(cli(fmt::format("prepare {} --out '{}'", data(80), prepared.string()), log), 0) << read_all(log);
+  for (const char* shard : {"1", "2"})
+    ASSERT_EQ(cli(fmt::format("infer --data '{}' --split all --llm 'llama:{}' --shard {}/2 --out '{}' {}", prepared.string(),
+                              model.string(), shard, (dir / "shards" / shard).string(), llm),
+                  log),
+              0)
+        << read_all(log);
+  // The shard folders come before --set, which would take them as more overrides.
+  ASSERT_EQ(cli(fmt::format("merge --data '{}' --split all --out '{}' '{}' '{}' {}", prepared.string(), answers.string(),
+                            (dir / "shards/1").string(), (dir / "shards/2").string(), llm),
+                log),
+            0)
+      << read_all(log);
+  for (const char* split : {"train", "valid", "test"})
+    llm4sbr::testing::expect_real_answers(llm4sbr::testing::answers_in(answers / split / "responses.jsonl"));
+
+  // run --responses: the run's own prepared data, encode and localize stages, LLM4SBR trained on the answers.
+  ASSERT_EQ(run_cli(dir / "run", log, 80, llm + " --set train.epochs=1 --set enhance.baseline=false --responses '" +
+                                              answers.string() + "'"),
+            0)
+      << read_all(log);
+  EXPECT_NE(read_all(log).find("fit the prepared data"), std::string::npos) << read_all(log);
+  const auto md = read_all(dir / "run" / "results.md");
+  EXPECT_NE(md.find("| LLM4SBR(SR-GNN) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("LLM4SBR(SR-GNN) = responses " + answers.string()), std::string::npos) << md;
+  EXPECT_TRUE(fs::exists(dir / "run" / "llm4sbr-sr-gnn" / "best.pt"));
+
+  // train without Stage 1 trains the plain backbone, into the folder `run` gives it (sr-gnn/).
+  ASSERT_EQ(cli(fmt::format("train --data '{}' --out '{}' --set train.epochs=1", prepared.string(), (dir / "t0").string()), log), 0)
+      << read_all(log);
+  EXPECT_TRUE(fs::exists(dir / "t0" / "sr-gnn" / "best.pt")) << read_all(log);
+
+  // train --responses and train --intents on the prepared folder itself.
+  ASSERT_EQ(cli(fmt::format("train --data '{}' --out '{}' {} --set train.epochs=1 --responses '{}'", prepared.string(),
+                            (dir / "t1").string(), llm, answers.string()),
+                log),
+            0)
+      << read_all(log);
+  EXPECT_TRUE(fs::exists(dir / "t1" / "llm4sbr-sr-gnn" / "best.pt")) << read_all(log);
+  ASSERT_EQ(cli(fmt::format("encode --data '{}' --responses '{}' --split all --out '{}'", prepared.string(), answers.string(),
+                            (dir / "embedded").string()),
+                log),
+            0)
+      << read_all(log);
+  ASSERT_EQ(cli(fmt::format("localize --data '{}' --embeddings '{}' --split all --out '{}'", prepared.string(),
+                            (dir / "embedded").string(), (dir / "localized").string()),
+                log),
+            0)
+      << read_all(log);
+  ASSERT_EQ(cli(fmt::format("train --data '{}' --out '{}' --set train.epochs=1 --intents '{}'", prepared.string(),
+                            (dir / "t2").string(), (dir / "localized").string()),
+                log),
+            0)
+      << read_all(log);
+  EXPECT_TRUE(fs::exists(dir / "t2" / "llm4sbr-sr-gnn" / "best.pt")) << read_all(log);
+  EXPECT_NE(read_all(dir / "t2" / "results.md").find("intents " + (dir / "localized").string()), std::string::npos)
+      << read_all(dir / "t2" / "results.md");
+
+  // Answers of other prepared data (fewer sessions), or of other prompt settings, are refused before anything trains.
+  ASSERT_NE(run_cli(dir / "other", log, 60, llm + " --set train.epochs=1 --responses '" + answers.string() + "'"), 0);
+  EXPECT_NE(read_all(log).find("records of an unexpected (sample, view)"), std::string::npos) << read_all(log);
+  EXPECT_EQ(read_all(log).find("epoch 1/1"), std::string::npos) << read_all(log);
+  ASSERT_NE(run_cli(dir / "other2", log, 80,
+                    "--set llm.max_tokens=3 --set prompt.max_items=4 --set train.epochs=1 --responses '" + answers.string() + "'"),
+            0);
+  EXPECT_NE(read_all(log).find("records answering another prompt"), std::string::npos) << read_all(log);
+  EXPECT_EQ(read_all(log).find("epoch 1/1"), std::string::npos) << read_all(log);
+  ASSERT_EQ(cli(fmt::format("prepare {} --out '{}'", data(60), (dir / "prepared60").string()), log), 0) << read_all(log);
+  ASSERT_NE(cli(fmt::format("train --data '{}' --out '{}' --set train.epochs=1 --intents '{}'", (dir / "prepared60").string(),
+                            (dir / "t3").string(), (dir / "localized").string()),
+                log),
+            0);
+  EXPECT_NE(read_all(log).find("done.json: field 'samples'"), std::string::npos) << read_all(log);
+  EXPECT_NE(read_all(log).find("other prepared data"), std::string::npos) << read_all(log);
+}
+
+namespace {
+
+// A generic dataset whose titles hold tabs, newlines, carriage returns, commas and quotes (CSV-quoted).
+void write_awkward_generic_dataset(const fs::path& dir, int sessions, int items) {
+  fs::create_directories(dir);
+  std::ofstream titles(dir / "items.csv");
+  titles << "item_id,title\n";
+  const char* shapes[] = {"Lip\tstick \"\"red\"\" no. {}", "Night\ncream {}", "Soap, \"\"mild\"\"\r\n bar {}"};
+  for (int k = 1; k <= items; ++k) titles << "i" << k << ",\"" << fmt::format(fmt::runtime(shapes[k % 3]), k) << "\"\n";
+  std::ofstream clicks(dir / "interactions.csv");
+  clicks << "session_id,item_id,timestamp\n";
+  for (int s = 0; s < sessions; ++s)
+    for (int j = 0; j < 5; ++j) clicks << "s" << s << ",i" << (s * 7 + j * 3) % items + 1 << "," << s * 1000 + j << "\n";
+}
+
+// Every line of every responses.jsonl under the responses stages of a run folder.
+std::size_t response_lines(const fs::path& run) {
+  std::size_t n = 0;
+  if (!fs::exists(run / "stages")) return 0;
+  for (const auto& e : fs::recursive_directory_iterator(run / "stages"))
+    if (e.path().filename() == "responses.jsonl") n += llm4sbr::testing::read_jsonl(e.path()).size();
+  return n;
+}
+
+}  // namespace
+
+// A run killed during Stage 1 and started again resumes with the same prompts, even when titles hold tabs,
+// newlines and quotes (the resumed run reads them back from items.tsv): no answer is generated twice.
+TEST(EndToEnd, RunKilledInStageOneResumesWithOneRecordPerPromptWhenTitlesHoldTabsAndNewlines) {
+  llm4sbr::testing::TempDir dir;
+  write_awkward_generic_dataset(dir / "data" / "generic", 80, 30);
+  const auto out = dir / "run";
+  const std::string command = fmt::format(
+      "cd '{}' && LLM4SBR_DATA_DIR='{}' exec '{}' run --config configs/defaults.yaml --set dataset=generic "
+      "--set intent.source=llm --set llm.model=llama:{} --set llm.max_tokens=4 --set llm.parallel=2 --set llm.threads=2 "
+      "--set train.epochs=1 --set enhance.baseline=false --out '{}'",
+      LLM4SBR_SOURCE_DIR, (dir / "data").string(), LLM4SBR_CLI, llm4sbr::testing::tiny_model("tiny-qwen2-chat.gguf").string(),
+      out.string());
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", (command + " > /dev/null 2>&1").c_str(), nullptr);
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+  std::size_t seen = 0;
+  while (std::chrono::steady_clock::now() < deadline && (seen = response_lines(out)) < 30)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(-pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  ASSERT_GE(seen, 30u) << "no answers appeared before the deadline";
+  ASSERT_FALSE(fs::exists(out / "results.md")) << "the run finished before it could be killed; nothing was tested";
+
+  const auto log = dir / "log.txt";
+  ASSERT_EQ(llm4sbr::testing::run_logged(command, log), 0) << read_all(log);
+  EXPECT_NE(read_all(log).find("prepare: re-using"), std::string::npos) << "the resumed run reads items.tsv back";
+  const auto responses = only_subdir(out / "stages", "responses-");
+  const auto prepared = only_subdir(out / "stages", "prepare-");
+  for (const char* split : {"train", "valid", "test"}) {
+    std::size_t samples = 0;
+    std::ifstream in(prepared / (std::string(split) + ".tsv"));
+    for (std::string line; std::getline(in, line);) samples += !line.empty();
+    const auto records = llm4sbr::testing::read_jsonl(responses / split / "responses.jsonl");
+    std::map<std::pair<std::int64_t, std::string>, int> per_key;
+    for (const auto& r : records) ++per_key[{r["sample"].get<std::int64_t>(), r["view"].get<std::string>()}];
+    EXPECT_EQ(per_key.size(), 2 * samples) << split;
+    EXPECT_EQ(records.size(), per_key.size()) << split << ": a (sample, view) has two records";
+    llm4sbr::testing::expect_real_answers(llm4sbr::testing::answers_in(responses / split / "responses.jsonl"));
+  }
 }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "llm/llama_server.hpp"
+#include "llm_answers.hpp"
 #include "test_support.hpp"
 
 using namespace llm4sbr;
@@ -71,6 +72,7 @@ TEST_F(HttpInfer, TwoHundredBeautySamplesTwoViewsOverTwoServers) {
   const auto log = tmp_ / "infer.log";
   ASSERT_EQ(run_logged(infer_command(a->url() + "," + b->url(), tmp_.path(), 200), log), 0) << read_text(log);
   expect_all_samples(records_by_key(tmp_ / "test/responses.jsonl"), 200);
+  llm4sbr::testing::expect_real_answers(llm4sbr::testing::answers_in(tmp_ / "test/responses.jsonl"));
   const std::string text = read_text(log);
   // The per-endpoint summary names both servers, and the bar reports the rates.
   EXPECT_NE(text.find(a->url() + "/v1"), std::string::npos) << text;
@@ -108,6 +110,7 @@ TEST_F(HttpInfer, ServerKilledMidRunLosesNothingAndDoublesNothing) {
   const auto records = records_by_key(responses);
   expect_all_samples(records, 200);
   EXPECT_EQ(read_jsonl(responses).size(), 400u);  // none doubled in the file either
+  llm4sbr::testing::expect_real_answers(llm4sbr::testing::answers_in(responses));
   EXPECT_NE(read_text(tmp_ / "infer.log").find("out of rotation"), std::string::npos) << read_text(tmp_ / "infer.log");
 }
 
@@ -159,6 +162,7 @@ TEST_F(HttpInfer, ShardsMergedEqualTheUnshardedRun) {
   const auto merged = records_by_key(tmp_ / "merged/test/responses.jsonl");
   const auto whole = records_by_key(tmp_ / "whole/test/responses.jsonl");
   expect_all_samples(merged, n);
+  llm4sbr::testing::expect_real_answers(llm4sbr::testing::answers_in(tmp_ / "merged/test/responses.jsonl"));
   ASSERT_EQ(merged.size(), whole.size());
   for (const auto& [key, r] : whole) {
     EXPECT_EQ(merged.at(key)["prompt_hash"], r["prompt_hash"]);

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/llm/llama_backend.hpp"
+#include "llm_answers.hpp"
 #include "test_support.hpp"
 
 using namespace llm4sbr;
@@ -49,15 +50,46 @@ TEST(LlamaBackend, GeneratesForEveryPromptInParallel) {
     ++seen[i];
     gens[i] = g;
   });
+  std::vector<std::string> texts;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     EXPECT_EQ(seen[i], 1) << i;
     EXPECT_GT(gens[i].prompt_tokens, 0);
     EXPECT_LE(gens[i].completion_tokens, 8);
+    texts.push_back(gens[i].text);
   }
+  llm4sbr::testing::expect_real_answers(texts);
   // Greedy decoding is deterministic, whatever the batching: one prompt alone gives the same answer.
   std::string alone;
   backend.generate({prompts[2]}, [&](std::size_t, const llm::Generation& g) { alone = g.text; });
   EXPECT_EQ(alone, gens[2].text);
+}
+
+// With temperature > 0 the seed of an answer is llm.seed mixed with its prompt: the same answer whatever its
+// batch, slot or order, so a killed and resumed run samples what an uninterrupted one would.
+TEST(LlamaBackend, SampledAnswersDependOnlyOnThePromptAndTheSeed) {
+  llm::GenerationOptions opt;
+  opt.max_tokens = 6;
+  opt.parallel = 3;
+  opt.threads = 2;
+  opt.temperature = 1.0;
+  opt.seed = 7;
+  const std::vector<std::string> prompts = {"lipstick", "night cream", "soap bar", "shampoo", "nail polish", "perfume"};
+  const auto answers = [&](const llm::GenerationOptions& o, const std::vector<std::string>& p) {
+    llm::LlamaBackend backend(tiny_chat_model(), o);
+    std::vector<std::string> out(p.size());
+    backend.generate(p, [&](std::size_t i, const llm::Generation& g) { out[i] = g.text; });
+    return out;
+  };
+  const auto all = answers(opt, prompts);
+  llm4sbr::testing::expect_real_answers(all);
+  EXPECT_EQ(answers(opt, {prompts[4]}), std::vector<std::string>{all[4]}) << "alone";
+  auto two = opt;
+  two.parallel = 2;
+  EXPECT_EQ(answers(two, {prompts[5], prompts[3], prompts[0]}), (std::vector<std::string>{all[5], all[3], all[0]}))
+      << "in another order and other slots";
+  auto other_seed = opt;
+  other_seed.seed = 8;
+  EXPECT_NE(answers(other_seed, prompts), all) << "llm.seed still matters";
 }
 
 TEST(LlamaBackend, ReusesTheKvCacheOfSharedPrefixes) {
@@ -112,6 +144,7 @@ TEST(Infer, TwoHundredBeautySamplesTwoViewsResumeAfterKill) {
   EXPECT_EQ(keys.size(), 400u);     // none lost: 200 samples x {long, short}
   EXPECT_EQ(keys.begin()->first, 0);
   EXPECT_EQ(keys.rbegin()->first, 199);
+  llm4sbr::testing::expect_real_answers(llm4sbr::testing::answers_in(responses));
 
   // A third run has nothing left to do and changes nothing.
   ASSERT_EQ(std::system((infer_command(data, out.path(), 200) + " > /dev/null 2>&1").c_str()), 0);

@@ -10,6 +10,7 @@
 #include "llm/llama_server.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/llm/openai_backend.hpp"
+#include "llm_answers.hpp"
 #include "test_support.hpp"
 
 using namespace llm4sbr;
@@ -96,6 +97,9 @@ TEST(OpenAiBackend, AnswersEveryPromptOverTwoServers) {
   EXPECT_EQ(backend.model_name(), "openai:server-default");
   const auto prompts = numbered_prompts(24);
   const auto gens = generate_all(backend, prompts);
+  std::vector<std::string> texts;
+  for (const auto& g : gens) texts.push_back(g.text);
+  llm4sbr::testing::expect_real_answers(texts);
   for (const auto& g : gens) {
     EXPECT_GT(g.prompt_tokens, 10);
     EXPECT_GE(g.completion_tokens, 1);
@@ -234,6 +238,9 @@ TEST(OpenAiBackend, RequestBodyAndBadSettings) {
   EXPECT_EQ(body["max_tokens"], 8);
   EXPECT_EQ(body["temperature"], 0.0);
   EXPECT_EQ(body["stop"][0], "\n\n");
+  // The seed of a request is llm.seed mixed with its prompt: a sampled answer depends on its prompt alone.
+  EXPECT_EQ(body["seed"], llm::prompt_seed(opt.generation.seed, "Hello"));
+  EXPECT_NE(nlohmann::json::parse(backend.request_body("Hello!"))["seed"], body["seed"]);
 
   EXPECT_THROW(llm::make_llm_backend("openai:", Config()), ConfigError);
   EXPECT_THROW(llm::make_llm_backend("openai:ftp://x", Config()), ConfigError);

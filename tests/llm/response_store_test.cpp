@@ -72,3 +72,25 @@ TEST(ResponseStore, SecondWriterOfTheSameFileIsRefusedUntilTheFirstCloses) {
   ResponseStore again(dir / "r.jsonl");  // the lock went with the first store
   EXPECT_EQ(again.size(), 2u);
 }
+
+// `infer --llm openai:URL` with nothing listening fails before its first answer: it must not leave an empty
+// responses.jsonl behind. Files that existed, that hold answers, or of a job that succeeded stay.
+TEST(ResponseStore, AnEmptyFileOfAJobThatFailedBeforeItsFirstAnswerIsRemoved) {
+  llm4sbr::testing::TempDir dir;
+  const auto fail_with = [](const std::filesystem::path& file, bool answer) {
+    try {
+      ResponseStore s(file);
+      if (answer) s.append({0, "long", "h", "m", "Lipstick", 1, 1, 0});
+      throw std::runtime_error("no endpoint could be reached");
+    } catch (const std::runtime_error&) {
+    }
+  };
+  fail_with(dir / "a" / "r.jsonl", false);
+  EXPECT_FALSE(std::filesystem::exists(dir / "a" / "r.jsonl"));
+  fail_with(dir / "b" / "r.jsonl", true);
+  EXPECT_EQ(ResponseStore(dir / "b" / "r.jsonl").size(), 1u);
+  { ResponseStore s(dir / "c" / "r.jsonl"); }  // succeeded with nothing to answer (a shard may hold none)
+  EXPECT_TRUE(std::filesystem::exists(dir / "c" / "r.jsonl"));
+  fail_with(dir / "c" / "r.jsonl", false);  // it existed before this job
+  EXPECT_TRUE(std::filesystem::exists(dir / "c" / "r.jsonl"));
+}

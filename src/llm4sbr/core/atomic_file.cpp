@@ -53,9 +53,11 @@ void AtomicFile::write(const void* data, std::size_t bytes) {
 void AtomicFile::commit() {
   if (!file_) throw Error(fmt::format("{}: committed twice", target_.string()));
   const bool flushed = std::fflush(file_) == 0;
+  const int flush_errno = errno;  // the cause, before fclose can overwrite it
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;
-  if (!flushed || !closed) fail("write failed on close (disk full?)");
+  if (!flushed || !closed)
+    fail(fmt::format("write failed on close (disk full?): {}", std::strerror(flushed ? errno : flush_errno)));
   std::error_code ec;
   fs::rename(tmp_, target_, ec);
   if (ec) fail(fmt::format("cannot rename {} into place: {}", tmp_.string(), ec.message()));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace llm4sbr {
@@ -46,6 +47,23 @@ void emit_canonical(const YAML::Node& n, YAML::Emitter& out) {
   }
 }
 
+// Where the first map key at or below `n` that is not a plain scalar is (YAML allows `? [a, b]: c` and null
+// keys; settings are named by plain keys, and every reader of a config converts keys to strings).
+std::optional<YAML::Mark> first_complex_key(const YAML::Node& n) {
+  if (n.IsMap()) {
+    for (const auto& kv : n) {
+      if (!kv.first.IsScalar()) return kv.first.Mark();
+      if (auto mark = first_complex_key(kv.second)) return mark;
+    }
+  } else if (n.IsSequence()) {
+    for (const auto& v : n)
+      if (auto mark = first_complex_key(v)) return mark;
+  }
+  return std::nullopt;
+}
+
+constexpr const char* kComplexKey = "a config key must be a plain name, not a list, a mapping or null";
+
 }  // namespace
 
 YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over) {
@@ -59,6 +77,23 @@ YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over) {
 }
 
 namespace {
+
+// The file names of an `include:` value: one name or a list of names (null: none). Anything else (a map,
+// a nested list) is an error naming the file and line, not a yaml-cpp exception without either.
+std::vector<std::string> include_list(const YAML::Node& inc, const std::filesystem::path& file) {
+  auto refuse = [&](const YAML::Node& at) {
+    return InputError(file.string(), at.Mark().line + 1, "include", "expected a file name or a list of file names");
+  };
+  if (inc.IsNull()) return {};
+  if (inc.IsScalar()) return {inc.Scalar()};
+  if (!inc.IsSequence()) throw refuse(inc);
+  std::vector<std::string> files;
+  for (const auto& f : inc) {
+    if (!f.IsScalar()) throw refuse(f);
+    files.push_back(f.Scalar());
+  }
+  return files;
+}
 
 // Loads `file` and, depth first, the files it includes; `chain` holds the files being loaded above it, so
 // that an include cycle is an error naming the cycle instead of an endless recursion.
@@ -84,12 +119,10 @@ YAML::Node load_with_includes(const std::filesystem::path& file, std::vector<std
   }
   if (!doc || doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
   if (!doc.IsMap()) throw InputError(file.string(), 1, "", "a config must be a YAML mapping");
+  if (const auto mark = first_complex_key(doc)) throw InputError(file.string(), mark->line + 1, "", kComplexKey);
   YAML::Node merged(YAML::NodeType::Map);
   if (doc["include"]) {
-    YAML::Node inc = doc["include"];
-    std::vector<std::string> files;
-    if (inc.IsScalar()) files.push_back(inc.as<std::string>());
-    else for (const auto& f : inc) files.push_back(f.as<std::string>());
+    const auto files = include_list(doc["include"], file);
     chain.push_back(canonical);
     for (const auto& f : files) merged = merge_yaml(merged, load_with_includes(file.parent_path() / f, chain));
     chain.pop_back();
@@ -108,6 +141,7 @@ Config Config::load(const std::filesystem::path& file) {
 Config Config::parse(const std::string& text) {
   YAML::Node doc = YAML::Load(text);
   if (!doc || doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
+  if (first_complex_key(doc)) throw ConfigError(kComplexKey);
   return Config(doc);
 }
 
@@ -128,6 +162,7 @@ void Config::set(const std::string& dotted_key, const std::string& value) {
     parsed = YAML::Node(value);
   }
   if (!parsed) parsed = YAML::Node(value);
+  if (first_complex_key(parsed)) throw ConfigError(fmt::format("config key '{}': {}", dotted_key, kComplexKey));
   set_node(dotted_key, parsed);
 }
 

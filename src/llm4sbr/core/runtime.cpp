@@ -31,6 +31,24 @@ std::string loaded_blas_path() {
   return ec ? loaded : real.string();
 }
 
+// LibTorch's TORCH_WARN goes to glog by default, which prints "Logging before InitGoogleLogging()" and a line
+// in its own format (TAGNN and GCE-GNN trigger "index_reduce() is in beta"). Its warnings go to our log instead:
+// notices about LibTorch's own API ("... is in beta") at debug level, since they say nothing about the run.
+class LogWarnings : public c10::WarningHandler {
+ public:
+#if TORCH_VERSION_MAJOR >= 2
+  void process(const c10::Warning& warning) override { log(warning.msg()); }
+#else
+  void process(const c10::SourceLocation&, const std::string& msg, const bool) override { log(msg); }
+#endif
+
+ private:
+  static void log(const std::string& msg) {
+    if (msg.find("is in beta") != std::string::npos) spdlog::debug("LibTorch: {}", msg);
+    else spdlog::warn("LibTorch: {}", msg);
+  }
+};
+
 std::string classify_blas(const std::string& path) {
   if (path.find("openblas") != std::string::npos) return "OpenBLAS";
   if (path.find("blis") != std::string::npos) return "BLIS";
@@ -82,6 +100,8 @@ RuntimeInfo configure_runtime(int threads) {
   const bool blas_has_own_pool = info.blas_kind == "OpenBLAS" && info.blas_library.find("pthread") != std::string::npos;
   if (threads <= 0) threads = blas_has_own_pool ? 1 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
+  static LogWarnings log_warnings;
+  c10::Warning::set_warning_handler(&log_warnings);
   info.intra_op_threads = at::get_num_threads();
   spdlog::info("compute: LibTorch {} intra-op thread(s); BLAS {} ({}{}{})", info.intra_op_threads, info.blas_kind,
                info.blas_library.empty() ? "not loaded" : info.blas_library,

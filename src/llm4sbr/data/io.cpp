@@ -1,7 +1,7 @@
 #include "llm4sbr/data/io.hpp"
 
 #include <fmt/format.h>
-#include <unistd.h>
+#include <fmt/ranges.h>
 
 #include <charconv>
 #include <cstdio>
@@ -11,9 +11,24 @@
 
 #include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/data/prepare.hpp"
 
 namespace llm4sbr::data {
+
+std::string samples_fingerprint(const PreparedDataset& ds, const std::vector<Sample>& samples) {
+  std::string text;
+  for (const auto& item : ds.items) text += fmt::format("{}\t{}\n", item.id, item.title);
+  for (const auto& s : samples) text += fmt::format("{}\t{}\t{}\n", s.id, fmt::join(s.prefix, " "), s.target);
+  return hash_hex(text);
+}
+
+std::string tsv_field(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+  return out;
+}
 
 namespace fs = std::filesystem;
 
@@ -22,9 +37,7 @@ namespace {
 constexpr const char* kSplitNames[3] = {"train", "valid", "test"};
 constexpr const char* kFiles[] = {"items.tsv", "sessions.tsv", "train.tsv", "valid.tsv", "test.tsv", "stats.json"};
 
-void append_clean(std::string& out, std::string_view s) {
-  for (const char c : s) out.push_back(c == '\t' || c == '\n' || c == '\r' ? ' ' : c);
-}
+void append_clean(std::string& out, std::string_view s) { out += tsv_field(s); }
 
 void append_int(std::string& out, std::int64_t v) {
   char buf[24];

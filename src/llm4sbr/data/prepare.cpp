@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/data/io.hpp"
 
 namespace llm4sbr::data {
 
@@ -29,6 +30,9 @@ void validate(const PrepareOptions& opt) {
     throw ConfigError(fmt::format("data.test_fraction must be in [0, 1), got {}", opt.test_fraction));
   if (!(opt.valid_fraction >= 0.0 && opt.valid_fraction < 1.0))
     throw ConfigError(fmt::format("data.valid_fraction must be in [0, 1), got {}", opt.valid_fraction));
+  if (opt.max_session_length != 0 && opt.max_session_length < opt.min_session_length)
+    throw ConfigError(fmt::format("data.max_session_length must be 0 (no limit) or >= data.min_session_length ({}), got {}",
+                                  opt.min_session_length, opt.max_session_length));
 }
 
 std::int64_t floor_div(std::int64_t a, std::int64_t b) {
@@ -43,6 +47,14 @@ struct WorkSession {
   std::vector<std::int32_t> items;
   std::int64_t start_time = 0;
 };
+
+// Keeps the last `max_length` clicks of every longer session (0 = no limit).
+void keep_last_clicks(std::vector<WorkSession>& sessions, std::int64_t max_length) {
+  if (max_length <= 0) return;
+  const auto max = static_cast<std::size_t>(max_length);
+  for (auto& x : sessions)
+    if (x.items.size() > max) x.items.erase(x.items.begin(), x.items.end() - static_cast<std::ptrdiff_t>(max));
+}
 
 /// Groups clicks into sessions, in kOrdered order: users by first appearance in the source, and the
 /// sessions of one user (clock/gap modes) chronologically, which is the reference's (user, bucket)
@@ -176,7 +188,7 @@ const SettingsSchema& data_settings() {
       {{"sessionize", kString}, {"clock_seconds", kInteger}, {"gap_seconds", kInteger}, {"min_session_length", kInteger},
        {"min_item_count", kInteger}, {"iterative_filter", kBool}, {"split", kString}, {"test_fraction", kNumber},
        {"test_sessions", kInteger}, {"valid_fraction", kNumber}, {"augment", kBool}, {"max_sessions", kInteger},
-       {"skip_malformed", kBool}}};
+       {"max_session_length", kInteger}, {"skip_malformed", kBool}}};
   return schema;
 }
 
@@ -210,6 +222,7 @@ PrepareOptions prepare_options_from_config(const Config& cfg) {
   o.valid_fraction = cfg.get<double>("data.valid_fraction", o.valid_fraction);
   o.augment = cfg.get<bool>("data.augment", o.augment);
   o.max_sessions = cfg.get<std::int64_t>("data.max_sessions", o.max_sessions);
+  o.max_session_length = cfg.get<std::int64_t>("data.max_session_length", o.max_session_length);
   validate(o);
   return o;
 }
@@ -233,6 +246,7 @@ PreparedDataset prepare(const RawDataset& raw, const PrepareOptions& opt) {
                      fmt::format("no session left after filtering ({} interactions, {} sessions formed; "
                                  "min_session_length {}, min_item_count {})",
                                  raw.interactions.size(), n_formed, opt.min_session_length, opt.min_item_count));
+  keep_last_clicks(sessions, opt.max_session_length);
 
   // Split sizes. The reference keeps int(0.9 * n) sessions for training, so the test share is
   // n - floor((1 - f) * n): 2,237 of Beauty's 22,363 sessions, 5,313 of ML-1M's 53,121 (Table 2).
@@ -257,7 +271,7 @@ PreparedDataset prepare(const RawDataset& raw, const PrepareOptions& opt) {
   ds.sessions.reserve(sessions.size());
   for (auto& w : sessions) {
     Session s;
-    s.key = std::move(w.key);
+    s.key = tsv_field(w.key);  // as items.tsv and sessions.tsv hold them: a dataset read back is the same
     s.start_time = w.start_time;
     s.items.reserve(w.items.size());
     for (const auto i : w.items) {
@@ -266,7 +280,7 @@ PreparedDataset prepare(const RawDataset& raw, const PrepareOptions& opt) {
         id = static_cast<std::int64_t>(ds.items.size()) + 1;
         const std::string raw_id(item_raw[static_cast<std::size_t>(i)]);
         const auto t = raw.titles.find(raw_id);
-        ds.items.push_back({id, raw_id, t == raw.titles.end() ? std::string() : t->second});
+        ds.items.push_back({id, tsv_field(raw_id), t == raw.titles.end() ? std::string() : tsv_field(t->second)});
       }
       s.items.push_back(id);
     }

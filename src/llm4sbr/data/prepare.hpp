@@ -39,6 +39,9 @@ struct PrepareOptions {
   double valid_fraction = 0.1;         ///< share of the training sessions (the last ones) carved for validation
   bool augment = true;                 ///< every prefix is a sample (Beauty); false: last item only (ML-1M)
   std::int64_t max_sessions = -1;      ///< if >= 0, keep only the first N sessions (subsets for tests)
+  /// A longer session keeps only its last N clicks (after filtering), which bounds every model's memory
+  /// and time per sample; 0 = no limit. The default covers Beauty's longest session (204 clicks).
+  std::int64_t max_session_length = 256;
 };
 
 /// The keys of data.* (prepare_options_from_config, and skip_malformed for the readers).
@@ -46,7 +49,7 @@ const SettingsSchema& data_settings();
 
 /// Reads `data.*` keys of a run config (sessionize, clock_seconds, gap_seconds, min_session_length,
 /// min_item_count, iterative_filter, split, test_fraction, test_sessions, valid_fraction, augment,
-/// max_sessions). Throws ConfigError for an unknown enum value.
+/// max_sessions, max_session_length). Throws ConfigError for an unknown enum value or a bad range.
 PrepareOptions prepare_options_from_config(const Config& cfg);
 
 /// Runs the whole preparation. Throws InputError if nothing is left after filtering.

@@ -341,6 +341,7 @@ IntentsSummary localize_texts(const fs::path& dir, const data::PreparedDataset& 
   sum.write_seconds = seconds_since(t0);
   const nlohmann::json done = {{"format", kFormatVersion},
                                {"key", opt.key},
+                               {"data", opt.data},
                                {"shape", {sum.samples, sum.views, d}},
                                {"samples", sum.samples},
                                {"views", enc.views},

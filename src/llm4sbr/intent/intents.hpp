@@ -46,6 +46,7 @@ struct IntentsOptions {
   std::int64_t chunk = 8192;         ///< texts per encoder call and queries per localization call
   bool write_records = true;         ///< write localization.jsonl
   std::string key;                   ///< the caller's cache key (hash of inputs and settings), kept in done.json
+  std::string data;                  ///< data::samples_fingerprint of the samples, kept in done.json ("data")
 };
 
 struct IntentsSummary {

@@ -71,6 +71,19 @@ std::string piece(const llama_vocab* vocab, llama_token t) {
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
+// Greedy, or temperature sampling from `seed`: a fresh chain per prompt, so that a sampled answer depends on
+// its own prompt's seed only (not on the slot, or on the prompts the slot answered before).
+llama_sampler* make_sampler(const GenerationOptions& options, std::uint32_t seed) {
+  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+  if (options.temperature > 0) {
+    llama_sampler_chain_add(chain, llama_sampler_init_temp(static_cast<float>(options.temperature)));
+    llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
+  } else {
+    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+  }
+  return chain;
+}
+
 // Splits the sorted prompt order into one contiguous run per sequence, so that each sequence answers
 // neighbours in sorted order and re-uses its cached prefix.
 void assign_runs(std::vector<Slot>& slots, const std::vector<std::size_t>& order) {
@@ -188,23 +201,14 @@ void LlamaBackend::generate(const std::vector<std::string>& prompts,
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return tokens[a] < tokens[b]; });
   std::vector<Slot> slots(n_seq);
-  for (std::size_t s = 0; s < n_seq; ++s) {
-    slots[s].seq = static_cast<llama_seq_id>(s);
-    llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    if (options_.temperature > 0) {
-      llama_sampler_chain_add(chain, llama_sampler_init_temp(static_cast<float>(options_.temperature)));
-      llama_sampler_chain_add(chain, llama_sampler_init_dist(options_.seed + static_cast<std::uint32_t>(s)));
-    } else {
-      llama_sampler_chain_add(chain, llama_sampler_init_greedy());
-    }
-    slots[s].sampler = chain;
-  }
+  for (std::size_t s = 0; s < n_seq; ++s) slots[s].seq = static_cast<llama_seq_id>(s);
   assign_runs(slots, order);
 
   std::int64_t decoded_tokens = 0, generated_tokens = 0, reused_tokens = 0;
   const auto t0 = Clock::now();
   auto cleanup = [&] {
-    for (auto& s : slots) llama_sampler_free(s.sampler);
+    for (auto& s : slots)
+      if (s.sampler) llama_sampler_free(s.sampler);
     llama_batch_free(batch);
     llama_free(ctx);
   };
@@ -227,7 +231,8 @@ void LlamaBackend::generate(const std::vector<std::string>& prompts,
     s.gen.prompt_tokens = static_cast<std::int64_t>(want.size());
     s.gen.reused_tokens = static_cast<std::int64_t>(keep);
     s.started = Clock::now();
-    llama_sampler_reset(s.sampler);
+    if (s.sampler) llama_sampler_free(s.sampler);
+    s.sampler = make_sampler(options_, prompt_seed(options_.seed, prompts[s.prompt]));
     reused_tokens += static_cast<std::int64_t>(keep);
     return true;
   };

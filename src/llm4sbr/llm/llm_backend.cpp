@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/llm/llama_backend.hpp"
 #include "llm4sbr/llm/openai_backend.hpp"
 
@@ -17,6 +18,11 @@ const std::vector<SettingsSchema>& llm_settings() {
         {"chunk", kInteger}, {"api_model", kString}, {"http", kSection}}},
       http::PoolOptions::settings("llm.http")};
   return schemas;
+}
+
+std::uint32_t prompt_seed(std::uint32_t seed, const std::string& prompt) {
+  const std::uint64_t h = fnv1a64(prompt, fnv1a64(std::to_string(seed)));
+  return static_cast<std::uint32_t>(h ^ (h >> 32));
 }
 
 GenerationOptions generation_options_from_config(const Config& cfg) {

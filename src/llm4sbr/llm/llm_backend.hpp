@@ -17,7 +17,7 @@ namespace llm4sbr::llm {
 struct GenerationOptions {
   std::int64_t max_tokens = 64;      ///< generated tokens per answer at most
   double temperature = 0.0;          ///< 0 = greedy (deterministic, the default)
-  std::uint32_t seed = 42;           ///< sampling seed when temperature > 0
+  std::uint32_t seed = 42;           ///< sampling seed when temperature > 0 (mixed with each prompt: prompt_seed)
   std::vector<std::string> stop;     ///< an answer is cut at the first of these strings
   std::int64_t parallel = 8;         ///< sequences decoded together (one llama_decode serves all)
   std::int64_t batch_tokens = 2048;  ///< tokens per llama_decode call at most
@@ -32,6 +32,10 @@ GenerationOptions generation_options_from_config(const Config& cfg);
 /// The keys of llm.* (generation_options_from_config, make_llm_backend, the inference chunk) and of
 /// llm.http.* (http::PoolOptions).
 const std::vector<SettingsSchema>& llm_settings();
+
+/// The sampling seed of one prompt: `seed` (llm.seed) mixed with the prompt's hash, so that a sampled answer
+/// depends only on its prompt and llm.seed, not on its batch, its decoding slot or whether the run resumed.
+std::uint32_t prompt_seed(std::uint32_t seed, const std::string& prompt);
 
 struct Generation {
   std::string text;                    ///< the answer, stop string and surrounding white space removed

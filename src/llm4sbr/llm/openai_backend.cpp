@@ -44,7 +44,7 @@ std::string OpenAiBackend::request_body(const std::string& prompt) const {
   nlohmann::json body = {{"messages", std::move(messages)},
                          {"max_tokens", g.max_tokens},
                          {"temperature", g.temperature},
-                         {"seed", g.seed},
+                         {"seed", prompt_seed(g.seed, prompt)},
                          {"stream", false}};
   if (!options_.model.empty()) body["model"] = options_.model;
   if (!g.stop.empty()) body["stop"] = g.stop;

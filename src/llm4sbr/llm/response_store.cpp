@@ -1,10 +1,14 @@
 #include "llm4sbr/llm/response_store.hpp"
 
+#include <exception>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -79,6 +83,8 @@ std::vector<std::pair<std::size_t, ResponseRecord>> read_response_file(const fs:
 
 ResponseStore::ResponseStore(fs::path file) : file_(std::move(file)) {
   if (file_.has_parent_path()) fs::create_directories(file_.parent_path());
+  created_ = !fs::exists(file_);
+  exceptions_at_open_ = std::uncaught_exceptions();
   out_ = std::fopen(file_.c_str(), "ab");
   if (!out_) throw InputError(file_.string(), 0, "", "cannot open for appending");
   // Locked before the torn tail is cut: a second writer would lose lines. The kernel drops the lock when
@@ -98,7 +104,14 @@ ResponseStore::ResponseStore(fs::path file) : file_(std::move(file)) {
 }
 
 ResponseStore::~ResponseStore() {
-  if (out_) std::fclose(out_);
+  if (!out_) return;
+  // A store created by a job that failed before its first answer (the servers could not be reached, say)
+  // must not look like the start of one; removed while the lock is still held. A job that succeeds keeps
+  // its file, empty or not (a shard may hold no prompt of a split).
+  std::error_code ec;
+  const bool failing = std::uncaught_exceptions() > exceptions_at_open_;
+  if (failing && created_ && records_.empty() && fs::file_size(file_, ec) == 0 && !ec) fs::remove(file_, ec);
+  std::fclose(out_);
 }
 
 bool ResponseStore::has(std::int64_t sample, const std::string& view, const std::string& prompt_hash) const {
@@ -116,7 +129,7 @@ void ResponseStore::append(const ResponseRecord& r) {
   // One write of the whole line: a kill leaves either the full line or a torn tail that has no '\n'.
   const std::string line = to_jsonl(r);
   if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0)
-    throw Error(fmt::format("{}: write failed", file_.string()));
+    throw Error(fmt::format("{}: write failed (disk full?): {}", file_.string(), std::strerror(errno)));
   by_prompt_[r.prompt_hash] = {r.sample, r.view};
   records_[{r.sample, r.view}] = r;
 }

@@ -42,6 +42,8 @@ class ResponseStore {
   /// complete record and truncates a torn last line. Throws InputError naming the file when another
   /// process holds the lock, and the file and line for a complete line that is not a valid record.
   explicit ResponseStore(std::filesystem::path file);
+  /// Closes the file. A file this store created and never wrote to is removed when the store is destroyed by
+  /// an exception (a job that failed before its first answer leaves nothing behind).
   ~ResponseStore();
   ResponseStore(const ResponseStore&) = delete;
   ResponseStore& operator=(const ResponseStore&) = delete;
@@ -61,6 +63,8 @@ class ResponseStore {
  private:
   std::filesystem::path file_;
   std::FILE* out_ = nullptr;
+  bool created_ = false;          ///< the file did not exist before this store opened it
+  int exceptions_at_open_ = 0;    ///< std::uncaught_exceptions() when opened
   std::map<std::pair<std::int64_t, std::string>, ResponseRecord> records_;
   std::map<std::string, std::pair<std::int64_t, std::string>> by_prompt_;
 };

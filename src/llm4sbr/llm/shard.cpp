@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <map>
+#include <set>
 
 #include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
@@ -91,16 +92,21 @@ class Problems {
 
 }  // namespace
 
-std::size_t merge_shards(const std::vector<PromptKey>& expected, const std::vector<fs::path>& shard_files,
-                         const fs::path& out_file) {
+std::vector<ResponseRecord> collect_answers(const std::vector<PromptKey>& expected, const std::vector<fs::path>& files,
+                                            const std::string& what, bool other_views_ok) {
   std::map<Key, const PromptKey*> wanted;
-  for (const auto& k : expected) wanted[{k.sample, k.view}] = &k;
+  std::set<std::string> views;
+  for (const auto& k : expected) {
+    wanted[{k.sample, k.view}] = &k;
+    views.insert(k.view);
+  }
   std::map<Key, Found> found;
   Problems problems;
-  for (const auto& file : shard_files) {
-    if (!fs::exists(file)) throw InputError(file.string(), 0, "", "no such shard file (did this shard's infer run finish?)");
+  for (const auto& file : files) {
+    if (!fs::exists(file)) throw InputError(file.string(), 0, "", "no such file (did this shard's infer run finish?)");
     std::map<Key, Found> in_file;  // a later line of a (sample, view) replaces an earlier one, as in ResponseStore
     for (auto& [line, r] : read_response_file(file)) {
+      if (other_views_ok && !views.count(r.view)) continue;
       Key key{r.sample, r.view};
       in_file[key] = {std::move(r), fmt::format("{}:{}", file.string(), line)};
     }
@@ -122,15 +128,28 @@ std::size_t merge_shards(const std::vector<PromptKey>& expected, const std::vect
       problems.add("(sample, view) pairs without a record (an unfinished shard?)", fmt::format("sample {} view {}", k.sample, k.view));
   if (!problems.empty()) {
     std::vector<std::string> names;
-    for (const auto& f : shard_files) names.push_back(f.string());
-    throw Error(fmt::format("merge into {} refused; the shards ({}) do not hold every expected prompt exactly once:{}",
-                            out_file.string(), fmt::join(names, ", "), problems.describe()));
+    for (const auto& f : files) names.push_back(f.string());
+    throw Error(fmt::format("{} refused; the answers ({}) do not hold every expected prompt exactly once:{}", what,
+                            fmt::join(names, ", "), problems.describe()));
   }
+  std::vector<ResponseRecord> out;
+  out.reserve(expected.size());
+  for (const auto& k : expected) out.push_back(std::move(found.at({k.sample, k.view}).record));
+  return out;
+}
+
+void write_response_file(const std::vector<ResponseRecord>& records, const fs::path& out_file) {
   if (out_file.has_parent_path()) fs::create_directories(out_file.parent_path());
   AtomicFile out(out_file);
-  for (const auto& k : expected) out.write(to_jsonl(found.at({k.sample, k.view}).record));
+  for (const auto& r : records) out.write(to_jsonl(r));
   out.commit();
-  return expected.size();
+}
+
+std::size_t merge_shards(const std::vector<PromptKey>& expected, const std::vector<fs::path>& shard_files,
+                         const fs::path& out_file) {
+  const auto records = collect_answers(expected, shard_files, "merge into " + out_file.string());
+  write_response_file(records, out_file);
+  return records.size();
 }
 
 }  // namespace llm4sbr::llm

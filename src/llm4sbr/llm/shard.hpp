@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "llm4sbr/data/dataset.hpp"
+#include "llm4sbr/llm/response_store.hpp"
 #include "llm4sbr/text/prompts.hpp"
 
 namespace llm4sbr::llm {
@@ -44,12 +45,22 @@ void for_each_prompt(const data::PreparedDataset& ds, const std::vector<data::Sa
 std::vector<PromptKey> prompt_keys(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
                                    const std::vector<std::string>& views, const text::PromptTemplate& tpl);
 
-/// Writes `out_file` (atomically, replacing it) with one record per expected (sample, view), taken from
-/// the shard files, in the order of `expected`. Within one shard file a later record of a (sample, view)
-/// replaces an earlier one, as ResponseStore reads it. Returns the number of records written. Throws Error
-/// listing the problems (each with file and line, at most a few of each kind) when a record is doubled
-/// across shard files, answers a (sample, view) that is not expected or another prompt than the expected
-/// one, or when an expected (sample, view) has no record; InputError for an unreadable shard file.
+/// One record per expected (sample, view), taken from `files` (the stores of `infer` shards, or of one
+/// `merge`), in the order of `expected`. Within one file a later record of a (sample, view) replaces an
+/// earlier one, as ResponseStore reads it. Records of a view that no expected key has are left out when
+/// `other_views_ok` (answers made for more views than a run uses), else they count as unexpected. Throws
+/// Error starting with `what` and listing the problems (each with file and line, a few of each kind) when
+/// a record is doubled across files, answers a (sample, view) that is not expected or another prompt than
+/// the expected one, or when an expected (sample, view) has no record; InputError for an unreadable file.
+std::vector<ResponseRecord> collect_answers(const std::vector<PromptKey>& expected,
+                                            const std::vector<std::filesystem::path>& files, const std::string& what,
+                                            bool other_views_ok = false);
+
+/// Writes `records` as `out_file` (atomically, replacing it; its folder is created).
+void write_response_file(const std::vector<ResponseRecord>& records, const std::filesystem::path& out_file);
+
+/// `llm4sbr merge`: collect_answers of the shard files (every record must be expected) written as
+/// `out_file`. Returns the number of records written; throws as collect_answers, naming `out_file`.
 std::size_t merge_shards(const std::vector<PromptKey>& expected, const std::vector<std::filesystem::path>& shard_files,
                          const std::filesystem::path& out_file);
 

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
@@ -111,12 +112,12 @@ void load_text_side(TrainedModel& out, const std::optional<CheckpointRecord>& re
 void save_checkpoint(torch::nn::Module& model, const fs::path& file) {
   torch::serialize::OutputArchive archive;
   model.save(archive);
-  AtomicFile out(file);
-  archive.save_to([&out](const void* data, std::size_t bytes) {
-    out.write(data, bytes);
-    return bytes;
-  });
-  out.commit();
+  // Serialized in memory, then written through AtomicFile: LibTorch's own file writer reports a full disk
+  // without the file's name or the cause and leaves its temporary file behind, and an error thrown from a
+  // writer callback would escape through the archive writer's destructor.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomically(file, bytes.str());
 }
 
 void load_checkpoint(torch::nn::Module& model, const fs::path& file) {
@@ -128,6 +129,13 @@ void load_checkpoint(torch::nn::Module& model, const fs::path& file) {
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(file.string());
+  } catch (const c10::Error& e) {
+    throw InputError(file.string(), 0, "",
+                     fmt::format("not a readable LibTorch checkpoint: the file is truncated or corrupt ({} bytes; an "
+                                 "interrupted copy?). Train again, or use an intact copy ({})",
+                                 fs::file_size(file), e.what_without_backtrace()));
+  }
+  try {
     // LibTorch ignores what the model does not ask for: an LLM4SBR checkpoint would load into the plain
     // backbone without a word and be evaluated without its head. Refuse entries the model does not have.
     std::set<std::string> own;

@@ -11,9 +11,11 @@
 #include <fstream>
 
 #include "llm4sbr/core/atomic_file.hpp"
+#include "llm4sbr/core/cached_stage.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/data/data_dir.hpp"
+#include "llm4sbr/data/download.hpp"
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
@@ -53,6 +55,20 @@ std::string prepare_key(const Config& cfg, const fs::path& data_dir) {
   return hash_hex(fmt::format("{}\n{}\n{}", dataset, cfg.canonical("data"), source_fingerprint(source)));
 }
 
+fs::path dataset_source(const std::string& dataset, const fs::path& data_dir) {
+  const fs::path source = data_dir / data::dataset_folder(dataset);
+  if (fs::is_directory(source) && !fs::is_empty(source)) return source;
+  const auto downloadable = data::downloadable_datasets();
+  const bool can_download = std::find(downloadable.begin(), downloadable.end(), dataset) != downloadable.end() ||
+                            std::find(downloadable.begin(), downloadable.end(), source.filename().string()) != downloadable.end();
+  throw ConfigError(fmt::format(
+      "no {} data in {} (the data directory is --data-dir, else $LLM4SBR_DATA_DIR, else ../shared/data from the current "
+      "folder): {}",
+      dataset, source.string(),
+      can_download ? fmt::format("`llm4sbr download {}` fetches it", dataset)
+                   : "put interactions.csv (and items.csv) there, as the README's Data section says"));
+}
+
 namespace {
 
 constexpr const char* kPrepareKeyFile = "prepare_key";
@@ -60,7 +76,7 @@ constexpr const char* kPrepareKeyFile = "prepare_key";
 // Reads, prepares and writes cfg's dataset into dir (the prepare stage's work).
 data::PreparedDataset prepare_fresh(const Config& cfg, const fs::path& data_dir, const fs::path& dir) {
   const auto dataset = cfg.require<std::string>("dataset");
-  const fs::path source = data_dir / data::dataset_folder(dataset);
+  const fs::path source = dataset_source(dataset, data_dir);
   spdlog::info("prepare: reading {} from {}", dataset, source.string());
   data::ReadOptions ropt;
   ropt.skip_malformed = cfg.get<bool>("data.skip_malformed", false);
@@ -79,7 +95,7 @@ data::PreparedDataset prepare_cached(const Config& cfg, const fs::path& data_dir
   const fs::path dir = prepared_dir(stages_dir, prepare_key(cfg, data_dir));
   if (data::is_prepared(dir)) {
     spdlog::info("prepare: re-using {}", dir.string());
-    return data::read_prepared(dir);
+    return read_cached_stage(dir, [&] { return data::read_prepared(dir); });
   }
   return prepare_fresh(cfg, data_dir, dir);
 }
@@ -129,12 +145,6 @@ ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, models:
   return {model.label(), fit(model, ds, opt, intents), ""};
 }
 
-ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const fs::path& run_dir,
-                        const fs::path& prepared_dir) {
-  auto model = build_backbone(cfg, ds);
-  return train_model(cfg, ds, *model, run_dir / cfg.require<std::string>("model"), {}, {prepared_dir, {}, {}});
-}
-
 namespace {
 
 // A file-system-friendly name for a row's run directory ("LLM4SBR(SR-GNN) w/o AU" -> "llm4sbr-sr-gnn-w-o-au").
@@ -148,10 +158,23 @@ std::string slug(const std::string& label) {
   return out.empty() ? "model" : out;
 }
 
-// One row: the plain backbone, or Stage 1 (cached) and the LLM4SBR head.
-ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::string& data_key, const fs::path& out_dir,
-                 const std::string& label) {
-  const fs::path prepared = prepared_dir(out_dir / "stages", data_key);
+}  // namespace
+
+ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const fs::path& run_dir,
+                        const fs::path& prepared_dir) {
+  auto model = build_backbone(cfg, ds);
+  const fs::path dir = run_dir / slug(model->label());  // the folder `run` gives the same model: sr-gnn/
+  auto run = train_model(cfg, ds, *model, dir, {}, {prepared_dir, {}, {}});
+  run.checkpoint_dir = dir.string();
+  return run;
+}
+
+namespace {
+
+// One row: the plain backbone, or Stage 1 (cached) and the LLM4SBR head. `prepared` is the folder ds was
+// read from (recorded in checkpoint.yaml).
+ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::string& data_key, const fs::path& prepared,
+                 const fs::path& out_dir, const std::string& label) {
   if (!cfg.get<bool>("enhance.enabled", true)) {
     auto model = build_backbone(cfg, ds);
     const std::string name = label.empty() ? model->label() : label;
@@ -164,6 +187,9 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
   auto model = build_llm4sbr(cfg, ds, stage.views, stage.dim);
   std::string name = label.empty() ? model->label() : label;
   if (label.empty() && stage.source.kind == "titles") name += " [titles]";
+  // The titles source has no view qualifier: its `normal` view is its long view, so that row is `w/o short`.
+  if (!label.empty() && stage.source.kind == "titles" && stage.views == std::vector<std::string>{"normal"})
+    name += " (titles: same as w/o short)";
   auto run = train_model(cfg, ds, *model, out_dir / slug(name), {stage.train, stage.valid, stage.test},
                          {prepared, stage.encoder_dir, stage.dir});
   run.label = name;
@@ -207,13 +233,14 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
     Config vcfg(YAML::Clone(cfg.root()));  // a deep copy: yaml-cpp nodes are shared handles
     vcfg.apply_overrides(v.set);
     check_run_settings(vcfg, ds, v.label.empty() ? vcfg.get<std::string>("model", "") : v.label);
+    if (vcfg.get<bool>("enhance.enabled", true)) intent::check_given_stage1(vcfg, ds, data_key, out_dir / "stages");
     configs.push_back(std::move(vcfg));
   }
   std::vector<ModelRun> runs;
   for (std::size_t i = 0; i < variants.size(); ++i) {
     const auto& v = variants[i];
     const Config& vcfg = configs[i];
-    runs.push_back(run_one(vcfg, ds, data_key, out_dir, v.label));
+    runs.push_back(run_one(vcfg, ds, data_key, prepared_dir(out_dir / "stages", data_key), out_dir, v.label));
     // Reports after every row, so a long comparison that is stopped still shows what finished.
     plot_curves(runs, out_dir, opt.ks.back());
     write_reports(cfg, ds, runs, out_dir, title, improvement);
@@ -228,12 +255,27 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
   return runs;
 }
 
+std::vector<ModelRun> train_prepared(const Config& cfg, const data::PreparedDataset& ds, const fs::path& out_dir,
+                                     const fs::path& prepared_dir) {
+  if (!intent::stage1_by_hand(cfg)) return {train_backbone(cfg, ds, out_dir, prepared_dir)};
+  std::string data_key;
+  for (const auto* split : {&ds.train, &ds.valid, &ds.test}) data_key += data::samples_fingerprint(ds, *split);
+  data_key = hash_hex(data_key);
+  intent::check_given_stage1(cfg, ds, data_key, out_dir / "stages");
+  return {run_one(cfg, ds, data_key, prepared_dir, out_dir, "")};
+}
+
 std::vector<ModelRun> run_experiment(const Config& cfg, const fs::path& out_dir) {
   std::vector<Variant> variants;
   const bool enhanced = cfg.get<bool>("enhance.enabled", true);
   if (!enhanced || cfg.get<bool>("enhance.baseline", true)) variants.push_back({"", {"enhance.enabled=false"}});
   if (enhanced) variants.push_back({"", {}});
-  const auto title = fmt::format("{} on {}", models::display_name(cfg.require<std::string>("model")), cfg.require<std::string>("dataset"));
+  // The title names what trained: with enhance.baseline=false only LLM4SBR(backbone) does.
+  const auto backbone = models::display_name(cfg.require<std::string>("model"));
+  const auto title = fmt::format("{} on {}", variants.size() == 2 ? backbone + " and LLM4SBR(" + backbone + ")"
+                                             : enhanced           ? "LLM4SBR(" + backbone + ")"
+                                                                  : backbone,
+                                 cfg.require<std::string>("dataset"));
   return run_variants(cfg, out_dir, variants, title, variants.size() == 2);
 }
 

@@ -22,6 +22,10 @@ namespace llm4sbr::train {
 /// The folder of a prepare stage in stages_dir: stages_dir/prepare-<key>.
 std::filesystem::path prepared_dir(const std::filesystem::path& stages_dir, const std::string& key);
 
+/// The folder of `dataset` in `data_dir`. Throws ConfigError when it is missing or empty, saying where the
+/// data directory comes from and how to fill it (`llm4sbr download NAME`).
+std::filesystem::path dataset_source(const std::string& dataset, const std::filesystem::path& data_dir);
+
 /// The prepare stage's cache key: a hash of the dataset name, the data settings and the size and
 /// modification time of the source files.
 std::string prepare_key(const Config& cfg, const std::filesystem::path& data_dir);
@@ -49,10 +53,18 @@ ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, models:
                      const std::filesystem::path& run_dir, const SplitIntents& intents = {},
                      const TrainedInputs& inputs = {});
 
-/// Builds the plain backbone named in cfg, trains it on ds and returns its result (run_dir/<model>).
-/// `prepared_dir`, the folder ds was read from, goes into checkpoint.yaml ("" = ds was not read from one).
+/// Builds the plain backbone named in cfg, trains it on ds and returns its result; its checkpoints go to
+/// run_dir/<row folder> (sr-gnn/, as in `llm4sbr run`), ModelRun::checkpoint_dir. `prepared_dir`, the folder
+/// ds was read from, goes into checkpoint.yaml ("" = ds was not read from one).
 ModelRun train_backbone(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& run_dir,
                         const std::filesystem::path& prepared_dir = {});
+
+/// `llm4sbr train`: the plain backbone (train_backbone), or, when Stage 1 was run by hand
+/// (intent.responses_dir or intent.intents_dir, checked against ds first), LLM4SBR(backbone) on it into
+/// run_dir/<row folder>, with the stages it needs under run_dir/stages.
+/// `prepared_dir` as for train_backbone.
+std::vector<ModelRun> train_prepared(const Config& cfg, const data::PreparedDataset& ds,
+                                     const std::filesystem::path& run_dir, const std::filesystem::path& prepared_dir = {});
 
 /// One row of a results table: `set` overrides applied to the run's config, and a label ("" = the model's).
 struct Variant {

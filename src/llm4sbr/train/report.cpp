@@ -4,7 +4,9 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
 
 #include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
@@ -29,6 +31,16 @@ std::string gnuplot_quote(const std::string& s) {
     out += c;
   }
   return out + "\"";
+}
+
+// True if `file` ends with a PNG's closing IEND chunk (a picture cut short does not).
+bool png_is_whole(const fs::path& file) {
+  static constexpr char kEnd[] = "IEND\xAE\x42\x60\x82";
+  std::ifstream in(file, std::ios::binary | std::ios::ate);
+  if (!in || in.tellg() < 8) return false;
+  in.seekg(-8, std::ios::end);
+  char tail[8];
+  return in.read(tail, 8) && std::equal(tail, tail + 8, kEnd);
 }
 
 }  // namespace
@@ -147,7 +159,7 @@ bool plot_curves(const std::vector<ModelRun>& runs, const fs::path& run_dir, std
   }
   const std::string script = fmt::format(
       "set terminal pngcairo size 1100,450 font 'sans,10' noenhanced\n"
-      "set output 'curves.png'\n"
+      "set output 'curves.png.tmp'\n"
       "set multiplot layout 1,2 title 'Validation metrics per epoch'\n"
       "set grid\nset xlabel 'epoch'\nset key bottom right\nset xtics 1\n"
       "set ylabel '{} (%)'\nplot {}\n"
@@ -157,11 +169,18 @@ bool plot_curves(const std::vector<ModelRun>& runs, const fs::path& run_dir, std
   write_file_atomically(run_dir / "curves.gp", script);
   const std::string cmd = fmt::format("cd {} && gnuplot curves.gp 2>curves.log", gnuplot_quote(run_dir.string()));
   if (std::system(cmd.c_str()) != 0) {
+    std::error_code ec;
+    fs::remove(run_dir / "curves.png.tmp", ec);
     spdlog::warn("plot: gnuplot failed or is missing (see {}); the curves are in curves.dat",
                  (run_dir / "curves.log").string());
     return false;
   }
+  // gnuplot writes the picture in place and may exit 0 when the disk fills under it: only a whole picture
+  // takes the name, so a failed plot leaves the previous curves.png.
   std::error_code ec;
+  if (png_is_whole(run_dir / "curves.png.tmp")) fs::rename(run_dir / "curves.png.tmp", run_dir / "curves.png", ec);
+  else spdlog::warn("plot: gnuplot did not write a whole {} (disk full?)", (run_dir / "curves.png").string());
+  fs::remove(run_dir / "curves.png.tmp", ec);
   fs::remove(run_dir / "curves.log", ec);
   return true;
 }

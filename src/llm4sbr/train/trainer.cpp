@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/progress.hpp"
@@ -58,6 +59,17 @@ void check_intents(const torch::Tensor& intents, const std::vector<data::Sample>
                                  fmt::join(intents.sizes(), ", "), rows));
 }
 
+// The loss is checked before every step; the step of an epoch's last batch is checked here, before the
+// epoch is evaluated (NaN scores would fail there without naming the epoch) and before anything is saved.
+void check_finite_parameters(torch::nn::Module& model, const std::string& label, std::int64_t epoch,
+                             std::size_t last_batch, double lr) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : model.named_parameters())
+    if (!torch::isfinite(p.value()).all().item<bool>())
+      throw Error(fmt::format("{}: parameter '{}' became non-finite at epoch {}, batch {} (learning rate {})", label,
+                              p.key(), epoch, last_batch, lr));
+}
+
 }  // namespace
 
 const torch::Tensor& SplitIntents::of(const std::string& split) const {
@@ -91,9 +103,9 @@ TrainOptions train_options_from_config(const Config& cfg) {
   o.seed = cfg.get<std::uint64_t>("train.seed", o.seed);
   o.ks = cfg.get<std::vector<std::int64_t>>("eval.ks", o.ks);
   o.paper_compatible = cfg.get<bool>("eval.paper_compatible", o.paper_compatible);
-  if (o.epochs < 1) throw ConfigError("train.epochs must be >= 1");
-  if (o.batch_size < 1 || o.eval_batch_size < 1) throw ConfigError("train.batch_size must be >= 1");
-  if (o.lr_step < 1) throw ConfigError("train.lr_step must be >= 1");
+  for (const auto& [key, value] : {std::pair{"train.epochs", o.epochs}, std::pair{"train.batch_size", o.batch_size},
+                                   std::pair{"train.eval_batch_size", o.eval_batch_size}, std::pair{"train.lr_step", o.lr_step}})
+    if (value < 1) throw ConfigError(fmt::format("{} = {} must be >= 1", key, value));
   if (o.ks.empty()) throw ConfigError("eval.ks must list at least one cutoff");
   std::sort(o.ks.begin(), o.ks.end());
   o.ks.erase(std::unique(o.ks.begin(), o.ks.end()), o.ks.end());
@@ -128,6 +140,27 @@ nlohmann::json TrainResult::to_json() const {
   return j;
 }
 
+std::vector<std::vector<std::int64_t>> eval_batches(const std::vector<data::Sample>& samples, std::int64_t batch_size) {
+  const std::int64_t budget = batch_size * kEvalCellsPerSample;
+  std::vector<std::vector<std::int64_t>> out;
+  std::vector<std::int64_t> batch;
+  std::int64_t longest = 0;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const auto length = std::max<std::int64_t>(1, static_cast<std::int64_t>(samples[i].prefix.size()));
+    const auto with = std::max(longest, length);
+    const auto count = static_cast<std::int64_t>(batch.size()) + 1;
+    if (!batch.empty() && (count > batch_size || count * with * with > budget)) {
+      out.push_back(std::move(batch));
+      batch.clear();
+      longest = 0;
+    }
+    batch.push_back(static_cast<std::int64_t>(i));
+    longest = std::max(longest, length);
+  }
+  if (!batch.empty()) out.push_back(std::move(batch));
+  return out;
+}
+
 std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std::vector<data::Sample>& samples,
                                        std::int64_t batch_size, const torch::Tensor& intents) {
   check_intents(intents, samples, "evaluated");
@@ -136,7 +169,7 @@ std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std
   model.eval();
   std::vector<std::int64_t> ranks;
   ranks.reserve(samples.size());
-  for (const auto& idx : models::batch_indices(static_cast<std::int64_t>(samples.size()), batch_size, false, 0)) {
+  for (const auto& idx : eval_batches(samples, batch_size)) {
     auto batch = models::make_batch(samples, idx);
     attach_intents(batch, intents);
     auto out = model.forward(batch);
@@ -208,6 +241,7 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
       loss_sum += value;
       bar.tick(batch.size(), fmt::format("loss {:.4f}", loss_sum / static_cast<double>(b + 1)));
     }
+    check_finite_parameters(model, label, epoch, batches.size(), lr);
     rec.train_seconds = seconds_since(t0);
     rec.train_loss = loss_sum / static_cast<double>(batches.size());
     rec.train_samples_per_second = static_cast<double>(ds.train.size()) / rec.train_seconds;

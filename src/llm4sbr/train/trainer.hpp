@@ -82,6 +82,16 @@ struct SplitIntents {
   const torch::Tensor& of(const std::string& split) const;
 };
 
+/// Padded click pairs (samples x longest prefix²) an evaluation batch may hold per sample of
+/// train.eval_batch_size: a full batch of prefixes up to 64 clicks long.
+constexpr std::int64_t kEvalCellsPerSample = 64 * 64;
+
+/// The evaluation batches of a split, consecutive samples in order: at most `batch_size` samples and at most
+/// batch_size * kEvalCellsPerSample padded click pairs (count x longest prefix²), since a session-graph model's
+/// memory grows with the square of the longest prefix in its batch. A batch of long sessions is cut smaller,
+/// so peak memory stays bounded whatever the lengths; scores never depend on the batch.
+std::vector<std::vector<std::int64_t>> eval_batches(const std::vector<data::Sample>& samples, std::int64_t batch_size);
+
 /// Ranks of each sample's target (1-based) on a split, in sample order; the model runs in eval mode
 /// without gradients. Nothing depends on which samples share a batch. `intents` are the split's intents
 /// (undefined = none), handed to the model in each batch.
