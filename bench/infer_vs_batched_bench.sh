@@ -11,6 +11,7 @@ SAMPLES=${2:-200}
 PARALLEL=${3:-8}
 NTG=${4:-32}
 THREADS=${THREADS:-$(nproc)}
+BATCH=${BATCH:-2048}  # tokens per llama_decode call (llm.batch_tokens; batched-bench's -b)
 DATA_DIR=${LLM4SBR_DATA_DIR:-../shared/data}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -21,7 +22,7 @@ BBB=$(find "$BUILD" -name llama-batched-bench -type f -perm -u+x | head -1)
 echo "== llm4sbr infer: $SAMPLES Beauty test samples x 2 views, parallel $PARALLEL, max_tokens $NTG, threads $THREADS"
 LLM4SBR_DATA_DIR=$DATA_DIR "$BUILD/bin/llm4sbr" prepare --dataset beauty --out "$WORK/prep" >/dev/null 2>&1
 "$BUILD/bin/llm4sbr" infer --data "$WORK/prep" --llm "llama:$MODEL" --split test --limit "$SAMPLES" --out "$WORK/out" \
-  --set llm.parallel="$PARALLEL" --set llm.max_tokens="$NTG" --set llm.threads="$THREADS" 2>&1 | tee "$WORK/infer.log" |
+  --set llm.parallel="$PARALLEL" --set llm.max_tokens="$NTG" --set llm.threads="$THREADS" --set llm.batch_tokens="$BATCH" 2>&1 | tee "$WORK/infer.log" |
   grep -E "prompts in" || { cat "$WORK/infer.log"; exit 1; }
 OURS=$(grep -oE "prompt\+answer tokens \([0-9.]+ tok/s\)" "$WORK/infer.log" | tail -1 | grep -oE "[0-9.]+ tok/s" | cut -d' ' -f1)
 PROMPTS=$(grep -oE "\([0-9.]+ prompts/s\)" "$WORK/infer.log" | tail -1 | grep -oE "[0-9.]+")
@@ -32,7 +33,7 @@ recs=[json.loads(l) for l in open('$WORK/out/test/responses.jsonl')]
 print(max(1, round(sum(r['prompt_tokens'] for r in recs)/len(recs))))")
 
 echo "== llama-batched-bench: npp $NPP, ntg $NTG, npl $PARALLEL, threads $THREADS"
-"$BBB" -m "$MODEL" -c $(( (NPP + NTG) * PARALLEL + 256 )) -b 2048 -ub 512 -npp "$NPP" -ntg "$NTG" -npl "$PARALLEL" \
+"$BBB" -m "$MODEL" -c $(( (NPP + NTG) * PARALLEL + 256 )) -b "$BATCH" -ub 512 -npp "$NPP" -ntg "$NTG" -npl "$PARALLEL" \
   -t "$THREADS" 2>/dev/null | tee "$WORK/bbb.txt" | grep -E "^\|" || { cat "$WORK/bbb.txt"; exit 1; }
 # Last column of the result row: S t/s, total tokens (prompt + generated) per second.
 THEIRS=$(grep -E "^\|[[:space:]]+$NPP[[:space:]]+\|" "$WORK/bbb.txt" | tail -1 | awk -F'|' '{gsub(/ /,"",$(NF-1)); print $(NF-1)}')
@@ -43,4 +44,4 @@ ours, theirs, prompts = map(float, sys.argv[1:4])
 print(f"\nllm4sbr infer: {ours:.0f} decoded tok/s ({prompts:.1f} prompts/s); llama-batched-bench: {theirs:.0f} tok/s; "
       f"ratio {ours / theirs:.2f}")
 PY
-echo "command: bench/infer_vs_batched_bench.sh $MODEL $SAMPLES $PARALLEL $NTG  (THREADS=$THREADS)"
+echo "command: bench/infer_vs_batched_bench.sh $MODEL $SAMPLES $PARALLEL $NTG  (THREADS=$THREADS BATCH=$BATCH)"

@@ -12,6 +12,8 @@ The chat model is shaped so that greedy decoding gives non-empty answers that de
 that compare answers must not compare empty strings): its output layer is untied and biased toward
 ordinary lowercase word tokens through one residual dimension that every token embedding sets and no layer
 writes, and its attention is sharp, so each answer follows the tokens of its own prompt.
+With --qwen2-7b-shaped it writes instead a model of Qwen2-7B's real shapes with random weights (~15 GB),
+for measuring the LLM stage on a GPU (bench/infer_vs_batched_bench.sh).
 Needs numpy (Debian's python3-numpy) and the llama.cpp source's own gguf-py.
 """
 import argparse
@@ -100,6 +102,53 @@ def write_qwen2(gguf, vocab_file, out, rng):
     finish(w)
 
 
+def write_qwen2_7b_shaped(gguf, vocab_file, out, rng):
+    """Qwen2-7B's real shapes (28 layers, 3584 wide, 28 query and 4 key-value heads, 18944 FFN; ~15 GB in
+    f16) with random weights: for throughput measurements of the LLM stage on a GPU, never for answers.
+    One random block per tensor shape is shared by every layer, so writing it costs disk time only."""
+    reader = gguf.GGUFReader(vocab_file)
+    vocab = n_vocab(reader)
+    n_embd, n_head, n_head_kv, n_ff, n_layer = 3584, 28, 4, 18944, 28
+    kv = n_head_kv * (n_embd // n_head)
+    w = gguf.GGUFWriter(out, "qwen2")
+    w.add_name("qwen2-7b-shaped (random weights, for throughput measurements)")
+    w.add_block_count(n_layer)
+    w.add_context_length(32768)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_rope_freq_base(1000000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    copy_tokenizer(reader, w, gguf)
+    blocks = {}
+
+    def block(*shape, dtype=np.float16, scale=0.02):
+        if (shape, dtype) not in blocks:
+            blocks[(shape, dtype)] = (rng.standard_normal(shape, dtype=np.float32) * scale).astype(dtype)
+        return blocks[(shape, dtype)]
+
+    ones = np.ones(n_embd, dtype=np.float32)
+    w.add_tensor("token_embd.weight", block(vocab, n_embd))
+    w.add_tensor("output.weight", block(vocab, n_embd))
+    w.add_tensor("output_norm.weight", ones)
+    for i in range(n_layer):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", ones)
+        w.add_tensor(f"blk.{i}.attn_q.weight", block(n_embd, n_embd))
+        w.add_tensor(f"blk.{i}.attn_k.weight", block(kv, n_embd))
+        w.add_tensor(f"blk.{i}.attn_v.weight", block(kv, n_embd))
+        w.add_tensor(f"blk.{i}.attn_q.bias", block(n_embd, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.attn_k.bias", block(kv, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.attn_v.bias", block(kv, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.attn_output.weight", block(n_embd, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", ones)
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", block(n_ff, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_up.weight", block(n_ff, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_down.weight", block(n_embd, n_ff))
+    finish(w)
+
+
 def write_bert(gguf, vocab_file, out, rng):
     reader = gguf.GGUFReader(vocab_file)
     vocab = n_vocab(reader)
@@ -154,14 +203,19 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--llama-dir", default=os.path.join(root, "third_party", "llama.cpp"))
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--qwen2-7b-shaped", action="store_true",
+                    help="write only OUT_DIR/qwen2-7b-shaped.gguf (~15 GB): Qwen2-7B's shapes, random weights")
     args = ap.parse_args()
     sys.path.insert(0, os.path.join(args.llama_dir, "gguf-py"))
     import gguf  # noqa: E402  (the pinned source's own gguf-py)
 
     os.makedirs(args.out_dir, exist_ok=True)
     models = os.path.join(args.llama_dir, "models")
-    for name, builder, vocab in (("tiny-qwen2-chat.gguf", write_qwen2, "ggml-vocab-qwen2.gguf"),
-                                 ("tiny-bert-embed.gguf", write_bert, "ggml-vocab-bert-bge.gguf")):
+    builds = (("tiny-qwen2-chat.gguf", write_qwen2, "ggml-vocab-qwen2.gguf"),
+              ("tiny-bert-embed.gguf", write_bert, "ggml-vocab-bert-bge.gguf"))
+    if args.qwen2_7b_shaped:
+        builds = (("qwen2-7b-shaped.gguf", write_qwen2_7b_shaped, "ggml-vocab-qwen2.gguf"),)
+    for name, builder, vocab in builds:
         out = os.path.join(args.out_dir, name)
         tmp = out + ".tmp"
         builder(gguf, os.path.join(models, vocab), tmp, np.random.default_rng(args.seed))

@@ -17,6 +17,7 @@
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/train/build.hpp"
+#include "llm4sbr/train/device.hpp"
 #include "llm4sbr/train/experiment.hpp"
 #include "test_support.hpp"
 
@@ -62,9 +63,9 @@ torch::Tensor test_scores(models::RecommenderImpl& model, const data::PreparedDa
   torch::NoGradGuard no_grad;
   model.eval();
   const std::vector<data::Sample> samples(ds.test.begin(), ds.test.begin() + std::min<std::size_t>(8, ds.test.size()));
-  auto batch = models::make_batch(samples);
-  if (intents.defined()) batch.intents = intents.index_select(0, batch.sample_ids);
-  return model.forward(batch).scores;
+  auto batch = models::make_batch(samples, device_of(model));
+  if (intents.defined()) batch.intents = intents.to(device_of(model)).index_select(0, batch.sample_ids);
+  return model.forward(batch).scores.to(torch::kCPU);
 }
 
 TEST(LoadTrained, EveryBackboneRoundTripsBitForBitAfterTheRunFolderMoves) {

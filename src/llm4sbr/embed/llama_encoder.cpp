@@ -17,11 +17,13 @@ namespace llm4sbr::embed {
 
 namespace fs = std::filesystem;
 
-LlamaEncoder::LlamaEncoder(const fs::path& model_file, int threads, int batch_tokens)
+LlamaEncoder::LlamaEncoder(const fs::path& model_file, int threads, int batch_tokens, int gpu_layers)
     : file_(model_file), batch_tokens_(batch_tokens) {
   if (!fs::exists(model_file)) throw InputError(model_file.string(), 0, "", "embedding model file not found");
   llm::init_llama_logging();
-  model_ = llama_model_load_from_file(model_file.c_str(), llama_model_default_params());
+  llama_model_params mp = llama_model_default_params();
+  mp.n_gpu_layers = gpu_layers;  // negative = all
+  model_ = llama_model_load_from_file(model_file.c_str(), mp);
   if (!model_) throw InputError(model_file.string(), 0, "", "llama.cpp could not load this file as a GGUF model");
   dim_ = llama_model_n_embd(model_);
   // One text must fit both a decode call and the model's positions (512 for BERT).

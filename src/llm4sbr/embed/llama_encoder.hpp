@@ -16,7 +16,9 @@ class LlamaEncoder : public TextEncoder {
   /// Loads `model_file`. threads = 0: all cores. batch_tokens bounds the tokens of one llama_decode call
   /// (a text longer than that, or than the model's context, is cut to fit, with a warning).
   /// Throws InputError naming the file if it is missing or not a GGUF model.
-  explicit LlamaEncoder(const std::filesystem::path& model_file, int threads = 0, int batch_tokens = 2048);
+  /// gpu_layers: layers offloaded to llama.cpp's GPU backend (-1 = all, 0 = none; ignored without one).
+  explicit LlamaEncoder(const std::filesystem::path& model_file, int threads = 0, int batch_tokens = 2048,
+                        int gpu_layers = -1);
   ~LlamaEncoder() override;
 
   /// [n, n_embd] float32, L2-normalised; many texts share one llama_decode (one sequence each). An empty

@@ -37,7 +37,7 @@ const std::vector<SettingsSchema>& embed_settings() {
   static const std::vector<SettingsSchema> schemas{
       {"embed",
        {{"encoder", kString}, {"tfidf", kSection}, {"threads", kInteger}, {"batch_tokens", kInteger},
-        {"api_model", kString}, {"batch", kInteger}, {"max_chars", kInteger}, {"http", kSection}}},
+        {"gpu_layers", kInteger}, {"api_model", kString}, {"batch", kInteger}, {"max_chars", kInteger}, {"http", kSection}}},
       TfidfLsaOptions::settings("embed.tfidf"), http::PoolOptions::settings("embed.http")};
   return schemas;
 }
@@ -45,7 +45,8 @@ const std::vector<SettingsSchema>& embed_settings() {
 std::unique_ptr<TextEncoder> make_text_encoder(const std::string& spec, const Config& settings) {
   if (spec == "tfidf") return std::make_unique<TfidfLsaEncoder>(TfidfLsaOptions::from_config(settings.sub("tfidf")));
   if (spec.starts_with("llama:") && spec.size() > 6)
-    return std::make_unique<LlamaEncoder>(spec.substr(6), settings.get<int>("threads", 0), settings.get<int>("batch_tokens", 2048));
+    return std::make_unique<LlamaEncoder>(spec.substr(6), settings.get<int>("threads", 0), settings.get<int>("batch_tokens", 2048),
+                                          settings.get<int>("gpu_layers", -1));
   if (spec.starts_with("openai:") && spec.size() > 7)
     return std::make_unique<OpenAiEncoder>(OpenAiEncoderOptions::from_config(http::split_urls(spec.substr(7)), settings));
   throw ConfigError(fmt::format("unknown text encoder '{}' (known: {})", spec, fmt::join(known_text_encoders(), ", ")));

@@ -116,6 +116,8 @@ LlamaBackend::LlamaBackend(const fs::path& model_file, GenerationOptions options
   if (!fs::exists(model_file)) throw InputError(model_file.string(), 0, "", "model file not found: give the path of a GGUF chat model (e.g. a Qwen2.5 Instruct GGUF)");
   init_llama_logging();
   llama_model_params mp = llama_model_default_params();
+  // Negative = every layer (llama.cpp's convention) when it has a GPU backend; a CPU-only build ignores it.
+  mp.n_gpu_layers = static_cast<std::int32_t>(options_.gpu_layers);
   model_ = llama_model_load_from_file(model_file.c_str(), mp);
   if (!model_) throw InputError(model_file.string(), 0, "", "llama.cpp could not load this file as a GGUF model");
   if (!llama_model_has_decoder(model_) || llama_model_has_encoder(model_)) {

@@ -15,7 +15,7 @@ const std::vector<SettingsSchema>& llm_settings() {
       {"llm",
        {{"model", kString}, {"max_tokens", kInteger}, {"temperature", kNumber}, {"seed", kInteger}, {"stop", kStrings},
         {"parallel", kInteger}, {"batch_tokens", kInteger}, {"threads", kInteger}, {"context", kInteger},
-        {"chunk", kInteger}, {"api_model", kString}, {"http", kSection}}},
+        {"gpu_layers", kInteger}, {"chunk", kInteger}, {"api_model", kString}, {"http", kSection}}},
       http::PoolOptions::settings("llm.http")};
   return schemas;
 }
@@ -35,6 +35,8 @@ GenerationOptions generation_options_from_config(const Config& cfg) {
   o.batch_tokens = cfg.get<std::int64_t>("llm.batch_tokens", o.batch_tokens);
   o.threads = cfg.get<std::int64_t>("llm.threads", o.threads);
   o.context = cfg.get<std::int64_t>("llm.context", o.context);
+  o.gpu_layers = cfg.get<std::int64_t>("llm.gpu_layers", o.gpu_layers);
+  if (o.gpu_layers < -1) throw ConfigError("llm.gpu_layers must be -1 (all), 0 (none) or a layer count");
   if (o.max_tokens < 1) throw ConfigError("llm.max_tokens must be >= 1");
   if (o.parallel < 1) throw ConfigError("llm.parallel must be >= 1");
   return o;

@@ -23,10 +23,11 @@ struct GenerationOptions {
   std::int64_t batch_tokens = 2048;  ///< tokens per llama_decode call at most
   std::int64_t threads = 0;          ///< CPU threads (0 = all cores)
   std::int64_t context = 0;          ///< KV cells per sequence (0 = longest prompt + max_tokens)
+  std::int64_t gpu_layers = -1;      ///< layers llama.cpp offloads to a GPU backend (-1 = all, 0 = none)
 };
 
 /// Reads `llm.max_tokens`, `llm.temperature`, `llm.seed`, `llm.stop`, `llm.parallel`, `llm.batch_tokens`,
-/// `llm.threads`, `llm.context`.
+/// `llm.threads`, `llm.context`, `llm.gpu_layers`.
 GenerationOptions generation_options_from_config(const Config& cfg);
 
 /// The keys of llm.* (generation_options_from_config, make_llm_backend, the inference chunk) and of

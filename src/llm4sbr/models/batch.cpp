@@ -34,12 +34,20 @@ SessionBatch make_batch(const std::vector<data::Sample>& samples, std::span<cons
     st[r] = s.id;
   }
   SessionBatch batch;
-  batch.items = items.to(device);
-  batch.lengths = lengths.to(device);
+  batch.items = to_device(items, device);
+  batch.lengths = to_device(lengths, device);
   batch.mask = batch.items.ne(0);
-  batch.targets = targets.to(device);
-  batch.sample_ids = ids.to(device);
+  batch.targets = to_device(targets, device);
+  batch.sample_ids = to_device(ids, device);
+  batch.host_items = items;
   return batch;
+}
+
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
+  if (host.device() == device) return host;
+  if (!device.is_cuda() || !host.device().is_cpu()) return host.to(device);
+  // The pinned block is LibTorch's caching host allocator's: it is not reused before the copy has run.
+  return host.pin_memory().to(device, /*non_blocking=*/true);
 }
 
 SessionBatch make_batch(const std::vector<data::Sample>& samples, const torch::Device& device) {

@@ -19,6 +19,11 @@ namespace llm4sbr::models {
 SessionBatch make_batch(const std::vector<data::Sample>& samples, std::span<const std::int64_t> indices,
                                 const torch::Device& device = torch::kCPU, std::int64_t pad_to = 0);
 
+/// Copies a CPU tensor to `device` without making the host wait: on CUDA through pinned (page-locked)
+/// memory with an asynchronous copy, so the GPU keeps working while the next batch is built. A plain
+/// copy from pageable memory would synchronise with the GPU at every call. Returns `host` itself on the CPU.
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
+
 /// Convenience: the batch of all given samples in order.
 SessionBatch make_batch(const std::vector<data::Sample>& samples, const torch::Device& device = torch::kCPU);
 

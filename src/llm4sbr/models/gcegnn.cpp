@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/init.hpp"
@@ -274,11 +275,17 @@ GceGnnImpl::GceGnnImpl(GceGnnOptions options, NeighbourTable table, std::uint64_
   init_uniform_reference(*this, d, seed);
 }
 
+RelationGraph RelationGraph::to(const torch::Device& device) const {
+  return {to_device(node_items, device),     to_device(node_offsets, device), to_device(node_sessions, device),
+          to_device(click_nodes, device),    to_device(click_sessions, device), to_device(click_positions, device),
+          to_device(last_clicks, device),    to_device(edge_src, device),     to_device(edge_dst, device),
+          to_device(edge_code, device)};
+}
+
 torch::Tensor GceGnnImpl::session_level(const RelationGraph& graph, const torch::Tensor& h) {
-  const auto device = h.device();
-  const auto src = graph.edge_src.to(device), dst = graph.edge_dst.to(device);
-  const auto h_j = h.index_select(0, dst);
-  const auto a = local_attention.index_select(0, graph.edge_code.to(device) - 1);  // a_r of each pair, [E, d]
+  const auto& src = graph.edge_src;
+  const auto h_j = h.index_select(0, graph.edge_dst);
+  const auto a = local_attention.index_select(0, graph.edge_code - 1);  // a_r of each pair, [E, d]
   const auto e = F::leaky_relu((h.index_select(0, src) * h_j * a).sum(1, true),
                                F::LeakyReLUFuncOptions().negative_slope(options_.alpha));  // [E, 1]
   return segment_softmax_sum(e, h_j, src, h.size(0));  // softmax over each row's coded pairs
@@ -294,7 +301,7 @@ torch::Tensor GceGnnImpl::global_level(const RelationGraph& graph, const torch::
   }
   const std::int64_t k = options_.n_sample, hops = options_.n_iter;
   // The hop tree: level 0 = the nodes, level h + 1 = the sampled neighbours of level h (K per entry).
-  std::vector<torch::Tensor> items{node_items}, weights, sessions{graph.node_sessions.to(device)}, vectors;
+  std::vector<torch::Tensor> items{node_items}, weights, sessions{graph.node_sessions}, vectors;
   for (std::int64_t h = 0; h < hops; ++h) {
     weights.push_back(device_weights_.index_select(0, items.back()));  // [n_h, K]
     items.push_back(device_items_.index_select(0, items.back()).reshape({-1}));
@@ -317,11 +324,11 @@ torch::Tensor GceGnnImpl::global_level(const RelationGraph& graph, const torch::
 
 SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
   const auto device = embedding->weight.device();
-  const RelationGraph graph = build_relation_graph(batch.items.to(torch::kCPU), options_.max_positions);
+  const RelationGraph graph = build_relation_graph(batch.items_on_cpu(), options_.max_positions).to(device);
   const std::int64_t b = graph.batch_size();
-  const auto node_items = graph.node_items.to(device);
-  const auto click_nodes = graph.click_nodes.to(device);
-  const auto sessions = graph.click_sessions.to(device);
+  const auto& node_items = graph.node_items;
+  const auto& click_nodes = graph.click_nodes;
+  const auto& sessions = graph.click_sessions;
   const auto counts = torch::bincount(sessions, {}, b).to(embedding->weight.scalar_type()).unsqueeze(1);  // [B, 1]
   const auto mean = [&](const torch::Tensor& per_click) { return segment_sum(per_click, sessions, b) / counts; };
 
@@ -334,11 +341,11 @@ SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
   const auto x = combined.index_select(0, click_nodes);  // [P, d], click order
 
   // Reversed-position-aware readout: β_t = w2ᵀ σ(G1 tanh([Pos[n−1−t] ; x_t] W1) + b + G2 mean(x)), no softmax.
-  const auto z = torch::tanh(torch::matmul(torch::cat({pos_embedding(graph.click_positions.to(device)), x}, 1), w_1));
+  const auto z = torch::tanh(torch::matmul(torch::cat({pos_embedding(graph.click_positions), x}, 1), w_1));
   const auto beta = torch::matmul(torch::sigmoid(glu1(z) + glu2(mean(x)).index_select(0, sessions)), w_2);  // [P, 1]
 
   SessionRepresentation rep;
-  rep.local = x.index_select(0, graph.last_clicks.to(device));
+  rep.local = x.index_select(0, graph.last_clicks);
   rep.global = segment_sum(beta * x, sessions, b);
   rep.clicks = x;
   rep.click_sessions = sessions;

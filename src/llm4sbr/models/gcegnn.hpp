@@ -75,6 +75,8 @@ struct RelationGraph {
   torch::Tensor edge_code;        ///< [E] int64 relation code 1..4 of (i, j); code-0 pairs are not edges
 
   std::int64_t batch_size() const { return last_clicks.size(0); }
+  /// The same graph on `device`, copied without blocking (to_device): built on the CPU, used on the GPU.
+  RelationGraph to(const torch::Device& device) const;
   /// The reference's relation matrix of session b over its own nodes, [n_b, n_b] int64 (tests, inspection).
   torch::Tensor dense_codes(std::int64_t b) const;
 };

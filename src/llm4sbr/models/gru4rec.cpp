@@ -71,7 +71,7 @@ SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   // Packed, so that the GRU steps over real clicks only: a batch is padded to its longest prefix (up to
   // 200 clicks on Beauty) while most prefixes are a few clicks long, and the padded run cost 10x more.
   namespace rnn = torch::nn::utils::rnn;
-  const auto packed = rnn::pack_padded_sequence(input, batch.lengths.to(torch::kCPU), /*batch_first=*/true,
+  const auto packed = rnn::pack_padded_sequence(input, batch.lengths_on_cpu(), /*batch_first=*/true,
                                                 /*enforce_sorted=*/false);
   const auto outputs = std::get<0>(rnn::pad_packed_sequence(std::get<0>(gru->forward_with_packed_input(packed)),
                                                             /*batch_first=*/true, 0.0, items.size(1)));  // [B, L, d]

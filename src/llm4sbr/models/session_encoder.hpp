@@ -24,7 +24,13 @@ struct SessionBatch {
   torch::Tensor sample_ids;  ///< [B] int64 Sample::id, to look up per-sample side data (intents)
   torch::Tensor intents;     ///< [B, V, d_text] float32 localized intents of the samples (LLM4SBR head);
                              ///< undefined when the run has none
+  torch::Tensor host_items;  ///< [B, L] `items` on the CPU (make_batch keeps it): the graph models build their
+                             ///< session graphs from it without waiting for the GPU; undefined = use items
   std::int64_t size() const { return items.size(0); }
+  /// The items on the CPU: host_items when kept, else a copy of items (which waits for the device).
+  torch::Tensor items_on_cpu() const { return host_items.defined() ? host_items : items.to(torch::kCPU); }
+  /// The lengths on the CPU, counted from host_items when kept (prefixes hold no 0), else copied.
+  torch::Tensor lengths_on_cpu() const { return host_items.defined() ? host_items.ne(0).sum(1) : lengths.to(torch::kCPU); }
 };
 
 /// What an encoder hands to its readout, to the scorer and to the LLM4SBR head.

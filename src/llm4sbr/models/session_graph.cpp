@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/models/batch.hpp"
 
 namespace llm4sbr::models {
 
@@ -26,6 +27,16 @@ torch::Tensor scatter_edges(const torch::Tensor& x, const torch::Tensor& source,
   const auto messages = x.index_select(0, source.to(device)) * weight.to(device, x.scalar_type()).unsqueeze(1);
   return torch::zeros_like(x).index_add(0, target.to(device), messages);
 }
+
+}  // namespace
+
+SessionGraph SessionGraph::to(const torch::Device& device) const {
+  return {to_device(node_items, device),  to_device(node_offsets, device), to_device(click_nodes, device),
+          to_device(click_sessions, device), to_device(last_clicks, device), to_device(edge_src, device),
+          to_device(edge_dst, device),     to_device(in_weight, device),   to_device(out_weight, device)};
+}
+
+namespace {
 
 // Session b's dense matrix with entry [row][col] = weight, over its own nodes.
 torch::Tensor dense(const SessionGraph& g, std::int64_t b, const torch::Tensor& row, const torch::Tensor& col,

@@ -28,6 +28,8 @@ struct SessionGraph {
   torch::Tensor out_weight;       ///< [E] 1 / outdeg(u): the reference's A_out[u][v]
 
   std::int64_t batch_size() const { return last_clicks.size(0); }
+  /// The same graph on `device`, copied without blocking (to_device): built on the CPU, used on the GPU.
+  SessionGraph to(const torch::Device& device) const;
   /// out[v] = Σ_u A_in[v][u] · x[u] over each session's edges. x: [V, d] -> [V, d].
   torch::Tensor aggregate_in(const torch::Tensor& x) const;
   /// out[u] = Σ_v A_out[u][v] · x[v] over each session's edges. x: [V, d] -> [V, d].

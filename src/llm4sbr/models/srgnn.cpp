@@ -74,12 +74,12 @@ SrGnnImpl::SrGnnImpl(SrGnnOptions options, std::uint64_t seed) : options_(option
 SessionRepresentation SrGnnImpl::encode(const SessionBatch& batch) {
   const auto& weight = embedding->weight;
   const auto device = weight.device();
-  const SessionGraph graph = build_session_graph(batch.items.to(torch::kCPU), weight.scalar_type());
-  const auto sessions = graph.click_sessions.to(device);
+  const SessionGraph graph = build_session_graph(batch.items_on_cpu(), weight.scalar_type()).to(device);
+  const auto& sessions = graph.click_sessions;
 
-  const auto h = gnn(graph, embedding(graph.node_items.to(device)));  // [V, d]
-  const auto v = h.index_select(0, graph.click_nodes.to(device));      // [P, d] every click's state
-  const auto v_n = v.index_select(0, graph.last_clicks.to(device));    // [B, d] last click
+  const auto h = gnn(graph, embedding(graph.node_items));  // [V, d]
+  const auto v = h.index_select(0, graph.click_nodes);      // [P, d] every click's state
+  const auto v_n = v.index_select(0, graph.last_clicks);    // [B, d] last click
   // alpha_t = q^T sigmoid(W1 v_n + W2 v_t), no softmax (the reference); padding never enters the sum.
   const auto alpha = linear_three(torch::sigmoid(linear_one(v_n).index_select(0, sessions) + linear_two(v)));  // [P, 1]
 

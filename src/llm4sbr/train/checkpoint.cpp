@@ -1,4 +1,5 @@
 #include "llm4sbr/train/checkpoint.hpp"
+#include "llm4sbr/train/device.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -128,7 +129,8 @@ void load_checkpoint(torch::nn::Module& model, const fs::path& file) {
   for (const auto& p : model.named_parameters()) want[p.key()] = p.value().sizes().vec();
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(file.string());
+    // Onto the model's device, whatever device saved it: a GPU checkpoint evaluates on a CPU-only machine.
+    archive.load_from(file.string(), device_of(model));
   } catch (const c10::Error& e) {
     throw InputError(file.string(), 0, "",
                      fmt::format("not a readable LibTorch checkpoint: the file is truncated or corrupt ({} bytes; an "
@@ -190,7 +192,7 @@ std::optional<CheckpointRecord> read_checkpoint_record(const fs::path& checkpoin
 
 torch::Tensor TrainedModel::intents(const std::string& split) const {
   if (intents_dir.empty()) return {};
-  return intent::read_intents(intents_dir / split);
+  return intent::read_intents(intents_dir / split).to(device_of(*model));
 }
 
 TrainedModel load_trained(const fs::path& checkpoint, const torch::Device& device, LoadOptions options) {

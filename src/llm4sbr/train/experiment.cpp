@@ -24,6 +24,7 @@
 #include "llm4sbr/text/prompts.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/core/runtime.hpp"
+#include "llm4sbr/train/device.hpp"
 
 namespace llm4sbr::train {
 
@@ -125,7 +126,7 @@ ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDatase
   load.text = false;  // the stored intents are evaluated: no encoder needed
   if (ds.split(split).empty())
     throw ConfigError(fmt::format("the {} split of this dataset is empty (data.valid_fraction = 0?)", split));
-  const auto trained = load_trained(checkpoint, torch::kCPU, load);
+  const auto trained = load_trained(checkpoint, device_from_config(given_cfg), load);
   const auto opt = train_options_from_config(trained.config);
   const auto intents = trained.intents(split);
   ModelRun run{trained.model->label(), {}, trained.intents_dir.empty() ? "" : (trained.intents_dir / split).string()};

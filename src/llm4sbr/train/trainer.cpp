@@ -14,6 +14,7 @@
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
+#include "llm4sbr/train/device.hpp"
 
 namespace llm4sbr::train {
 
@@ -43,9 +44,51 @@ std::string short_metrics(const MetricMap& m, std::int64_t k) {
 }
 
 // The intents of the batch's samples, looked up by sample id: one gather per batch, nothing parsed.
+// `intents` live on the batch's device (moved there once per fit or evaluation, not per batch).
 void attach_intents(models::SessionBatch& batch, const torch::Tensor& intents) {
-  if (intents.defined()) batch.intents = intents.index_select(0, batch.sample_ids.to(intents.device()));
+  if (intents.defined()) batch.intents = intents.index_select(0, batch.sample_ids);
 }
+
+// The loss of every training step must be finite; reading it waits for the device. On the CPU that costs
+// nothing and the step is checked at once. On a GPU a read per step would stall the queue of kernels, so
+// the losses of kLossReadInterval steps are read together; a non-finite one still names its batch.
+constexpr std::size_t kLossReadInterval = 50;
+
+class LossLog {
+ public:
+  LossLog(std::string label, std::int64_t epoch, double lr, bool deferred)
+      : label_(std::move(label)), epoch_(epoch), lr_(lr), deferred_(deferred) {}
+
+  /// Records the loss of batch `b` (0-based); reads the pending ones when due. Throws Error if one is not finite.
+  void add(const torch::Tensor& loss, std::size_t b, bool last) {
+    pending_.push_back(loss.detach());
+    if (!deferred_ || last || pending_.size() >= kLossReadInterval) read(b + 1 - pending_.size());
+  }
+  double sum() const { return sum_; }
+  std::size_t count() const { return count_; }
+
+ private:
+  void read(std::size_t first) {
+    const auto values = torch::stack(pending_).to(torch::kCPU, torch::kFloat64);
+    const auto* v = values.data_ptr<double>();
+    for (std::size_t i = 0; i < pending_.size(); ++i) {
+      if (!std::isfinite(v[i]))
+        throw Error(fmt::format("{}: the loss became {} at epoch {}, batch {} (learning rate {})", label_, v[i], epoch_,
+                                first + i + 1, lr_));
+      sum_ += v[i];
+    }
+    count_ += pending_.size();
+    pending_.clear();
+  }
+
+  std::string label_;
+  std::int64_t epoch_;
+  double lr_;
+  bool deferred_;
+  std::vector<torch::Tensor> pending_;
+  double sum_ = 0;
+  std::size_t count_ = 0;
+};
 
 // Intents must have a row for every sample id of the split (row s = Sample::id s).
 void check_intents(const torch::Tensor& intents, const std::vector<data::Sample>& samples, const std::string& split) {
@@ -103,6 +146,7 @@ TrainOptions train_options_from_config(const Config& cfg) {
   o.seed = cfg.get<std::uint64_t>("train.seed", o.seed);
   o.ks = cfg.get<std::vector<std::int64_t>>("eval.ks", o.ks);
   o.paper_compatible = cfg.get<bool>("eval.paper_compatible", o.paper_compatible);
+  o.device = device_from_config(cfg);
   for (const auto& [key, value] : {std::pair{"train.epochs", o.epochs}, std::pair{"train.batch_size", o.batch_size},
                                    std::pair{"train.eval_batch_size", o.eval_batch_size}, std::pair{"train.lr_step", o.lr_step}})
     if (value < 1) throw ConfigError(fmt::format("{} = {} must be >= 1", key, value));
@@ -167,11 +211,13 @@ std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
+  const auto device = device_of(model);
+  const auto device_intents = intents.defined() ? intents.to(device) : intents;
   std::vector<std::int64_t> ranks;
   ranks.reserve(samples.size());
   for (const auto& idx : eval_batches(samples, batch_size)) {
-    auto batch = models::make_batch(samples, idx);
-    attach_intents(batch, intents);
+    auto batch = models::make_batch(samples, idx, device);
+    attach_intents(batch, device_intents);
     auto out = model.forward(batch);
     torch::Tensor r;
     try {
@@ -202,6 +248,10 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
   if (!result.selected_on_validation)
     spdlog::warn("no validation split (data.valid_fraction = 0): the last epoch is reported, and early stopping is off");
 
+  // The model and the intents move to the device once; the optimizer's moments are made there.
+  model.to(opt.device);
+  const auto on_device = [&](const torch::Tensor& t) { return t.defined() ? t.to(opt.device) : t; };
+  const SplitIntents device_intents{on_device(intents.train), on_device(intents.valid), on_device(intents.test)};
   torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(opt.lr).weight_decay(opt.l2));
   if (!opt.run_dir.empty()) std::filesystem::create_directories(opt.run_dir);
   const auto best_path = opt.run_dir / "best.pt";
@@ -224,32 +274,29 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
     ProgressBar bar(fmt::format("{} epoch {}/{}", label, epoch, opt.epochs), static_cast<std::int64_t>(ds.train.size()),
                     "samples");
     auto t0 = std::chrono::steady_clock::now();
-    double loss_sum = 0;
+    LossLog losses(label, epoch, lr, opt.device.is_cuda());
     for (std::size_t b = 0; b < batches.size(); ++b) {
-      auto batch = models::make_batch(ds.train, batches[b]);
-      attach_intents(batch, intents.train);
+      auto batch = models::make_batch(ds.train, batches[b], opt.device);
+      attach_intents(batch, device_intents.train);
       optimizer.zero_grad();
       auto out = model.forward(batch);
       auto loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
       if (out.aux_loss.defined()) loss = loss + out.aux_loss;
-      const double value = loss.item<double>();
-      if (!std::isfinite(value))
-        throw Error(fmt::format("{}: the loss became {} at epoch {}, batch {} (learning rate {})", label, value, epoch,
-                                b + 1, lr));
+      // Checked before the step on the CPU; on a GPU within kLossReadInterval steps (LossLog).
+      losses.add(loss, b, b + 1 == batches.size());
       loss.backward();
       optimizer.step();
-      loss_sum += value;
-      bar.tick(batch.size(), fmt::format("loss {:.4f}", loss_sum / static_cast<double>(b + 1)));
+      bar.tick(batch.size(), fmt::format("loss {:.4f}", losses.sum() / static_cast<double>(std::max<std::size_t>(1, losses.count()))));
     }
     check_finite_parameters(model, label, epoch, batches.size(), lr);
     rec.train_seconds = seconds_since(t0);
-    rec.train_loss = loss_sum / static_cast<double>(batches.size());
+    rec.train_loss = losses.sum() / static_cast<double>(batches.size());
     rec.train_samples_per_second = static_cast<double>(ds.train.size()) / rec.train_seconds;
     bar.finish(fmt::format("loss {:.4f}", rec.train_loss));
 
     auto t1 = std::chrono::steady_clock::now();
-    if (!ds.valid.empty()) rec.valid = evaluate(model, ds.valid, opt, false, intents.valid);
-    auto test_ranks = rank_targets(model, ds.test, opt.eval_batch_size, intents.test);
+    if (!ds.valid.empty()) rec.valid = evaluate(model, ds.valid, opt, false, device_intents.valid);
+    auto test_ranks = rank_targets(model, ds.test, opt.eval_batch_size, device_intents.test);
     rec.test = metrics_from_ranks(test_ranks, opt.ks, opt.paper_compatible);
     rec.eval_seconds = seconds_since(t1);
 

@@ -41,13 +41,16 @@ struct TrainOptions {
   bool paper_compatible = false;  ///< headline metrics with the reference's @5/@10 averaging
   std::filesystem::path run_dir;  ///< checkpoints go here (best.pt, last.pt); empty = none written
   std::string label;              ///< prefix of progress lines ("SR-GNN")
+  /// Where the model trains and is evaluated (the `device` setting): fit moves the model and the intents
+  /// there once; batches are built on the CPU and copied without blocking.
+  torch::Device device = torch::kCPU;
 };
 
 /// The keys of train.* and eval.* (the settings schema train_options_from_config reads).
 const std::vector<SettingsSchema>& train_settings();
 
 /// Reads `train.*` and `eval.*` keys: train.epochs, batch_size, eval_batch_size, lr, l2, lr_step,
-/// lr_gamma, patience, select_metric, seed; eval.ks, eval.paper_compatible.
+/// lr_gamma, patience, select_metric, seed; eval.ks, eval.paper_compatible; and `device` (device.hpp).
 TrainOptions train_options_from_config(const Config& cfg);
 
 struct EpochRecord {

@@ -1,0 +1,151 @@
+// The GPU test set (ctest -L gpu): every backbone, plain and with the LLM4SBR head, scores a few Beauty test
+// sessions the same on the CPU and on CUDA, one training step moves the weights the same, and a model
+// trained on the GPU evaluates on the CPU from its checkpoint. Skipped where LibTorch has no CUDA GPU.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "llm4sbr/data/io.hpp"
+#include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/models/session_encoder.hpp"
+#include "llm4sbr/train/build.hpp"
+#include "llm4sbr/train/checkpoint.hpp"
+#include "llm4sbr/train/device.hpp"
+#include "llm4sbr/train/experiment.hpp"
+#include "test_support.hpp"
+
+namespace llm4sbr::train {
+namespace {
+
+using llm4sbr::testing::TempDir;
+
+// The device compared with the CPU: CUDA, or $LLM4SBR_TEST_DEVICE (`cpu` dry-runs this file on any machine).
+torch::Device test_device() {
+  const char* env = std::getenv("LLM4SBR_TEST_DEVICE");
+  return resolve_device(env && *env ? env : "cuda:0", "LLM4SBR_TEST_DEVICE");
+}
+
+#define LLM4SBR_REQUIRE_CUDA()                                                                    \
+  if (!torch::cuda::is_available() && !std::getenv("LLM4SBR_TEST_DEVICE"))                       \
+  GTEST_SKIP() << "no CUDA GPU visible to LibTorch"
+
+// Dropout off and S²-DHCN's self-supervised loss (random permutations) weighted 0: the CPU and the GPU
+// draw different random numbers, everything else must agree.
+Config cuda_config(const std::string& model, bool head) {
+  Config cfg;
+  cfg.set("model", model);
+  cfg.set("paths.configs", std::string(LLM4SBR_SOURCE_DIR) + "/configs");
+  cfg.apply_overrides({"device=cpu", "threads=0", "models.gcegnn.dropout_global=0", "models.gru4rec.dropout_hidden=0",
+                       "models.sasrec.dropout=0", "models.dhcn.beta=0", std::string("enhance.enabled=") + (head ? "true" : "false")});
+  return cfg;
+}
+
+const data::PreparedDataset& beauty() {
+  static const data::PreparedDataset ds = data::read_prepared(llm4sbr::testing::prepared_beauty());
+  return ds;
+}
+
+constexpr std::int64_t kTextDim = 32;
+
+// Seeded random unit intents for the first n test samples, [n, 2, kTextDim].
+torch::Tensor random_intents(std::int64_t n) {
+  torch::manual_seed(11);
+  const auto x = torch::randn({n, 2, kTextDim});
+  return x / x.norm(2, -1, true);
+}
+
+models::Recommender build(const std::string& model, bool head) {
+  const auto cfg = cuda_config(model, head);
+  torch::manual_seed(5);  // the head's initial weights
+  if (head) return build_llm4sbr(cfg, beauty(), {"long", "short"}, kTextDim);
+  return build_backbone(cfg, beauty());
+}
+
+models::SessionBatch batch_on(const torch::Device& device, const torch::Tensor& intents) {
+  const std::vector<data::Sample> samples(beauty().test.begin(), beauty().test.begin() + 24);
+  auto batch = models::make_batch(samples, device);
+  if (intents.defined()) batch.intents = intents.to(device).index_select(0, batch.sample_ids);
+  return batch;
+}
+
+void expect_close(const torch::Tensor& cpu, const torch::Tensor& cuda, const std::string& what) {
+  const auto diff = (cpu - cuda.to(torch::kCPU)).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(cpu, cuda.to(torch::kCPU), 1e-4, 1e-4)) << what << ": max |cpu - cuda| = " << diff;
+}
+
+TEST(Cuda, EveryBackboneScoresTheSameOnCpuAndGpu) {
+  LLM4SBR_REQUIRE_CUDA();
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  const torch::Device cuda = test_device();
+  const auto intents = random_intents(static_cast<std::int64_t>(beauty().test.size()));
+  for (const auto& name : models::registered_encoders())
+    for (const bool head : {false, true}) {
+      const auto label = fmt::format("{}{}", name, head ? " + LLM4SBR head" : "");
+      SCOPED_TRACE(label);
+      auto model = build(name, head);
+      model->eval();
+      torch::NoGradGuard no_grad;
+      const auto on_cpu = model->forward(batch_on(torch::kCPU, head ? intents : torch::Tensor())).scores;
+      model->to(cuda);
+      EXPECT_EQ(device_of(*model), cuda);
+      const auto on_gpu = model->forward(batch_on(cuda, head ? intents : torch::Tensor())).scores;
+      EXPECT_EQ(on_gpu.device(), cuda);
+      expect_close(on_cpu, on_gpu, label + " scores");
+    }
+}
+
+TEST(Cuda, OneTrainingStepMatches) {
+  LLM4SBR_REQUIRE_CUDA();
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  const torch::Device cuda = test_device();
+  const auto intents = random_intents(static_cast<std::int64_t>(beauty().test.size()));
+  for (const auto& name : models::registered_encoders())
+    for (const bool head : {false, true}) {
+      const auto label = fmt::format("{}{}", name, head ? " + LLM4SBR head" : "");
+      SCOPED_TRACE(label);
+      std::vector<torch::Tensor> after;  // [cpu params..., cuda params...]
+      for (const auto& device : {torch::Device(torch::kCPU), cuda}) {
+        auto model = build(name, head);
+        model->to(device);
+        model->train();
+        torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-5));
+        auto batch = batch_on(device, head ? intents : torch::Tensor());
+        auto out = model->forward(batch);
+        auto loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
+        if (out.aux_loss.defined()) loss = loss + out.aux_loss;
+        loss.backward();
+        adam.step();
+        for (const auto& p : model->parameters()) after.push_back(p.detach().to(torch::kCPU));
+      }
+      const auto n = after.size() / 2;
+      for (std::size_t i = 0; i < n; ++i) expect_close(after[i], after[n + i], fmt::format("{} parameter {}", label, i));
+    }
+}
+
+TEST(Cuda, AModelTrainedOnTheGpuEvaluatesOnTheCpu) {
+  LLM4SBR_REQUIRE_CUDA();
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  TempDir dir;
+  auto cfg = cuda_config("srgnn", false);
+  cfg.apply_overrides({"device=" + test_device().str(), "train.epochs=1", "data.valid_fraction=0"});
+  // A small training split keeps the test short; the model and its checkpoint are full-sized.
+  data::PreparedDataset ds = beauty();
+  ds.train.resize(5000);
+  auto model = build_backbone(cfg, ds);
+  train_model(cfg, ds, *model, dir / "srgnn", {}, {llm4sbr::testing::prepared_beauty(), {}, {}});
+  EXPECT_EQ(device_of(*model), test_device());
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto on_gpu = model->forward(batch_on(device_of(*model), {})).scores;
+  const auto trained = load_trained(dir / "srgnn" / "best.pt", torch::kCPU);
+  EXPECT_TRUE(device_of(*trained.model).is_cpu());
+  const auto on_cpu = trained.model->forward(batch_on(torch::kCPU, {})).scores;
+  expect_close(on_cpu, on_gpu, "scores after reloading on the CPU");
+}
+
+}  // namespace
+}  // namespace llm4sbr::train
