@@ -38,8 +38,9 @@ step() {
   > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
-# The ~15 GB model is written while the build runs (disk and numpy, not the compilers' cores).
-( t0=$(date +%s); python3 scripts/make-tiny-models.py /tmp/llm4sbr-models --qwen2-7b-shaped --llama-dir third_party/llama.cpp \
+# The ~15 GB model is written while the build runs (disk and numpy, not the compilers' cores). LLAMA_CUDA=OFF
+# skips the LLM stage (llama.cpp is then built for the CPU).
+[ "${LLAMA_CUDA:-ON}" = OFF ] || ( t0=$(date +%s); python3 scripts/make-tiny-models.py /tmp/llm4sbr-models --qwen2-7b-shaped --llama-dir third_party/llama.cpp \
     > "$OUT/make-7b.log" 2>&1; echo "make-7b: exit $? in $(( $(date +%s) - t0 )) s" >> "$OUT/make-7b.log" ) &
 MAKE7B=$!
 step build 330 env CUDA_ARCH=${CUDA_ARCH:-90a} scripts/build-gpu.sh llm4sbr_cli llm4sbr_gpu_tests epoch_bench llama-batched-bench
@@ -49,9 +50,11 @@ nvidia-smi dmon -s u -d 1 > "$OUT/dmon.txt" 2>&1 &
 DMON=$!
 step epoch-srgnn 60 "$BUILD/bin/epoch_bench" --model srgnn --device cuda
 step epoch-llm4sbr-srgnn 60 "$BUILD/bin/epoch_bench" --model srgnn --head --device cuda
+if [ "${LLAMA_CUDA:-ON}" != OFF ]; then
 wait "$MAKE7B"; cat "$OUT/make-7b.log" | tail -2 | tee -a "$OUT/summary.txt"
 step infer-7b 200 env THREADS=16 BATCH=8192 bench/infer_vs_batched_bench.sh /tmp/llm4sbr-models/qwen2-7b-shaped.gguf \
   "${SAMPLES:-256}" "${PARALLEL:-128}" 32
+fi
 for m in gru4rec sasrec tagnn gcegnn dhcn; do step "epoch-$m" 90 "$BUILD/bin/epoch_bench" --model "$m" --device cuda; done
 kill "$DMON" 2>/dev/null
 # GPU utilisation while the epochs and the LLM ran: dmon's "sm" column over the seconds the GPU was busy.

@@ -4,6 +4,7 @@
 #include <link.h>
 #include <spdlog/spdlog.h>
 #include <ATen/Parallel.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -101,7 +102,11 @@ RuntimeInfo configure_runtime(int threads) {
   if (threads <= 0) threads = blas_has_own_pool ? 1 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   static LogWarnings log_warnings;
+#if TORCH_VERSION_MAJOR >= 2
+  c10::WarningUtils::set_warning_handler(&log_warnings);
+#else
   c10::Warning::set_warning_handler(&log_warnings);
+#endif
   info.intra_op_threads = at::get_num_threads();
   spdlog::info("compute: LibTorch {} intra-op thread(s); BLAS {} ({}{}{})", info.intra_op_threads, info.blas_kind,
                info.blas_library.empty() ? "not loaded" : info.blas_library,
