@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -98,7 +100,11 @@ TEST(Cuda, EveryBackboneScoresTheSameOnCpuAndGpu) {
     }
 }
 
-TEST(Cuda, OneTrainingStepMatches) {
+// One training step: the same loss, and gradients equal up to float rounding (relative to each parameter's
+// largest gradient: cuDNN's GRU and cuBLAS sum in other orders than the CPU). The optimizer step after it is
+// the same code on both devices; its first Adam update, m / (sqrt(v) + eps), turns a rounding difference in
+// a near-zero gradient into a difference of up to the learning rate, so the weights after it are not compared.
+TEST(Cuda, OneTrainingStepHasTheSameLossAndGradients) {
   LLM4SBR_REQUIRE_CUDA();
   LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
   const torch::Device cuda = test_device();
@@ -107,22 +113,28 @@ TEST(Cuda, OneTrainingStepMatches) {
     for (const bool head : {false, true}) {
       const auto label = fmt::format("{}{}", name, head ? " + LLM4SBR head" : "");
       SCOPED_TRACE(label);
-      std::vector<torch::Tensor> after;  // [cpu params..., cuda params...]
+      std::vector<double> losses;
+      std::vector<std::vector<torch::Tensor>> grads;  // per device, per parameter
       for (const auto& device : {torch::Device(torch::kCPU), cuda}) {
         auto model = build(name, head);
         model->to(device);
         model->train();
-        torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-5));
         auto batch = batch_on(device, head ? intents : torch::Tensor());
         auto out = model->forward(batch);
         auto loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
         if (out.aux_loss.defined()) loss = loss + out.aux_loss;
         loss.backward();
-        adam.step();
-        for (const auto& p : model->parameters()) after.push_back(p.detach().to(torch::kCPU));
+        losses.push_back(loss.item<double>());
+        grads.emplace_back();
+        for (const auto& p : model->parameters())
+          grads.back().push_back(p.grad().defined() ? p.grad().to(torch::kCPU) : torch::zeros_like(p, torch::kCPU));
       }
-      const auto n = after.size() / 2;
-      for (std::size_t i = 0; i < n; ++i) expect_close(after[i], after[n + i], fmt::format("{} parameter {}", label, i));
+      EXPECT_NEAR(losses[0], losses[1], 1e-4 * std::max(1.0, std::abs(losses[0])));
+      for (std::size_t i = 0; i < grads[0].size(); ++i) {
+        const auto scale = grads[0][i].abs().max().item<double>();
+        const auto diff = (grads[0][i] - grads[1][i]).abs().max().item<double>();
+        EXPECT_LE(diff, 1e-3 * scale + 1e-7) << label << " parameter " << i << ": gradients up to " << scale;
+      }
     }
 }
 
