@@ -44,15 +44,12 @@ def n_vocab(reader):
 WORD = re.compile("\u0120[a-z]{3,10}")
 
 
-def write_qwen2(gguf, vocab_file, out, rng):
-    reader = gguf.GGUFReader(vocab_file)
-    vocab = n_vocab(reader)
-    n_embd, n_head, n_head_kv, n_ff, n_layer = 64, 4, 2, 128, 2
-    head_dim = n_embd // n_head
+def qwen2_writer(gguf, reader, out, name, n_ctx, n_embd, n_head, n_head_kv, n_ff, n_layer):
+    """A GGUF writer with the header of a Qwen2 model of these shapes (f16) and the vocab file's tokenizer."""
     w = gguf.GGUFWriter(out, "qwen2")
-    w.add_name("tiny-qwen2-chat (random weights, for tests)")
+    w.add_name(name)
     w.add_block_count(n_layer)
-    w.add_context_length(4096)
+    w.add_context_length(n_ctx)
     w.add_embedding_length(n_embd)
     w.add_feed_forward_length(n_ff)
     w.add_head_count(n_head)
@@ -61,6 +58,16 @@ def write_qwen2(gguf, vocab_file, out, rng):
     w.add_layer_norm_rms_eps(1e-6)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     copy_tokenizer(reader, w, gguf)
+    return w
+
+
+def write_qwen2(gguf, vocab_file, out, rng):
+    reader = gguf.GGUFReader(vocab_file)
+    vocab = n_vocab(reader)
+    n_embd, n_head, n_head_kv, n_ff, n_layer = 64, 4, 2, 128, 2
+    head_dim = n_embd // n_head
+    w = qwen2_writer(gguf, reader, out, "tiny-qwen2-chat (random weights, for tests)", 4096, n_embd, n_head, n_head_kv,
+                     n_ff, n_layer)
 
     def random(*shape, scale):
         return rng.standard_normal(shape) * scale
@@ -110,18 +117,8 @@ def write_qwen2_7b_shaped(gguf, vocab_file, out, rng):
     vocab = n_vocab(reader)
     n_embd, n_head, n_head_kv, n_ff, n_layer = 3584, 28, 4, 18944, 28
     kv = n_head_kv * (n_embd // n_head)
-    w = gguf.GGUFWriter(out, "qwen2")
-    w.add_name("qwen2-7b-shaped (random weights, for throughput measurements)")
-    w.add_block_count(n_layer)
-    w.add_context_length(32768)
-    w.add_embedding_length(n_embd)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head_kv)
-    w.add_rope_freq_base(1000000.0)
-    w.add_layer_norm_rms_eps(1e-6)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    copy_tokenizer(reader, w, gguf)
+    w = qwen2_writer(gguf, reader, out, "qwen2-7b-shaped (random weights, for throughput measurements)", 32768, n_embd,
+                     n_head, n_head_kv, n_ff, n_layer)
     blocks = {}
 
     def block(*shape, dtype=np.float16, scale=0.02):
