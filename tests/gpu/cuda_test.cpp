@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,16 @@ models::SessionBatch batch_on(const torch::Device& device, const torch::Tensor& 
   return batch;
 }
 
+// Every registered backbone, plain and with the LLM4SBR head: fn(name, head, label), traced by its label.
+void for_every_model(const std::function<void(const std::string&, bool, const std::string&)>& fn) {
+  for (const auto& name : models::registered_encoders())
+    for (const bool head : {false, true}) {
+      const auto label = fmt::format("{}{}", name, head ? " + LLM4SBR head" : "");
+      SCOPED_TRACE(label);
+      fn(name, head, label);
+    }
+}
+
 void expect_close(const torch::Tensor& cpu, const torch::Tensor& cuda, const std::string& what) {
   const auto diff = (cpu - cuda.to(torch::kCPU)).abs().max().item<double>();
   EXPECT_TRUE(torch::allclose(cpu, cuda.to(torch::kCPU), 1e-4, 1e-4)) << what << ": max |cpu - cuda| = " << diff;
@@ -84,10 +95,7 @@ TEST(Cuda, EveryBackboneScoresTheSameOnCpuAndGpu) {
   LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
   const torch::Device cuda = test_device();
   const auto intents = random_intents(static_cast<std::int64_t>(beauty().test.size()));
-  for (const auto& name : models::registered_encoders())
-    for (const bool head : {false, true}) {
-      const auto label = fmt::format("{}{}", name, head ? " + LLM4SBR head" : "");
-      SCOPED_TRACE(label);
+  for_every_model([&](const std::string& name, bool head, const std::string& label) {
       auto model = build(name, head);
       model->eval();
       torch::NoGradGuard no_grad;
@@ -97,7 +105,7 @@ TEST(Cuda, EveryBackboneScoresTheSameOnCpuAndGpu) {
       const auto on_gpu = model->forward(batch_on(cuda, head ? intents : torch::Tensor())).scores;
       EXPECT_EQ(on_gpu.device(), cuda);
       expect_close(on_cpu, on_gpu, label + " scores");
-    }
+  });
 }
 
 // One training step: the same loss, and gradients equal up to float rounding (relative to each parameter's
@@ -109,10 +117,7 @@ TEST(Cuda, OneTrainingStepHasTheSameLossAndGradients) {
   LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
   const torch::Device cuda = test_device();
   const auto intents = random_intents(static_cast<std::int64_t>(beauty().test.size()));
-  for (const auto& name : models::registered_encoders())
-    for (const bool head : {false, true}) {
-      const auto label = fmt::format("{}{}", name, head ? " + LLM4SBR head" : "");
-      SCOPED_TRACE(label);
+  for_every_model([&](const std::string& name, bool head, const std::string& label) {
       std::vector<double> losses;
       std::vector<std::vector<torch::Tensor>> grads;  // per device, per parameter
       for (const auto& device : {torch::Device(torch::kCPU), cuda}) {
@@ -135,7 +140,7 @@ TEST(Cuda, OneTrainingStepHasTheSameLossAndGradients) {
         const auto diff = (grads[0][i] - grads[1][i]).abs().max().item<double>();
         EXPECT_LE(diff, 1e-3 * scale + 1e-7) << label << " parameter " << i << ": gradients up to " << scale;
       }
-    }
+  });
 }
 
 TEST(Cuda, AModelTrainedOnTheGpuEvaluatesOnTheCpu) {
