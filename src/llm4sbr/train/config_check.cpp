@@ -43,7 +43,7 @@ const std::vector<SettingsSchema>& config_settings() {
     using enum SettingType;
     std::vector<SettingsSchema> out{
         {"",
-         {{"include", kAny}, {"dataset", kString}, {"model", kString}, {"threads", kInteger}, {"device", kString}, {"train", kSection},
+         {{"include", kAny}, {"dataset", kString}, {"model", kString}, {"threads", kInteger}, {"device", kString}, {"resume", kBool}, {"train", kSection},
           {"eval", kSection}, {"data", kSection}, {"prompt", kSection}, {"llm", kSection}, {"intent", kSection},
           {"models", kSection}, {"paths", kSection}, {"embed", kSection}, {"enhance", kSection}}},
         data::data_settings(), text::prompt_settings(), intent::intent_settings(), enhance::enhance_settings()};

@@ -134,11 +134,20 @@ ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDatase
   return run;
 }
 
+std::string training_state_key(const Config& cfg, const data::PreparedDataset& ds) {
+  // Not part of it: where files are and what runs the arithmetic, and train.epochs, so that a finished run
+  // given more epochs continues exactly as an uninterrupted longer run (the schedule depends on the epoch).
+  Config c(YAML::Clone(cfg.root()));
+  for (const auto* key : {"paths", "device", "threads", "resume", "train.epochs"}) c.set_node(key, YAML::Node());
+  return hash_hex(fmt::format("{}\n{} {} {} {}", c.canonical(), ds.n_items(), ds.train.size(), ds.valid.size(), ds.test.size()));
+}
+
 ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, models::RecommenderImpl& model, const fs::path& run_dir,
                      const SplitIntents& intents, const TrainedInputs& inputs) {
   record_checkpoint(cfg, run_dir, inputs);
   auto opt = train_options_from_config(cfg);
   opt.run_dir = run_dir;
+  opt.state_key = training_state_key(cfg, ds);
   opt.label = model.label();
   std::int64_t n_params = 0;
   for (const auto& p : model.parameters()) n_params += p.numel();

@@ -15,6 +15,7 @@
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
 #include "llm4sbr/train/device.hpp"
+#include "llm4sbr/train/resume.hpp"
 
 namespace llm4sbr::train {
 
@@ -147,6 +148,7 @@ TrainOptions train_options_from_config(const Config& cfg) {
   o.ks = cfg.get<std::vector<std::int64_t>>("eval.ks", o.ks);
   o.paper_compatible = cfg.get<bool>("eval.paper_compatible", o.paper_compatible);
   o.device = device_from_config(cfg);
+  o.resume = cfg.get<bool>("resume", o.resume);
   for (const auto& [key, value] : {std::pair{"train.epochs", o.epochs}, std::pair{"train.batch_size", o.batch_size},
                                    std::pair{"train.eval_batch_size", o.eval_batch_size}, std::pair{"train.lr_step", o.lr_step}})
     if (value < 1) throw ConfigError(fmt::format("{} = {} must be >= 1", key, value));
@@ -159,6 +161,30 @@ TrainOptions train_options_from_config(const Config& cfg) {
   if (std::find(names.begin(), names.end(), o.select_metric) == names.end())
     throw ConfigError(fmt::format("train.select_metric '{}' is not one of {}", o.select_metric, fmt::join(names, ", ")));
   return o;
+}
+
+TrainResult TrainResult::from_json(const nlohmann::json& j) {
+  TrainResult r;
+  r.test = j.at("test").get<MetricMap>();
+  r.test_standard = j.at("test_standard").get<MetricMap>();
+  r.test_paper_compatible = j.at("test_paper_compatible").get<MetricMap>();
+  r.best_on_test = j.at("best_on_test").get<MetricMap>();
+  r.best_on_test_epoch = j.at("best_on_test_epoch").get<std::map<std::string, std::int64_t>>();
+  r.best_epoch = j.at("best_epoch").get<std::int64_t>();
+  r.selected_on_validation = j.at("selected_on_validation").get<bool>();
+  for (const auto& e : j.at("epochs")) {
+    EpochRecord rec;
+    rec.epoch = e.at("epoch").get<std::int64_t>();
+    rec.lr = e.at("lr").get<double>();
+    rec.train_loss = e.at("train_loss").get<double>();
+    rec.train_seconds = e.at("train_seconds").get<double>();
+    rec.eval_seconds = e.at("eval_seconds").get<double>();
+    rec.train_samples_per_second = e.at("train_samples_per_second").get<double>();
+    rec.valid = e.at("valid").get<MetricMap>();
+    rec.test = e.at("test").get<MetricMap>();
+    r.epochs.push_back(std::move(rec));
+  }
+  return r;
 }
 
 nlohmann::json TrainResult::to_json() const {
@@ -243,7 +269,8 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
   check_intents(intents.train, ds.train, "train");
   check_intents(intents.valid, ds.valid, "valid");
   check_intents(intents.test, ds.test, "test");
-  TrainResult result;
+  FitProgress p;
+  TrainResult& result = p.result;
   result.selected_on_validation = !ds.valid.empty();
   if (!result.selected_on_validation)
     spdlog::warn("no validation split (data.valid_fraction = 0): the last epoch is reported, and early stopping is off");
@@ -255,13 +282,20 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
   torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(opt.lr).weight_decay(opt.l2));
   if (!opt.run_dir.empty()) std::filesystem::create_directories(opt.run_dir);
   const auto best_path = opt.run_dir / "best.pt";
-
-  double best_valid = -1;
-  std::int64_t bad_epochs = 0;
-  std::vector<std::int64_t> best_test_ranks;
+  const auto state_path = opt.run_dir / "state.pt";
   const std::string label = opt.label.empty() ? model.label() : opt.label;
 
-  for (std::int64_t epoch = 1; epoch <= opt.epochs; ++epoch) {
+  if (!opt.run_dir.empty() && opt.resume && std::filesystem::exists(state_path)) {
+    if (load_training_state(state_path, model, optimizer, p, opt.state_key)) {
+      spdlog::info("{}: resuming from {} after epoch {}{}", label, state_path.string(), p.epoch,
+                   p.finished ? " (training had finished)" : "");
+    } else {
+      spdlog::warn("{}: {} was written with other settings: training from scratch (it will be replaced)", label,
+                   state_path.string());
+    }
+  }
+
+  for (std::int64_t epoch = p.epoch + 1; epoch <= opt.epochs && !p.finished; ++epoch) {
     const double lr = opt.lr * std::pow(opt.lr_gamma, static_cast<double>((epoch - 1) / opt.lr_step));
     set_learning_rate(optimizer, lr);
     model.train();
@@ -276,6 +310,7 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
     auto t0 = std::chrono::steady_clock::now();
     LossLog losses(label, epoch, lr, opt.device.is_cuda());
     for (std::size_t b = 0; b < batches.size(); ++b) {
+      kill_point("train", epoch, static_cast<std::int64_t>(b + 1));
       auto batch = models::make_batch(ds.train, batches[b], opt.device);
       attach_intents(batch, device_intents.train);
       optimizer.zero_grad();
@@ -295,6 +330,7 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
     bar.finish(fmt::format("loss {:.4f}", rec.train_loss));
 
     auto t1 = std::chrono::steady_clock::now();
+    kill_point("eval", epoch);
     if (!ds.valid.empty()) rec.valid = evaluate(model, ds.valid, opt, false, device_intents.valid);
     auto test_ranks = rank_targets(model, ds.test, opt.eval_batch_size, device_intents.test);
     rec.test = metrics_from_ranks(test_ranks, opt.ks, opt.paper_compatible);
@@ -308,30 +344,37 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
     }
 
     const double score = result.selected_on_validation ? rec.valid.at(opt.select_metric) : 0.0;
-    const bool improved = !result.selected_on_validation || score > best_valid;
+    const bool improved = !result.selected_on_validation || score > p.best_valid;
     if (improved) {
-      best_valid = score;
-      bad_epochs = 0;
+      p.best_valid = score;
+      p.bad_epochs = 0;
       result.best_epoch = epoch;
-      best_test_ranks = test_ranks;
+      p.best_test_ranks = test_ranks;
       if (!opt.run_dir.empty()) save_checkpoint(model, best_path);
     } else {
-      ++bad_epochs;
+      ++p.bad_epochs;
     }
     spdlog::info("{} epoch {}: loss {:.4f}, {:.0f} samples/s, valid {} | test {}{}", label, epoch, rec.train_loss,
                  rec.train_samples_per_second, rec.valid.empty() ? "-" : short_metrics(rec.valid, opt.ks.back()),
                  short_metrics(rec.test, opt.ks.back()), improved && result.selected_on_validation ? " *" : "");
     result.epochs.push_back(std::move(rec));
-    if (!opt.run_dir.empty()) save_checkpoint(model, opt.run_dir / "last.pt");
-    if (result.selected_on_validation && bad_epochs >= opt.patience) {
-      spdlog::info("{}: no validation improvement for {} epochs, stopping after epoch {}", label, bad_epochs, epoch);
-      break;
+    p.epoch = epoch;
+    if (result.selected_on_validation && p.bad_epochs >= opt.patience) {
+      spdlog::info("{}: no validation improvement for {} epochs, stopping after epoch {}", label, p.bad_epochs, epoch);
+      p.finished = true;
+    }
+    if (!opt.run_dir.empty()) {
+      save_checkpoint(model, opt.run_dir / "last.pt");
+      // Last: a kill before this line redoes the epoch, which writes the same best.pt and last.pt again.
+      const auto t2 = std::chrono::steady_clock::now();
+      save_training_state(state_path, model, optimizer, p, opt.state_key);
+      spdlog::debug("{}: state of epoch {} written in {:.3f} s", label, epoch, seconds_since(t2));
     }
   }
 
-  result.test = metrics_from_ranks(best_test_ranks, opt.ks, opt.paper_compatible);
-  result.test_standard = metrics_from_ranks(best_test_ranks, opt.ks, false);
-  result.test_paper_compatible = metrics_from_ranks(best_test_ranks, opt.ks, true);
+  result.test = metrics_from_ranks(p.best_test_ranks, opt.ks, opt.paper_compatible);
+  result.test_standard = metrics_from_ranks(p.best_test_ranks, opt.ks, false);
+  result.test_paper_compatible = metrics_from_ranks(p.best_test_ranks, opt.ks, true);
   if (!opt.run_dir.empty() && std::filesystem::exists(best_path)) load_checkpoint(model, best_path);
   return result;
 }

@@ -44,6 +44,10 @@ struct TrainOptions {
   /// Where the model trains and is evaluated (the `device` setting): fit moves the model and the intents
   /// there once; batches are built on the CPU and copied without blocking.
   torch::Device device = torch::kCPU;
+  /// Continue from run_dir/state.pt when it was written with the same state_key (the `resume` setting,
+  /// default true): a killed run re-run into its folder goes on from its last finished epoch (resume.hpp).
+  bool resume = true;
+  std::string state_key;  ///< fingerprint of the settings that define the run (train_model sets it)
 };
 
 /// The keys of train.* and eval.* (the settings schema train_options_from_config reads).
@@ -75,6 +79,8 @@ struct TrainResult {
   bool selected_on_validation = false;
 
   nlohmann::json to_json() const;
+  /// The inverse of to_json (a resumed run's earlier epochs). Throws nlohmann::json errors for other JSON.
+  static TrainResult from_json(const nlohmann::json& j);
 };
 
 /// The localized intents of each split (Stage 1 output, intents.npy): [n_samples, V, d_text] float32,

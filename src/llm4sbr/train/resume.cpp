@@ -1,0 +1,112 @@
+#include "llm4sbr/train/resume.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <mutex>
+#include <sstream>
+
+#include "llm4sbr/core/atomic_file.hpp"
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/train/device.hpp"
+
+namespace llm4sbr::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kFormat = 1;
+
+nlohmann::json progress_json(const FitProgress& p, const std::string& key) {
+  return {{"format", kFormat},     {"key", key},
+          {"epoch", p.epoch},      {"finished", p.finished},
+          {"best_valid", p.best_valid}, {"bad_epochs", p.bad_epochs},
+          {"best_test_ranks", p.best_test_ranks}, {"result", p.result.to_json()}};
+}
+
+}  // namespace
+
+void save_training_state(const fs::path& file, const torch::nn::Module& model, const torch::optim::Optimizer& optimizer,
+                         const FitProgress& progress, const std::string& key) {
+  torch::serialize::OutputArchive archive, weights, moments;
+  model.save(weights);
+  optimizer.save(moments);
+  archive.write("model", weights);
+  archive.write("optimizer", moments);
+  {
+    const auto& generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(const_cast<at::Generator&>(generator).mutex());
+    archive.write("cpu_generator", generator.get_state());
+  }
+  archive.write("progress", c10::IValue(progress_json(progress, key).dump()));
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  const auto data = bytes.str();
+  AtomicFile out(file);
+  out.write(data.data(), data.size() / 2);
+  kill_point("state", progress.epoch);  // half of the new state written
+  out.write(data.data() + data.size() / 2, data.size() - data.size() / 2);
+  out.commit();
+}
+
+bool load_training_state(const fs::path& file, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                         FitProgress& progress, const std::string& key) {
+  torch::serialize::InputArchive archive, weights, moments;
+  nlohmann::json j;
+  torch::Tensor generator_state;
+  try {
+    archive.load_from(file.string(), device_of(model));  // the optimizer's moments beside their parameters
+    c10::IValue text;
+    archive.read("progress", text);
+    j = nlohmann::json::parse(text.toStringRef());
+    if (j.at("format").get<int>() != kFormat)
+      throw InputError(file.string(), 0, "format", fmt::format("state format {} (this build reads {})", j.at("format").dump(), kFormat));
+    if (j.at("key").get<std::string>() != key) return false;
+    archive.read("model", weights);
+    archive.read("optimizer", moments);
+    archive.read("cpu_generator", generator_state);
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw InputError(file.string(), 0, "",
+                     fmt::format("not a readable training state (truncated or corrupt: {} bytes). Delete it to train from "
+                                 "scratch ({})",
+                                 fs::exists(file) ? fs::file_size(file) : 0, e.what()));
+  }
+  try {
+    model.load(weights);
+    optimizer.load(moments);
+  } catch (const std::exception& e) {
+    throw InputError(file.string(), 0, "model",
+                     fmt::format("the state does not fit this model (another model or dataset in the same folder?): {}",
+                                 e.what()));
+  }
+  auto generator = at::detail::getDefaultCPUGenerator();
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(generator_state.to(torch::kCPU));
+  }
+  progress.epoch = j.at("epoch").get<std::int64_t>();
+  progress.finished = j.at("finished").get<bool>();
+  progress.best_valid = j.at("best_valid").get<double>();
+  progress.bad_epochs = j.at("bad_epochs").get<std::int64_t>();
+  progress.best_test_ranks = j.at("best_test_ranks").get<std::vector<std::int64_t>>();
+  progress.result = TrainResult::from_json(j.at("result"));
+  return true;
+}
+
+void kill_point(const char* stage, std::int64_t epoch, std::int64_t batch) {
+  static const char* target = std::getenv("LLM4SBR_KILL_AT");
+  if (!target) return;
+  const auto point = batch < 0 ? fmt::format("{}:{}", stage, epoch) : fmt::format("{}:{}:{}", stage, epoch, batch);
+  if (point == target) {
+    spdlog::default_logger()->flush();
+    std::raise(SIGKILL);
+  }
+}
+
+}  // namespace llm4sbr::train

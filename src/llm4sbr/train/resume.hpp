@@ -1,0 +1,48 @@
+// The resumable state of a training run (issue 14): written atomically at the end of every epoch, so that
+// a run killed at any moment continues from its last finished epoch and ends exactly as an uninterrupted
+// run would (bit for bit on the CPU).
+//
+// One LibTorch archive, run_dir/state.pt, holds everything an uninterrupted run still has in memory after
+// an epoch: the parameters and buffers, the optimizer's moments and step counts, the CPU random generator
+// (dropout, S²-DHCN's permutations), and as JSON the epoch, the early-stopping counters, the test ranks of
+// the best epoch and the per-epoch records. The data order needs nothing: epoch e shuffles with seed + e.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "llm4sbr/train/trainer.hpp"
+
+namespace llm4sbr::train {
+
+/// What fit keeps between epochs, besides the model and the optimizer.
+struct FitProgress {
+  std::int64_t epoch = 0;      ///< the last finished epoch (0 = none)
+  bool finished = false;       ///< training ended: every epoch ran, or early stopping fired
+  double best_valid = -1;      ///< best validation score so far
+  std::int64_t bad_epochs = 0;  ///< epochs since it improved
+  std::vector<std::int64_t> best_test_ranks;  ///< test ranks of the selected epoch
+  TrainResult result;          ///< the epochs so far, best_epoch, best_on_test
+};
+
+/// Writes `file` atomically (a killed write leaves the previous state). `key` fingerprints the settings
+/// the run was started with. Throws Error naming the file when it cannot be written.
+void save_training_state(const std::filesystem::path& file, const torch::nn::Module& model,
+                         const torch::optim::Optimizer& optimizer, const FitProgress& progress, const std::string& key);
+
+/// Restores a state written by save_training_state into `model`, `optimizer`, the CPU random generator and
+/// `progress`. Returns false (and changes nothing) when the state was written for other settings (`key`
+/// differs). Throws InputError naming the file for a truncated or corrupt state, or one of another model.
+bool load_training_state(const std::filesystem::path& file, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                         FitProgress& progress, const std::string& key);
+
+/// Test hook for the kill tests: when $LLM4SBR_KILL_AT names this point ("train:2:5": epoch 2, batch 5;
+/// "eval:2"; "state:2": half of epoch 2's state written), the process kills itself with SIGKILL there, as a
+/// crash or an OOM kill would. Costs one comparison when the variable is unset.
+void kill_point(const char* stage, std::int64_t epoch, std::int64_t batch = -1);
+
+}  // namespace llm4sbr::train

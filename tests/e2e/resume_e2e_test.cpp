@@ -1,0 +1,131 @@
+// Resume: a Beauty-subset training killed with SIGKILL during an epoch, during evaluation or while its state is
+// written, and run again into the same folder, ends exactly (bit for bit, on the CPU) as the uninterrupted run:
+// the same metrics of every epoch and the same weights. A corrupted state is refused naming the file, and a
+// finished run is not trained again.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "e2e/limited_process.hpp"
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+using llm4sbr::testing::ProcessResult;
+using llm4sbr::testing::run_with_file_size_limit;
+
+namespace {
+
+constexpr unsigned kTimeoutSeconds = 300;
+
+ProcessResult cli(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
+  args.insert(args.begin(), LLM4SBR_CLI);
+  return run_with_file_size_limit(args, -1, kTimeoutSeconds, LLM4SBR_SOURCE_DIR, env);
+}
+
+// GRU4Rec, whose dropout draws from the CPU generator: its state must be restored too.
+ProcessResult train(const fs::path& prepared, const fs::path& out, const std::vector<std::string>& env = {}) {
+  return cli({"train", "--data", prepared.string(), "--out", out.string(), "--set", "model=gru4rec", "--set",
+              "train.epochs=3", "--set", "threads=1", "--set", "train.batch_size=64"},
+             env);
+}
+
+// Every tensor of a LibTorch archive written by save_checkpoint, by name.
+std::map<std::string, torch::Tensor> weights(const fs::path& file) {
+  torch::serialize::InputArchive archive;
+  archive.load_from(file.string());
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& key : archive.keys()) {
+    torch::Tensor t;
+    if (archive.try_read(key, t)) out[key] = t;
+  }
+  return out;
+}
+
+nlohmann::json metrics(const fs::path& out) {
+  auto j = nlohmann::json::parse(llm4sbr::testing::read_text(out / "metrics.json"));
+  auto model = j.at("models").at("GRU4Rec");
+  for (auto& e : model.at("epochs")) e.erase("train_seconds"), e.erase("eval_seconds"), e.erase("train_samples_per_second");
+  return model;
+}
+
+class Resume : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new llm4sbr::testing::TempDir;
+    const auto prep = cli({"prepare", "--config", "configs/beauty.yaml", "--out", prepared().string(), "--set",
+                           "data.max_sessions=1500", "--set", "data.min_item_count=3", "--set", "data.iterative_filter=true"});
+    ASSERT_EQ(prep.exit_code, 0) << prep.output;
+    const auto whole = train(prepared(), reference());
+    ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static fs::path prepared() { return *dir_ / "prepared"; }
+  static fs::path reference() { return *dir_ / "whole"; }
+
+  // Killed at `point`, then run again: the same metrics and weights as the uninterrupted run.
+  static void expect_resumes_exactly(const std::string& point) {
+    SCOPED_TRACE(point);
+    const auto out = *dir_ / ("killed-" + point);
+    const auto killed = train(prepared(), out, {"LLM4SBR_KILL_AT=" + point});
+    ASSERT_EQ(killed.signal, SIGKILL) << "not killed at " << point << ":\n" << killed.output;
+    const auto again = train(prepared(), out);
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_NE(again.output.find("resuming from"), std::string::npos) << again.output;
+    EXPECT_EQ(metrics(out), metrics(reference()));
+    for (const auto* file : {"best.pt", "last.pt"}) {
+      const auto want = weights(reference() / "gru4rec" / file), got = weights(out / "gru4rec" / file);
+      ASSERT_EQ(got.size(), want.size()) << file;
+      for (const auto& [key, tensor] : want) EXPECT_TRUE(torch::equal(got.at(key), tensor)) << file << " " << key;
+    }
+  }
+
+  static llm4sbr::testing::TempDir* dir_;
+};
+
+llm4sbr::testing::TempDir* Resume::dir_ = nullptr;
+
+TEST_F(Resume, KilledDuringAnEpochEndsAsTheUninterruptedRun) { expect_resumes_exactly("train:2:7"); }
+TEST_F(Resume, KilledDuringEvaluationEndsAsTheUninterruptedRun) { expect_resumes_exactly("eval:2"); }
+TEST_F(Resume, KilledWhileTheStateIsWrittenEndsAsTheUninterruptedRun) {
+  expect_resumes_exactly("state:1");
+  expect_resumes_exactly("state:3");
+}
+
+TEST_F(Resume, AFinishedRunIsNotTrainedAgain) {
+  const auto before = metrics(reference());
+  const auto again = train(prepared(), reference());
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("resuming from"), std::string::npos) << again.output;
+  EXPECT_EQ(again.output.find("GRU4Rec epoch 3: loss"), std::string::npos) << "trained again:\n" << again.output;
+  EXPECT_EQ(metrics(reference()), before);
+}
+
+TEST_F(Resume, ACorruptStateIsRefusedNamingTheFile) {
+  const auto out = *dir_ / "corrupt";
+  ASSERT_EQ(train(prepared(), out, {"LLM4SBR_KILL_AT=train:2:1"}).signal, SIGKILL);
+  const auto state = out / "gru4rec" / "state.pt";
+  ASSERT_TRUE(fs::exists(state));
+  fs::resize_file(state, fs::file_size(state) / 2);
+  const auto again = train(prepared(), out);
+  EXPECT_EQ(again.exit_code, 2) << again.output;
+  EXPECT_NE(again.output.find(state.string()), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("not a readable training state"), std::string::npos) << again.output;
+}
+
+TEST_F(Resume, OtherSettingsTrainFromScratch) {
+  const auto out = *dir_ / "other";
+  ASSERT_EQ(train(prepared(), out, {"LLM4SBR_KILL_AT=eval:2"}).signal, SIGKILL);
+  const auto again = cli({"train", "--data", prepared().string(), "--out", out.string(), "--set", "model=gru4rec",
+                          "--set", "train.epochs=1", "--set", "threads=1", "--set", "train.batch_size=32"});
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("other settings: training from scratch"), std::string::npos) << again.output;
+}
+
+}  // namespace
