@@ -56,7 +56,7 @@ TEST(Device, TheCliRefusesCudaBeforeAnyWork) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has a CUDA GPU";
   llm4sbr::testing::TempDir dir;
   const int rc = llm4sbr::testing::run_logged(
-      fmt::format("cd '{}' && '{}' train --config configs/beauty.yaml --set device=cuda --out '{}'", LLM4SBR_SOURCE_DIR,
+      fmt::format("cd '{}' && '{}' run --config configs/beauty.yaml --set device=cuda --out '{}'", LLM4SBR_SOURCE_DIR,
                   LLM4SBR_CLI, (dir / "out").string()),
       dir / "log");
   EXPECT_EQ(rc, 2);
