@@ -34,8 +34,11 @@ std::vector<std::string> run_args(const fs::path& data_dir, const fs::path& out)
           "--set", "threads=1", "--set", "intent.source=titles", "--set", "data.min_item_count=2"};
 }
 
-ProcessResult run_capped(const fs::path& data_dir, const fs::path& out, std::int64_t cap) {
-  return run_with_file_size_limit(run_args(data_dir, out), cap, kTimeoutSeconds, LLM4SBR_SOURCE_DIR);
+ProcessResult run_capped(const fs::path& data_dir, const fs::path& out, std::int64_t cap,
+                         const std::vector<std::string>& extra = {}) {
+  auto args = run_args(data_dir, out);
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_with_file_size_limit(args, cap, kTimeoutSeconds, LLM4SBR_SOURCE_DIR);
 }
 
 // Every regular file under `dir`, by path relative to it.
@@ -141,16 +144,18 @@ TEST(DiskFull, RunLeavesWholeFilesOrNoneNamesTheFileAndARerunRecovers) {
 TEST(DiskFull, RewritingAFinishedRunKeepsEachPreviousFileWhenWritesFail) {
   llm4sbr::testing::TempDir root;
   const auto data = llm4sbr::testing::write_tiny_generic_dataset(root / "data");
-  ASSERT_EQ(run_capped(data, root / "reference", -1).exit_code, 0);
+  const std::vector<std::string> start_over{"--set", "resume=false"};  // the same settings in config.yaml
+  ASSERT_EQ(run_capped(data, root / "reference", -1, start_over).exit_code, 0);
   const auto reference = files_under(root / "reference");
-  // A second run in a finished folder re-uses the stages and trains again: checkpoints and reports are
+  // A second run in a finished folder told to start over (resume=false: a finished model is otherwise not
+  // trained again) re-uses the stages and trains again: checkpoints, training states and reports are
   // rewritten over their previous versions, which must survive a write that fails.
   const auto rewritten = [](const std::string& name) { return !name.starts_with("stages/"); };  // not cached
   for (const auto cap : caps_cutting(reference, 3, rewritten)) {
     SCOPED_TRACE(fmt::format("files capped at {} bytes", cap));
     const auto out = root / fmt::format("again-{}", cap);
     fs::copy(root / "reference", out, fs::copy_options::recursive);
-    const auto cut = run_capped(data, out, cap);
+    const auto cut = run_capped(data, out, cap, start_over);
     EXPECT_NE(cut.exit_code, 0) << "a rewritten file over the cap, yet the run succeeded:\n" << cut.output;
     EXPECT_NE(cut.output.find("File too large"), std::string::npos) << cut.output;
     expect_only_whole_files(out, reference, "after the failed rewrite");

@@ -53,8 +53,8 @@ void save_training_state(const fs::path& file, const torch::nn::Module& model, c
   out.commit();
 }
 
-bool load_training_state(const fs::path& file, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                         FitProgress& progress, const std::string& key) {
+std::string load_training_state(const fs::path& file, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                                FitProgress& progress, const std::string& key, std::int64_t max_epochs) {
   torch::serialize::InputArchive archive, weights, moments;
   nlohmann::json j;
   torch::Tensor generator_state;
@@ -65,7 +65,9 @@ bool load_training_state(const fs::path& file, torch::nn::Module& model, torch::
     j = nlohmann::json::parse(text.toStringRef());
     if (j.at("format").get<int>() != kFormat)
       throw InputError(file.string(), 0, "format", fmt::format("state format {} (this build reads {})", j.at("format").dump(), kFormat));
-    if (j.at("key").get<std::string>() != key) return false;
+    if (j.at("key").get<std::string>() != key) return "was written with other settings";
+    if (j.at("epoch").get<std::int64_t>() > max_epochs)
+      return fmt::format("holds {} epochs, more than train.epochs = {}", j.at("epoch").get<std::int64_t>(), max_epochs);
     archive.read("model", weights);
     archive.read("optimizer", moments);
     archive.read("cpu_generator", generator_state);
@@ -96,7 +98,7 @@ bool load_training_state(const fs::path& file, torch::nn::Module& model, torch::
   progress.bad_epochs = j.at("bad_epochs").get<std::int64_t>();
   progress.best_test_ranks = j.at("best_test_ranks").get<std::vector<std::int64_t>>();
   progress.result = TrainResult::from_json(j.at("result"));
-  return true;
+  return "";
 }
 
 void kill_point(const char* stage, std::int64_t epoch, std::int64_t batch) {

@@ -35,10 +35,12 @@ void save_training_state(const std::filesystem::path& file, const torch::nn::Mod
                          const torch::optim::Optimizer& optimizer, const FitProgress& progress, const std::string& key);
 
 /// Restores a state written by save_training_state into `model`, `optimizer`, the CPU random generator and
-/// `progress`. Returns false (and changes nothing) when the state was written for other settings (`key`
-/// differs). Throws InputError naming the file for a truncated or corrupt state, or one of another model.
-bool load_training_state(const std::filesystem::path& file, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
-                         FitProgress& progress, const std::string& key);
+/// `progress`, and returns "". Changes nothing and returns why when the state does not apply: it was written
+/// for other settings (`key` differs), or it is past `max_epochs`. Throws InputError naming the file for a
+/// truncated or corrupt state, or one of another model.
+std::string load_training_state(const std::filesystem::path& file, torch::nn::Module& model,
+                                torch::optim::Optimizer& optimizer, FitProgress& progress, const std::string& key,
+                                std::int64_t max_epochs);
 
 /// Test hook for the kill tests: when $LLM4SBR_KILL_AT names this point ("train:2:5": epoch 2, batch 5;
 /// "eval:2"; "state:2": half of epoch 2's state written), the process kills itself with SIGKILL there, as a

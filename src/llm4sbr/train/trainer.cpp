@@ -50,6 +50,17 @@ void attach_intents(models::SessionBatch& batch, const torch::Tensor& intents) {
   if (intents.defined()) batch.intents = intents.index_select(0, batch.sample_ids);
 }
 
+// A run killed while writing (SIGKILL, power loss) leaves its temporary "NAME.tmp.PID" files; the folder has
+// one writer, this run, so they are removed before it writes again.
+void remove_stale_temporaries(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
+      spdlog::info("removing {}, left by a run that was killed while writing it", e.path().string());
+      std::filesystem::remove(e.path(), ec);
+    }
+}
+
 // The loss of every training step must be finite; reading it waits for the device. On the CPU that costs
 // nothing and the step is checked at once. On a GPU a read per step would stall the queue of kernels, so
 // the losses of kLossReadInterval steps are read together; a non-finite one still names its batch.
@@ -284,15 +295,15 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
   const auto best_path = opt.run_dir / "best.pt";
   const auto state_path = opt.run_dir / "state.pt";
   const std::string label = opt.label.empty() ? model.label() : opt.label;
+  if (!opt.run_dir.empty()) remove_stale_temporaries(opt.run_dir);
 
   if (!opt.run_dir.empty() && opt.resume && std::filesystem::exists(state_path)) {
-    if (load_training_state(state_path, model, optimizer, p, opt.state_key)) {
+    const auto why_not = load_training_state(state_path, model, optimizer, p, opt.state_key, opt.epochs);
+    if (why_not.empty())
       spdlog::info("{}: resuming from {} after epoch {}{}", label, state_path.string(), p.epoch,
-                   p.finished ? " (training had finished)" : "");
-    } else {
-      spdlog::warn("{}: {} was written with other settings: training from scratch (it will be replaced)", label,
-                   state_path.string());
-    }
+                   p.finished ? " (training had stopped early)" : "");
+    else
+      spdlog::warn("{}: {} {}: training from scratch (it will be replaced)", label, state_path.string(), why_not);
   }
 
   for (std::int64_t epoch = p.epoch + 1; epoch <= opt.epochs && !p.finished; ++epoch) {
