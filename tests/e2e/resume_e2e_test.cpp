@@ -121,15 +121,39 @@ TEST_F(Resume, ACorruptStateIsRefusedNamingTheFile) {
   EXPECT_EQ(again.exit_code, 2) << again.output;
   EXPECT_NE(again.output.find(state.string()), std::string::npos) << again.output;
   EXPECT_NE(again.output.find("not a readable training state"), std::string::npos) << again.output;
+  EXPECT_EQ(again.output.find("frame #"), std::string::npos) << "LibTorch's C++ stack in the message:\n" << again.output;
 }
 
+// Another batch size is another training. Killed before its first epoch ends, it leaves checkpoint.yaml
+// describing the best.pt beside it (the previous training's), not the settings of the one that was killed.
 TEST_F(Resume, OtherSettingsTrainFromScratch) {
   const auto out = *dir_ / "other";
   ASSERT_EQ(train(prepared(), out, {"LLM4SBR_KILL_AT=eval:2"}).signal, SIGKILL);
-  const auto again = cli({"train", "--data", prepared().string(), "--out", out.string(), "--set", "model=gru4rec",
-                          "--set", "train.epochs=1", "--set", "threads=1", "--set", "train.batch_size=32"});
+  const auto record = out / "gru4rec" / "checkpoint.yaml";
+  ASSERT_NE(llm4sbr::testing::read_text(record).find("batch_size: 64"), std::string::npos);
+  const std::vector<std::string> other{"train", "--data", prepared().string(), "--out", out.string(), "--set",
+                                       "model=gru4rec", "--set", "train.epochs=1", "--set", "threads=1", "--set",
+                                       "train.batch_size=32"};
+  const auto killed = cli(other, {"LLM4SBR_KILL_AT=train:1:3"});
+  ASSERT_EQ(killed.signal, SIGKILL) << killed.output;
+  EXPECT_NE(llm4sbr::testing::read_text(record).find("batch_size: 64"), std::string::npos)
+      << "checkpoint.yaml no longer describes best.pt:\n" << llm4sbr::testing::read_text(record);
+  const auto again = cli(other);
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("other settings: training from scratch"), std::string::npos) << again.output;
+  EXPECT_NE(llm4sbr::testing::read_text(record).find("batch_size: 32"), std::string::npos);
+}
+
+// Settings of other stages (prompts, the LLM) and evaluation's batch size do not make a finished plain
+// model train again.
+TEST_F(Resume, SettingsThatDoNotShapeTheModelKeepIt) {
+  const auto again = cli({"train", "--data", prepared().string(), "--out", reference().string(), "--set",
+                          "model=gru4rec", "--set", "train.epochs=3", "--set", "threads=1", "--set",
+                          "train.batch_size=64", "--set", "prompt.header=hello", "--set", "llm.max_tokens=7",
+                          "--set", "train.eval_batch_size=200"});
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("resuming from"), std::string::npos) << again.output;
+  EXPECT_EQ(again.output.find("GRU4Rec epoch 1: loss"), std::string::npos) << "trained again:\n" << again.output;
 }
 
 }  // namespace

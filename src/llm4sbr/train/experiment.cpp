@@ -134,20 +134,29 @@ ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDatase
   return run;
 }
 
-std::string training_state_key(const Config& cfg, const data::PreparedDataset& ds) {
-  // Not part of it: where files are and what runs the arithmetic, and train.epochs, so that a finished run
-  // given more epochs continues exactly as an uninterrupted longer run (the schedule depends on the epoch).
+std::string training_state_key(const Config& cfg, const data::PreparedDataset& ds, const fs::path& intents_dir) {
+  // What the trained weights depend on: the data, the model's merged settings, training, evaluation (the
+  // per-epoch figures), the head, and for LLM4SBR the intents folder, whose name is the hash of everything
+  // that made the intents (prompts, LLM, encoder, top-r). Not part of it: paths, device, threads, resume,
+  // settings of other stages or rows, train.eval_batch_size, and train.epochs, so that a finished run given
+  // more epochs continues exactly as an uninterrupted longer run (the schedule depends on the epoch only).
   Config c(YAML::Clone(cfg.root()));
-  for (const auto* key : {"paths", "device", "threads", "resume", "train.epochs"}) c.set_node(key, YAML::Node());
-  return hash_hex(fmt::format("{}\n{} {} {} {}", c.canonical(), ds.n_items(), ds.train.size(), ds.valid.size(), ds.test.size()));
+  for (const auto* key : {"paths", "device", "threads", "resume", "train.epochs", "train.eval_batch_size",
+                          "enhance.baseline", "models", "prompt", "llm", "embed", "intent"})
+    c.set_node(key, YAML::Node());
+  return hash_hex(fmt::format("{}\n{}\n{} {}\n{} {} {} {}", c.canonical(), model_settings(cfg).canonical(),
+                              intents_dir.filename().string(), cfg.canonical("intent.views"), ds.n_items(),
+                              ds.train.size(), ds.valid.size(), ds.test.size()));
 }
 
 ModelRun train_model(const Config& cfg, const data::PreparedDataset& ds, models::RecommenderImpl& model, const fs::path& run_dir,
                      const SplitIntents& intents, const TrainedInputs& inputs) {
-  record_checkpoint(cfg, run_dir, inputs);
   auto opt = train_options_from_config(cfg);
   opt.run_dir = run_dir;
-  opt.state_key = training_state_key(cfg, ds);
+  opt.state_key = training_state_key(cfg, ds, inputs.intents);
+  // checkpoint.yaml describes the best.pt beside it, so it is written with it, never before: a training
+  // killed before its first epoch ends leaves the previous pair as it was.
+  opt.on_best_saved = [&] { record_checkpoint(cfg, run_dir, inputs); };
   opt.label = model.label();
   std::int64_t n_params = 0;
   for (const auto& p : model.parameters()) n_params += p.numel();

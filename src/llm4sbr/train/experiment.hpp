@@ -47,10 +47,12 @@ data::PreparedDataset prepare_into(const Config& cfg, const std::filesystem::pat
 ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& checkpoint,
                              const std::string& split, const std::filesystem::path& intents_dir = {});
 
-/// The fingerprint of the settings and data that define a training run, recorded in its resumable state
-/// (resume.hpp): a re-run with another fingerprint trains from scratch. Leaves out paths, device, threads,
-/// resume and train.epochs (a finished run given more epochs continues).
-std::string training_state_key(const Config& cfg, const data::PreparedDataset& ds);
+/// The fingerprint of what a trained model depends on (data, model settings, training, evaluation, the head,
+/// and `intents_dir` for LLM4SBR), recorded in its resumable state (resume.hpp): a re-run with another
+/// fingerprint trains from scratch. Leaves out paths, device, threads, resume, the settings of other stages
+/// and rows, train.eval_batch_size and train.epochs (a finished run given more epochs continues).
+std::string training_state_key(const Config& cfg, const data::PreparedDataset& ds,
+                               const std::filesystem::path& intents_dir = {});
 
 /// Trains `model` on ds (with the split intents, if any) and returns its result; checkpoints go to run_dir,
 /// beside run_dir/checkpoint.yaml (record_checkpoint): the full settings and the folders of `inputs`.

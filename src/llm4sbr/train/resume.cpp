@@ -73,10 +73,15 @@ std::string load_training_state(const fs::path& file, torch::nn::Module& model, 
     archive.read("cpu_generator", generator_state);
   } catch (const InputError&) {
     throw;
+  } catch (const c10::Error& e) {  // without LibTorch's C++ stack
+    throw InputError(file.string(), 0, "",
+                     fmt::format("not a readable training state (truncated or corrupt: {} bytes). Delete it, or pass --set "
+                                 "resume=false, to train from scratch ({})",
+                                 fs::exists(file) ? fs::file_size(file) : 0, e.what_without_backtrace()));
   } catch (const std::exception& e) {
     throw InputError(file.string(), 0, "",
-                     fmt::format("not a readable training state (truncated or corrupt: {} bytes). Delete it to train from "
-                                 "scratch ({})",
+                     fmt::format("not a readable training state (truncated or corrupt: {} bytes). Delete it, or pass --set "
+                                 "resume=false, to train from scratch ({})",
                                  fs::exists(file) ? fs::file_size(file) : 0, e.what()));
   }
   try {

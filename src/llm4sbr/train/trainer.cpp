@@ -361,7 +361,10 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
       p.bad_epochs = 0;
       result.best_epoch = epoch;
       p.best_test_ranks = test_ranks;
-      if (!opt.run_dir.empty()) save_checkpoint(model, best_path);
+      if (!opt.run_dir.empty()) {
+        save_checkpoint(model, best_path);
+        if (opt.on_best_saved) opt.on_best_saved();
+      }
     } else {
       ++p.bad_epochs;
     }

@@ -48,6 +48,7 @@ struct TrainOptions {
   /// default true): a killed run re-run into its folder goes on from its last finished epoch (resume.hpp).
   bool resume = true;
   std::string state_key;  ///< fingerprint of the settings that define the run (train_model sets it)
+  std::function<void()> on_best_saved;  ///< called after each best.pt is written (checkpoint.yaml beside it)
 };
 
 /// The keys of train.* and eval.* (the settings schema train_options_from_config reads).
