@@ -83,6 +83,13 @@ struct MergeArgs {
 
 // Joins the responses.jsonl of `infer --shard` runs, checking that every prompt is answered exactly once.
 void run_merge(const MergeArgs& a) {
+  // The merged store is written over --out's: never over a shard, whose answers would be lost.
+  for (const auto& dir : a.shards) {
+    std::error_code ec;
+    if (fs::exists(a.o.out) && fs::equivalent(a.o.out, dir, ec))
+      throw ConfigError(fmt::format("merge --out {} is one of the shards: the merged answers would overwrite its "
+                                    "answers; give another folder", a.o.out));
+  }
   const Config cfg = load_config(a.o);
   const auto ds = data::read_prepared(a.o.data);
   const auto views = views_of(cfg);

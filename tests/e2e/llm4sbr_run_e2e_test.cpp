@@ -286,6 +286,14 @@ TEST(EndToEnd, StageOneByHandWithShardsAndMergeTrainsLlm4sbr) {
                   log),
               0)
         << read_all(log);
+  // Merging into one of the shards is refused: its answers would be overwritten.
+  const auto shard1 = llm4sbr::testing::read_text(dir / "shards/1/test/responses.jsonl");
+  EXPECT_EQ(cli(fmt::format("merge --data '{}' --split all --out '{}' '{}' '{}'", prepared.string(),
+                            (dir / "shards/1").string(), (dir / "shards/1").string(), (dir / "shards/2").string()),
+                log),
+            2);
+  EXPECT_NE(read_all(log).find("is one of the shards"), std::string::npos) << read_all(log);
+  EXPECT_EQ(llm4sbr::testing::read_text(dir / "shards/1/test/responses.jsonl"), shard1);
   // The shard folders come before --set, which would take them as more overrides.
   ASSERT_EQ(cli(fmt::format("merge --data '{}' --split all --out '{}' '{}' '{}' {}", prepared.string(), answers.string(),
                             (dir / "shards/1").string(), (dir / "shards/2").string(), llm),
