@@ -73,16 +73,14 @@ std::string load_training_state(const fs::path& file, torch::nn::Module& model, 
     archive.read("cpu_generator", generator_state);
   } catch (const InputError&) {
     throw;
-  } catch (const c10::Error& e) {  // without LibTorch's C++ stack
-    throw InputError(file.string(), 0, "",
-                     fmt::format("not a readable training state (truncated or corrupt: {} bytes). Delete it, or pass --set "
-                                 "resume=false, to train from scratch ({})",
-                                 fs::exists(file) ? fs::file_size(file) : 0, e.what_without_backtrace()));
   } catch (const std::exception& e) {
+    // LibTorch's errors carry its C++ stack in what(): the message keeps the reason only.
+    const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
     throw InputError(file.string(), 0, "",
                      fmt::format("not a readable training state (truncated or corrupt: {} bytes). Delete it, or pass --set "
                                  "resume=false, to train from scratch ({})",
-                                 fs::exists(file) ? fs::file_size(file) : 0, e.what()));
+                                 fs::exists(file) ? fs::file_size(file) : 0,
+                                 torch_error ? torch_error->what_without_backtrace() : e.what()));
   }
   try {
     model.load(weights);
