@@ -8,6 +8,12 @@
 
 namespace llm4sbr {
 
+namespace {
+bool quiet_bars = false;
+}  // namespace
+
+void ProgressBar::set_quiet(bool quiet) { quiet_bars = quiet; }
+
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   if (seconds < 60) return fmt::format("{:.1f}s", seconds);
@@ -57,6 +63,7 @@ void ProgressBar::finish(const std::string& extra) {
 }
 
 void ProgressBar::draw(bool final_line, const std::string& extra) {
+  if (quiet_bars) return;
   double elapsed = elapsed_seconds();
   double rate = elapsed > 0 ? done_ / elapsed : 0.0;
   std::string bar;

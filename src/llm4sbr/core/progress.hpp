@@ -20,6 +20,8 @@ class ProgressBar {
   void finish(const std::string& extra = {});
 
   double elapsed_seconds() const;
+  /// Silences every bar of this process (the other ranks of a training job: rank 0 shows the progress).
+  static void set_quiet(bool quiet);
   std::int64_t done() const { return done_; }
 
  private:
