@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/train/distributed.hpp"
 
 namespace llm4sbr::train {
 
@@ -31,7 +32,15 @@ torch::Device resolve_device(const std::string& setting, const std::string& key)
   return {torch::kCUDA, static_cast<torch::DeviceIndex>(index)};
 }
 
-torch::Device device_from_config(const Config& cfg) { return resolve_device(cfg.get<std::string>("device", "auto")); }
+torch::Device device_from_config(const Config& cfg) {
+  const auto setting = cfg.get<std::string>("device", "auto");
+  const auto device = resolve_device(setting);
+  // One GPU per rank of a training job, torchrun's convention: `auto` and `cuda` mean cuda:LOCAL_RANK.
+  const auto& job = distributed();
+  if (device.is_cuda() && (setting == "auto" || setting == "cuda") && job.active())
+    return {torch::kCUDA, static_cast<torch::DeviceIndex>(job.local_rank() % torch::cuda::device_count())};
+  return device;
+}
 
 torch::Device device_of(const torch::nn::Module& module) {
   const auto params = module.parameters();

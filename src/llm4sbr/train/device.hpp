@@ -15,7 +15,8 @@ namespace llm4sbr::train {
 /// a GPU" says how to build against a CUDA LibTorch).
 torch::Device resolve_device(const std::string& setting, const std::string& key = "device");
 
-/// cfg["device"] (default "auto"), resolved.
+/// cfg["device"] (default "auto"), resolved; in a training job of several ranks, `auto` and `cuda` are
+/// cuda:LOCAL_RANK (one GPU per rank).
 torch::Device device_from_config(const Config& cfg);
 
 /// The device of a module's parameters (the CPU for a module without any).

@@ -25,6 +25,7 @@
 #include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/core/runtime.hpp"
 #include "llm4sbr/train/device.hpp"
+#include "llm4sbr/train/distributed.hpp"
 
 namespace llm4sbr::train {
 
@@ -202,7 +203,10 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
     run.checkpoint_dir = (out_dir / slug(name)).string();
     return run;
   }
-  const auto stage = intent::run_intent_stage(cfg, ds, data_key, out_dir / "stages");
+  // A training job's rank 0 runs Stage 1 first; the others then re-use its cached stages (or, on another
+  // machine without the run folder, compute their own).
+  intent::IntentStage stage;
+  distributed().main_first([&] { stage = intent::run_intent_stage(cfg, ds, data_key, out_dir / "stages"); });
   auto model = build_llm4sbr(cfg, ds, stage.views, stage.dim);
   std::string name = label.empty() ? model->label() : label;
   if (label.empty() && stage.source.kind == "titles") name += " [titles]";
@@ -240,9 +244,11 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
                                    const std::string& title, bool improvement) {
   configure_runtime(cfg.get<int>("threads", 0));
   fs::create_directories(out_dir);
-  write_file_atomically(out_dir / "config.yaml", cfg.dump());
+  const bool main = distributed().is_main();  // rank 0 of a training job writes the reports
+  if (main) write_file_atomically(out_dir / "config.yaml", cfg.dump());
   const auto data_dir = data::resolve_data_dir(cfg.get<std::string>("paths.data", ""));
-  const auto ds = prepare_cached(cfg, data_dir, out_dir / "stages");
+  data::PreparedDataset ds;
+  distributed().main_first([&] { ds = prepare_cached(cfg, data_dir, out_dir / "stages"); });
   const auto data_key = prepare_key(cfg, data_dir);
   const auto opt = train_options_from_config(cfg);
 
@@ -261,9 +267,11 @@ std::vector<ModelRun> run_variants(const Config& cfg, const fs::path& out_dir, c
     const Config& vcfg = configs[i];
     runs.push_back(run_one(vcfg, ds, data_key, prepared_dir(out_dir / "stages", data_key), out_dir, v.label));
     // Reports after every row, so a long comparison that is stopped still shows what finished.
+    if (!main) continue;
     plot_curves(runs, out_dir, opt.ks.back());
     write_reports(cfg, ds, runs, out_dir, title, improvement);
   }
+  if (!main) return runs;
   fmt::print("\n{}\nTest metrics (%), epoch selected on validation, {} test samples:\n\n{}\n", title, ds.test.size(),
              results_table(runs, opt.ks, false, false, improvement));
   std::map<std::string, std::vector<std::string>> by_source;  // one line per intent source

@@ -5,13 +5,17 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 
 #include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/train/device.hpp"
+#include "llm4sbr/train/distributed.hpp"
 
 namespace llm4sbr::train {
 
@@ -53,13 +57,27 @@ void save_training_state(const fs::path& file, const torch::nn::Module& model, c
   out.commit();
 }
 
+std::string read_training_state(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream bytes;
+  if (in) bytes << in.rdbuf();
+  if (!in || in.bad()) throw InputError(file.string(), 0, "", fmt::format("cannot read the training state: {}", std::strerror(errno)));
+  return bytes.str();
+}
+
 std::string load_training_state(const fs::path& file, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                                 FitProgress& progress, const std::string& key, std::int64_t max_epochs) {
+  return load_training_state(file, read_training_state(file), model, optimizer, progress, key, max_epochs);
+}
+
+std::string load_training_state(const fs::path& file, const std::string& bytes, torch::nn::Module& model,
+                                torch::optim::Optimizer& optimizer, FitProgress& progress, const std::string& key,
+                                std::int64_t max_epochs) {
   torch::serialize::InputArchive archive, weights, moments;
   nlohmann::json j;
   torch::Tensor generator_state;
   try {
-    archive.load_from(file.string(), device_of(model));  // the optimizer's moments beside their parameters
+    archive.load_from(bytes.data(), bytes.size(), device_of(model));  // the optimizer's moments beside their parameters
     c10::IValue text;
     archive.read("progress", text);
     j = nlohmann::json::parse(text.toStringRef());
@@ -79,7 +97,7 @@ std::string load_training_state(const fs::path& file, torch::nn::Module& model, 
     throw InputError(file.string(), 0, "",
                      fmt::format("not a readable training state (truncated or corrupt: {} bytes). Delete it, or pass --set "
                                  "resume=false, to train from scratch ({})",
-                                 fs::exists(file) ? fs::file_size(file) : 0,
+                                 bytes.size(),
                                  torch_error ? torch_error->what_without_backtrace() : e.what()));
   }
   try {
@@ -107,7 +125,8 @@ std::string load_training_state(const fs::path& file, torch::nn::Module& model, 
 void kill_point(const char* stage, std::int64_t epoch, std::int64_t batch) {
   static const char* target = std::getenv("LLM4SBR_KILL_AT");
   if (!target) return;
-  const auto point = batch < 0 ? fmt::format("{}:{}", stage, epoch) : fmt::format("{}:{}:{}", stage, epoch, batch);
+  auto point = batch < 0 ? fmt::format("{}:{}", stage, epoch) : fmt::format("{}:{}:{}", stage, epoch, batch);
+  if (std::strchr(target, '@')) point += fmt::format("@{}", distributed().rank());
   if (point == target) {
     spdlog::default_logger()->flush();
     std::raise(SIGKILL);

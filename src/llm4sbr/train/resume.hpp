@@ -42,9 +42,18 @@ std::string load_training_state(const std::filesystem::path& file, torch::nn::Mo
                                 torch::optim::Optimizer& optimizer, FitProgress& progress, const std::string& key,
                                 std::int64_t max_epochs);
 
+/// The same from the bytes of `file` (a distributed job's rank 0 reads it and sends it to every rank).
+std::string load_training_state(const std::filesystem::path& file, const std::string& bytes, torch::nn::Module& model,
+                                torch::optim::Optimizer& optimizer, FitProgress& progress, const std::string& key,
+                                std::int64_t max_epochs);
+
+/// The bytes of a state file. Throws InputError naming it when it cannot be read.
+std::string read_training_state(const std::filesystem::path& file);
+
 /// Test hook for the kill tests: when $LLM4SBR_KILL_AT names this point ("train:2:5": epoch 2, batch 5;
 /// "eval:2"; "state:2": half of epoch 2's state written), the process kills itself with SIGKILL there, as a
-/// crash or an OOM kill would. Costs one comparison when the variable is unset.
+/// crash or an OOM kill would; "train:2:5@1" kills only rank 1 of a distributed job. Costs one comparison when
+/// the variable is unset.
 void kill_point(const char* stage, std::int64_t epoch, std::int64_t batch = -1);
 
 }  // namespace llm4sbr::train

@@ -15,6 +15,7 @@
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
 #include "llm4sbr/train/device.hpp"
+#include "llm4sbr/train/distributed.hpp"
 #include "llm4sbr/train/resume.hpp"
 
 namespace llm4sbr::train {
@@ -274,16 +275,176 @@ MetricMap evaluate(models::RecommenderImpl& model, const std::vector<data::Sampl
   return metrics_from_ranks(rank_targets(model, samples, opt.eval_batch_size, intents), opt.ks, paper_compatible);
 }
 
+namespace {
+
+// The samples of a global batch this rank trains on: a contiguous shard (the whole batch in one process).
+std::vector<std::int64_t> shard_of(const std::vector<std::int64_t>& batch, const Distributed& job) {
+  if (!job.active()) return batch;
+  const auto n = batch.size(), w = static_cast<std::size_t>(job.world_size()), r = static_cast<std::size_t>(job.rank());
+  return {batch.begin() + static_cast<std::ptrdiff_t>(n * r / w), batch.begin() + static_cast<std::ptrdiff_t>(n * (r + 1) / w)};
+}
+
+// What the epochs of one fit share.
+struct FitContext {
+  models::RecommenderImpl& model;
+  torch::optim::Adam& optimizer;
+  const data::PreparedDataset& ds;
+  const TrainOptions& opt;
+  const SplitIntents& intents;  // on the device
+  std::string label;
+  GradientReducer* reducer;  // null in one process
+};
+
+// One optimizer step on global batch `b`: forward and backward on this rank's shard; with several ranks the
+// loss is weighted by the shard's share of the batch and the gradients and losses are summed over the ranks.
+// The loss is checked (LossLog) before the step changes anything.
+void train_step(FitContext& c, const std::vector<std::int64_t>& global_batch, std::size_t b, bool last, LossLog& losses) {
+  const auto idx = shard_of(global_batch, distributed());
+  c.optimizer.zero_grad();
+  torch::Tensor loss;
+  if (!idx.empty()) {
+    auto batch = models::make_batch(c.ds.train, idx, c.opt.device);
+    attach_intents(batch, c.intents.train);
+    auto out = c.model.forward(batch);
+    loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
+    if (out.aux_loss.defined()) loss = loss + out.aux_loss;
+    if (c.reducer) loss = loss * (static_cast<double>(idx.size()) / static_cast<double>(global_batch.size()));
+    loss.backward();
+  }
+  losses.add(c.reducer ? c.reducer->reduce(loss) : loss, b, last);
+  c.optimizer.step();
+}
+
+// Trains one epoch; fills rec's loss, seconds and rate. Throws Error when a loss or parameter is not finite.
+void train_epoch(FitContext& c, EpochRecord& rec) {
+  const auto& job = distributed();
+  // Each rank draws its own dropout masks, from a seed fixed by the epoch: a resumed job draws the same ones.
+  if (job.active()) torch::manual_seed(c.opt.seed + 1000003ULL * static_cast<std::uint64_t>(rec.epoch) +
+                                       static_cast<std::uint64_t>(job.rank()));
+  auto batches = models::batch_indices(static_cast<std::int64_t>(c.ds.train.size()), c.opt.batch_size, true,
+                                       c.opt.seed + static_cast<std::uint64_t>(rec.epoch));
+  ProgressBar bar(fmt::format("{} epoch {}/{}", c.label, rec.epoch, c.opt.epochs),
+                  static_cast<std::int64_t>(c.ds.train.size()), "samples");
+  const auto t0 = std::chrono::steady_clock::now();
+  const double reduce_before = c.reducer ? c.reducer->seconds() : 0;
+  LossLog losses(c.label, rec.epoch, rec.lr, c.opt.device.is_cuda());
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    kill_point("train", rec.epoch, static_cast<std::int64_t>(b + 1));
+    train_step(c, batches[b], b, b + 1 == batches.size(), losses);
+    bar.tick(static_cast<std::int64_t>(batches[b].size()),
+             fmt::format("loss {:.4f}", losses.sum() / static_cast<double>(std::max<std::size_t>(1, losses.count()))));
+  }
+  check_finite_parameters(c.model, c.label, rec.epoch, batches.size(), rec.lr);
+  rec.train_seconds = seconds_since(t0);
+  rec.train_loss = losses.sum() / static_cast<double>(batches.size());
+  rec.train_samples_per_second = static_cast<double>(c.ds.train.size()) / rec.train_seconds;
+  bar.finish(fmt::format("loss {:.4f}", rec.train_loss));
+  if (c.reducer) {
+    const double reduce = c.reducer->seconds() - reduce_before;
+    spdlog::info("{} epoch {}: all-reduce {:.1f} ms a step ({:.0f}% of the epoch), {:.2f} MB a rank a step", c.label,
+                 rec.epoch, 1e3 * reduce / static_cast<double>(batches.size()), 100 * reduce / rec.train_seconds,
+                 static_cast<double>(c.reducer->bytes_per_step()) / 1e6);
+  }
+}
+
+// rank_targets over a training job: each rank ranks a contiguous part of the split, and the parts are summed
+// into every rank (a sample's rank does not depend on the batch it is in: the same ranks as one process).
+std::vector<std::int64_t> rank_targets_in_job(FitContext& c, const std::vector<data::Sample>& samples,
+                                              const torch::Tensor& intents) {
+  auto& job = distributed();
+  if (!job.active()) return rank_targets(c.model, samples, c.opt.eval_batch_size, intents);
+  const auto n = static_cast<std::int64_t>(samples.size());
+  const std::int64_t w = job.world_size(), r = job.rank();
+  const auto lo = n * r / w, hi = n * (r + 1) / w;
+  const std::vector<data::Sample> part(samples.begin() + lo, samples.begin() + hi);
+  const auto local = part.empty() ? std::vector<std::int64_t>{} : rank_targets(c.model, part, c.opt.eval_batch_size, intents);
+  std::vector<torch::Tensor> all{torch::zeros({n}, torch::kInt64)};
+  if (!local.empty()) all[0].slice(0, lo, hi).copy_(torch::tensor(local));
+  job.all_reduce_sum(all);
+  return {all[0].data_ptr<std::int64_t>(), all[0].data_ptr<std::int64_t>() + n};
+}
+
+// Evaluates the epoch, keeps the best one and the early-stopping counters. Every rank of a job evaluates its
+// part and reaches the same decisions; rank 0 writes best.pt.
+void evaluate_epoch(FitContext& c, EpochRecord rec, FitProgress& p) {
+  const auto& opt = c.opt;
+  TrainResult& result = p.result;
+  auto t1 = std::chrono::steady_clock::now();
+  kill_point("eval", rec.epoch);
+  if (!c.ds.valid.empty())
+    rec.valid = metrics_from_ranks(rank_targets_in_job(c, c.ds.valid, c.intents.valid), opt.ks, false);
+  auto test_ranks = rank_targets_in_job(c, c.ds.test, c.intents.test);
+  rec.test = metrics_from_ranks(test_ranks, opt.ks, opt.paper_compatible);
+  rec.eval_seconds = seconds_since(t1);
+
+  for (const auto& [name, value] : rec.test) {
+    if (!result.best_on_test.count(name) || value > result.best_on_test[name]) {
+      result.best_on_test[name] = value;
+      result.best_on_test_epoch[name] = rec.epoch;
+    }
+  }
+  const double score = result.selected_on_validation ? rec.valid.at(opt.select_metric) : 0.0;
+  const bool improved = !result.selected_on_validation || score > p.best_valid;
+  if (improved) {
+    p.best_valid = score;
+    p.bad_epochs = 0;
+    result.best_epoch = rec.epoch;
+    p.best_test_ranks = test_ranks;
+    if (!opt.run_dir.empty() && distributed().is_main()) {
+      save_checkpoint(c.model, opt.run_dir / "best.pt");
+      if (opt.on_best_saved) opt.on_best_saved();
+    }
+  } else {
+    ++p.bad_epochs;
+  }
+  spdlog::info("{} epoch {}: loss {:.4f}, {:.0f} samples/s, valid {} | test {}{}", c.label, rec.epoch, rec.train_loss,
+               rec.train_samples_per_second, rec.valid.empty() ? "-" : short_metrics(rec.valid, opt.ks.back()),
+               short_metrics(rec.test, opt.ks.back()), improved && result.selected_on_validation ? " *" : "");
+  p.epoch = rec.epoch;
+  result.epochs.push_back(std::move(rec));
+  if (result.selected_on_validation && p.bad_epochs >= opt.patience) {
+    spdlog::info("{}: no validation improvement for {} epochs, stopping after epoch {}", c.label, p.bad_epochs, p.epoch);
+    p.finished = true;
+  }
+}
+
+// Continues from run_dir/state.pt when it applies (rank 0 reads it and every rank loads the same bytes).
+void resume_from_state(FitContext& c, FitProgress& p) {
+  const auto state_path = c.opt.run_dir / "state.pt";
+  auto& job = distributed();
+  std::string bytes;
+  if (job.is_main() && !c.opt.run_dir.empty() && c.opt.resume && std::filesystem::exists(state_path))
+    bytes = read_training_state(state_path);
+  bytes = job.broadcast_bytes(bytes);
+  if (bytes.empty()) return;
+  const auto why_not = load_training_state(state_path, bytes, c.model, c.optimizer, p, c.opt.state_key, c.opt.epochs);
+  if (why_not.empty())
+    spdlog::info("{}: resuming from {} after epoch {}{}", c.label, state_path.string(), p.epoch,
+                 p.finished ? " (training had stopped early)" : "");
+  else
+    spdlog::warn("{}: {} {}: training from scratch (it will be replaced)", c.label, state_path.string(), why_not);
+}
+
+// Every rank starts from rank 0's parameters and buffers, as torch's DistributedDataParallel does.
+void broadcast_model(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters()) distributed().broadcast(p);
+  for (auto& b : model.buffers()) distributed().broadcast(b);
+}
+
+}  // namespace
+
 TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds, const TrainOptions& opt,
                 const SplitIntents& intents) {
   if (ds.train.empty()) throw Error("fit: the training split is empty");
   check_intents(intents.train, ds.train, "train");
   check_intents(intents.valid, ds.valid, "valid");
   check_intents(intents.test, ds.test, "test");
+  auto& job = distributed();
   FitProgress p;
   TrainResult& result = p.result;
   result.selected_on_validation = !ds.valid.empty();
-  if (!result.selected_on_validation)
+  if (!result.selected_on_validation && job.is_main())
     spdlog::warn("no validation split (data.valid_fraction = 0): the last epoch is reported, and early stopping is off");
 
   // The model and the intents move to the device once; the optimizer's moments are made there.
@@ -291,105 +452,36 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
   const auto on_device = [&](const torch::Tensor& t) { return t.defined() ? t.to(opt.device) : t; };
   const SplitIntents device_intents{on_device(intents.train), on_device(intents.valid), on_device(intents.test)};
   torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(opt.lr).weight_decay(opt.l2));
-  if (!opt.run_dir.empty()) std::filesystem::create_directories(opt.run_dir);
-  const auto best_path = opt.run_dir / "best.pt";
-  const auto state_path = opt.run_dir / "state.pt";
-  const std::string label = opt.label.empty() ? model.label() : opt.label;
-  if (!opt.run_dir.empty()) remove_stale_temporaries(opt.run_dir);
+  const bool writes = !opt.run_dir.empty() && job.is_main();
+  if (writes) std::filesystem::create_directories(opt.run_dir);
+  if (writes) remove_stale_temporaries(opt.run_dir);
+  std::unique_ptr<GradientReducer> reducer;
+  if (job.active()) reducer = std::make_unique<GradientReducer>(model.parameters());
+  FitContext c{model, optimizer, ds, opt, device_intents, opt.label.empty() ? model.label() : opt.label, reducer.get()};
 
-  if (!opt.run_dir.empty() && opt.resume && std::filesystem::exists(state_path)) {
-    const auto why_not = load_training_state(state_path, model, optimizer, p, opt.state_key, opt.epochs);
-    if (why_not.empty())
-      spdlog::info("{}: resuming from {} after epoch {}{}", label, state_path.string(), p.epoch,
-                   p.finished ? " (training had stopped early)" : "");
-    else
-      spdlog::warn("{}: {} {}: training from scratch (it will be replaced)", label, state_path.string(), why_not);
-  }
-
+  resume_from_state(c, p);
+  if (job.active()) broadcast_model(model);
   for (std::int64_t epoch = p.epoch + 1; epoch <= opt.epochs && !p.finished; ++epoch) {
-    const double lr = opt.lr * std::pow(opt.lr_gamma, static_cast<double>((epoch - 1) / opt.lr_step));
-    set_learning_rate(optimizer, lr);
-    model.train();
     EpochRecord rec;
     rec.epoch = epoch;
-    rec.lr = lr;
-
-    auto batches = models::batch_indices(static_cast<std::int64_t>(ds.train.size()), opt.batch_size, true,
-                                       opt.seed + static_cast<std::uint64_t>(epoch));
-    ProgressBar bar(fmt::format("{} epoch {}/{}", label, epoch, opt.epochs), static_cast<std::int64_t>(ds.train.size()),
-                    "samples");
-    auto t0 = std::chrono::steady_clock::now();
-    LossLog losses(label, epoch, lr, opt.device.is_cuda());
-    for (std::size_t b = 0; b < batches.size(); ++b) {
-      kill_point("train", epoch, static_cast<std::int64_t>(b + 1));
-      auto batch = models::make_batch(ds.train, batches[b], opt.device);
-      attach_intents(batch, device_intents.train);
-      optimizer.zero_grad();
-      auto out = model.forward(batch);
-      auto loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
-      if (out.aux_loss.defined()) loss = loss + out.aux_loss;
-      // Checked before the step on the CPU; on a GPU within kLossReadInterval steps (LossLog).
-      losses.add(loss, b, b + 1 == batches.size());
-      loss.backward();
-      optimizer.step();
-      bar.tick(batch.size(), fmt::format("loss {:.4f}", losses.sum() / static_cast<double>(std::max<std::size_t>(1, losses.count()))));
-    }
-    check_finite_parameters(model, label, epoch, batches.size(), lr);
-    rec.train_seconds = seconds_since(t0);
-    rec.train_loss = losses.sum() / static_cast<double>(batches.size());
-    rec.train_samples_per_second = static_cast<double>(ds.train.size()) / rec.train_seconds;
-    bar.finish(fmt::format("loss {:.4f}", rec.train_loss));
-
-    auto t1 = std::chrono::steady_clock::now();
-    kill_point("eval", epoch);
-    if (!ds.valid.empty()) rec.valid = evaluate(model, ds.valid, opt, false, device_intents.valid);
-    auto test_ranks = rank_targets(model, ds.test, opt.eval_batch_size, device_intents.test);
-    rec.test = metrics_from_ranks(test_ranks, opt.ks, opt.paper_compatible);
-    rec.eval_seconds = seconds_since(t1);
-
-    for (const auto& [name, value] : rec.test) {
-      if (!result.best_on_test.count(name) || value > result.best_on_test[name]) {
-        result.best_on_test[name] = value;
-        result.best_on_test_epoch[name] = epoch;
-      }
-    }
-
-    const double score = result.selected_on_validation ? rec.valid.at(opt.select_metric) : 0.0;
-    const bool improved = !result.selected_on_validation || score > p.best_valid;
-    if (improved) {
-      p.best_valid = score;
-      p.bad_epochs = 0;
-      result.best_epoch = epoch;
-      p.best_test_ranks = test_ranks;
-      if (!opt.run_dir.empty()) {
-        save_checkpoint(model, best_path);
-        if (opt.on_best_saved) opt.on_best_saved();
-      }
-    } else {
-      ++p.bad_epochs;
-    }
-    spdlog::info("{} epoch {}: loss {:.4f}, {:.0f} samples/s, valid {} | test {}{}", label, epoch, rec.train_loss,
-                 rec.train_samples_per_second, rec.valid.empty() ? "-" : short_metrics(rec.valid, opt.ks.back()),
-                 short_metrics(rec.test, opt.ks.back()), improved && result.selected_on_validation ? " *" : "");
-    result.epochs.push_back(std::move(rec));
-    p.epoch = epoch;
-    if (result.selected_on_validation && p.bad_epochs >= opt.patience) {
-      spdlog::info("{}: no validation improvement for {} epochs, stopping after epoch {}", label, p.bad_epochs, epoch);
-      p.finished = true;
-    }
-    if (!opt.run_dir.empty()) {
+    rec.lr = opt.lr * std::pow(opt.lr_gamma, static_cast<double>((epoch - 1) / opt.lr_step));
+    set_learning_rate(optimizer, rec.lr);
+    model.train();
+    train_epoch(c, rec);
+    evaluate_epoch(c, std::move(rec), p);
+    if (writes) {
       save_checkpoint(model, opt.run_dir / "last.pt");
       // Last: a kill before this line redoes the epoch, which writes the same best.pt and last.pt again.
       const auto t2 = std::chrono::steady_clock::now();
-      save_training_state(state_path, model, optimizer, p, opt.state_key);
-      spdlog::debug("{}: state of epoch {} written in {:.3f} s", label, epoch, seconds_since(t2));
+      save_training_state(opt.run_dir / "state.pt", model, optimizer, p, opt.state_key);
+      spdlog::debug("{}: state of epoch {} written in {:.3f} s", c.label, epoch, seconds_since(t2));
     }
   }
 
   result.test = metrics_from_ranks(p.best_test_ranks, opt.ks, opt.paper_compatible);
   result.test_standard = metrics_from_ranks(p.best_test_ranks, opt.ks, false);
   result.test_paper_compatible = metrics_from_ranks(p.best_test_ranks, opt.ks, true);
-  if (!opt.run_dir.empty() && std::filesystem::exists(best_path)) load_checkpoint(model, best_path);
+  if (writes && std::filesystem::exists(opt.run_dir / "best.pt")) load_checkpoint(model, opt.run_dir / "best.pt");
   return result;
 }
 
