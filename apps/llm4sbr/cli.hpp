@@ -27,6 +27,8 @@ struct Options {
   std::string data_dir;                ///< --data-dir: raw data
   std::string responses;               ///< --responses: Stage 1 answers made by hand (infer/merge)
   std::string intents;                 ///< --intents: Stage 1 intents made by hand (localize)
+  int nproc = 1;                       ///< --nproc: ranks of a training job started on this machine
+  int dist_timeout_s = 1800;           ///< --dist-timeout: seconds a collective waits (PyTorch's default)
 };
 
 /// A registered subcommand: its CLI11 app and what running it does (after parsing, inside main's try).

@@ -5,14 +5,17 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 #include "cli.hpp"
+#include "launch.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/runtime.hpp"
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/models/recommender.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
+#include "llm4sbr/train/distributed.hpp"
 #include "llm4sbr/train/experiment.hpp"
 
 namespace llm4sbr::cli {
@@ -27,12 +30,22 @@ void run_train(const Options& o) {
   Config cfg = load_config(o);
   if (!cfg.has("model")) cfg.set("model", "srgnn");
   apply_stage1(cfg, o);
+  if (launch_ranks(o)) return;  // --nproc: the ranks do the work
+  join_job(o);
   configure_runtime(cfg.get<int>("threads", 0));
   const auto ds = data::read_prepared(o.data);
   fs::create_directories(o.out);
   const auto runs = train::train_prepared(cfg, ds, o.out, o.data);
+  if (!train::distributed().is_main()) return;  // rank 0 reports
   train::write_reports(cfg, ds, runs, o.out, fmt::format("{} on {}", runs.front().label, ds.name), false);
   fmt::print("\n{}\n", train::results_table(runs, train::train_options_from_config(cfg).ks, false));
+}
+
+// run, ablate and compare in a training job: --nproc launches the ranks, which join and do `work`.
+void in_job(const Options& o, const std::function<void()>& work) {
+  if (launch_ranks(o)) return;
+  join_job(o);
+  work();
 }
 
 struct EvaluateArgs {
@@ -73,10 +86,12 @@ void check_models(const std::vector<std::string>& models) {
 
 void run_ablate(const Options& o) {
   const Config cfg = pipeline_config(o);
-  train::run_variants(cfg, o.out, train::ablation_variants(),
-                      fmt::format("Ablations of LLM4SBR({}) on {}", models::display_name(cfg.require<std::string>("model")),
-                                  cfg.require<std::string>("dataset")),
-                      false);
+  in_job(o, [&] {
+    train::run_variants(cfg, o.out, train::ablation_variants(),
+                        fmt::format("Ablations of LLM4SBR({}) on {}",
+                                    models::display_name(cfg.require<std::string>("model")), cfg.require<std::string>("dataset")),
+                        false);
+  });
 }
 
 struct CompareArgs {
@@ -88,8 +103,10 @@ void run_compare(const CompareArgs& a) {
   const Config cfg = pipeline_config(a.o);
   const auto models = a.models.empty() ? models::registered_encoders() : a.models;
   check_models(models);
-  train::run_variants(cfg, a.o.out, train::comparison_variants(models),
-                      fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), true);
+  in_job(a.o, [&] {
+    train::run_variants(cfg, a.o.out, train::comparison_variants(models),
+                        fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), true);
+  });
 }
 
 // run, ablate and compare take the same options: --out, --data-dir, --config (required), --set, --responses
@@ -100,6 +117,7 @@ CLI::App* add_pipeline(CLI::App& app, const std::string& name, const std::string
   add_data_dir(cmd, o);
   add_config(cmd, o, true);
   add_stage1(cmd, o, intents);
+  add_distributed(cmd, o);
   return cmd;
 }
 
@@ -112,6 +130,7 @@ std::vector<Command> add_train_commands(CLI::App& app) {
   add_out(t, *train, "run directory");
   add_config(t, *train, false);
   add_stage1(t, *train, true);
+  add_distributed(t, *train);
 
   auto evaluate = std::make_shared<EvaluateArgs>();
   evaluate->o.split = "test";
@@ -137,7 +156,10 @@ std::vector<Command> add_train_commands(CLI::App& app) {
 
   return {{t, [train] { run_train(*train); }},
           {e, [evaluate] { run_evaluate(*evaluate); }},
-          {r, [run] { train::run_experiment(pipeline_config(*run), run->out); }},
+          {r, [run] {
+             const auto cfg = pipeline_config(*run);
+             in_job(*run, [&] { train::run_experiment(cfg, run->out); });
+           }},
           {a, [ablate] { run_ablate(*ablate); }},
           {c, [compare] { run_compare(*compare); }}};
 }

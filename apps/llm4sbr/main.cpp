@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "launch.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/runtime.hpp"
 
@@ -14,6 +15,7 @@ using namespace llm4sbr;
 
 int main(int argc, char** argv) {
   ensure_fast_blas(argv);
+  cli::remember_arguments(argc, argv);
   CLI::App app{"llm4sbr: session-based recommendation enhanced by LLM intent inference (LLM4SBR, arXiv 2402.13840)"};
   app.require_subcommand(1);
   std::string log_level = "info";

@@ -1,0 +1,173 @@
+#include "launch.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/progress.hpp"
+#include "llm4sbr/train/distributed.hpp"
+
+namespace llm4sbr::cli {
+
+namespace {
+
+std::vector<std::string>& arguments() {
+  static std::vector<std::string> args;
+  return args;
+}
+
+// The arguments a rank runs: ours without --nproc (a rank must not launch again).
+std::vector<std::string> rank_arguments() {
+  std::vector<std::string> out;
+  const auto& args = arguments();
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (args[i].rfind("--nproc=", 0) == 0) continue;
+    out.push_back(args[i]);
+  }
+  return out;
+}
+
+// A TCP port that is free now on 127.0.0.1 (the kernel picks it; rank 0's store binds it a moment later).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw Error(fmt::format("--nproc: no free TCP port on 127.0.0.1: {}", std::strerror(errno)));
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+volatile std::sig_atomic_t pending_signal = 0;
+extern "C" void remember_signal(int sig) { pending_signal = sig; }
+
+// Starts rank `rank` of `world` as a child that dies with this process.
+pid_t start_rank(int rank, int world, int port, const std::vector<std::string>& args) {
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error(fmt::format("--nproc: cannot start rank {}: {}", rank, std::strerror(errno)));
+  if (pid > 0) return pid;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
+  const auto threads = std::to_string(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(world)));
+  for (const auto& [name, value] :
+       {std::pair{"RANK", std::to_string(rank)}, {"LOCAL_RANK", std::to_string(rank)}, {"WORLD_SIZE", std::to_string(world)},
+        {"LOCAL_WORLD_SIZE", std::to_string(world)}, {"MASTER_ADDR", std::string("127.0.0.1")},
+        {"MASTER_PORT", std::to_string(port)}})
+    ::setenv(name, value.c_str(), 1);
+  ::setenv("OMP_NUM_THREADS", threads.c_str(), 0);  // the user's own choice stays
+  ::setenv("OPENBLAS_NUM_THREADS", threads.c_str(), 0);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execv("/proc/self/exe", argv.data());
+  ::_exit(127);
+}
+
+std::string describe(int status) {
+  if (WIFSIGNALED(status)) return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  return fmt::format("exited with code {}", WEXITSTATUS(status));
+}
+
+}  // namespace
+
+void remember_arguments(int argc, char** argv) { arguments().assign(argv, argv + argc); }
+
+void add_distributed(CLI::App* cmd, Options& o) {
+  cmd->add_option("--nproc", o.nproc,
+                  "train with N processes on this machine (data-parallel, Gloo); across machines, start each rank "
+                  "with torchrun instead (README, \"Training on several processes or machines\")")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--dist-timeout", o.dist_timeout_s,
+                  "seconds a rank of a training job waits for the others in a collective before it fails")
+      ->check(CLI::Range(1, 7 * 24 * 3600))
+      ->capture_default_str();
+}
+
+bool launch_ranks(const Options& o) {
+  if (o.nproc <= 1) return false;
+  if (const char* world = std::getenv("WORLD_SIZE"); world && std::string(world) != "1")
+    throw ConfigError(fmt::format("--nproc {}: this process is already a rank of a job (WORLD_SIZE = {}); start the "
+                                  "job either with --nproc or with torchrun, not both",
+                                  o.nproc, world));
+  const int port = free_port();
+  const auto args = rank_arguments();
+  spdlog::info("launching {} ranks on this machine (Gloo, rendezvous at 127.0.0.1:{})", o.nproc, port);
+  std::signal(SIGINT, remember_signal);
+  std::signal(SIGTERM, remember_signal);
+  std::vector<pid_t> pids;
+  for (int r = 0; r < o.nproc; ++r) pids.push_back(start_rank(r, o.nproc, port, args));
+
+  int failed_rank = -1, failed_status = 0, alive = o.nproc;
+  std::chrono::steady_clock::time_point term_at{}, kill_at{};
+  const auto signal_alive = [&](int sig) {
+    for (const auto pid : pids)
+      if (pid > 0) ::kill(pid, sig);
+  };
+  while (alive > 0) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    const auto now = std::chrono::steady_clock::now();
+    if (pid <= 0) {
+      if (pending_signal) signal_alive(pending_signal), pending_signal = 0;
+      if (failed_rank >= 0 && now >= term_at) signal_alive(SIGTERM), term_at = kill_at;
+      if (failed_rank >= 0 && now >= kill_at) signal_alive(SIGKILL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    const auto it = std::find(pids.begin(), pids.end(), pid);
+    if (it == pids.end()) continue;
+    const int rank = static_cast<int>(it - pids.begin());
+    *it = -1;
+    --alive;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok && failed_rank < 0) {
+      failed_rank = rank, failed_status = status;
+      // The others usually notice the lost peer at once and say so; those that do not are stopped.
+      term_at = now + std::chrono::seconds(3), kill_at = term_at + std::chrono::seconds(10);
+      if (alive > 0) spdlog::error("rank {} {}: stopping the other ranks", rank, describe(status));
+    }
+  }
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (failed_rank >= 0)
+    throw Error(fmt::format("the training job failed: rank {} of {} {} (its log is above)", failed_rank, o.nproc,
+                            describe(failed_status)));
+  return true;
+}
+
+void join_job(const Options& o) {
+  auto& job = train::distributed();
+  if (!job.join_from_environment(std::chrono::seconds(o.dist_timeout_s))) return;
+  spdlog::set_pattern(fmt::format("[%H:%M:%S] [rank {}] %^%l%$ %v", job.rank()));
+  if (job.is_main()) return;
+  ProgressBar::set_quiet(true);
+  if (spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+}
+
+}  // namespace llm4sbr::cli
