@@ -13,10 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "e2e/checkpoint_tensors.hpp"
 #include "e2e/limited_process.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
+using llm4sbr::testing::checkpoint_tensors;
 using llm4sbr::testing::ProcessResult;
 using llm4sbr::testing::run_with_file_size_limit;
 
@@ -34,18 +36,6 @@ ProcessResult train(const fs::path& prepared, const fs::path& out, const std::ve
   return cli({"train", "--data", prepared.string(), "--out", out.string(), "--set", "model=gru4rec", "--set",
               "train.epochs=3", "--set", "threads=1", "--set", "train.batch_size=64"},
              env);
-}
-
-// Every tensor of a LibTorch archive written by save_checkpoint, by name.
-std::map<std::string, torch::Tensor> weights(const fs::path& file) {
-  torch::serialize::InputArchive archive;
-  archive.load_from(file.string());
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& key : archive.keys()) {
-    torch::Tensor t;
-    if (archive.try_read(key, t)) out[key] = t;
-  }
-  return out;
 }
 
 nlohmann::json metrics(const fs::path& out) {
@@ -84,7 +74,7 @@ class Resume : public ::testing::Test {
     for (const auto& e : fs::recursive_directory_iterator(out))
       EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << "left behind: " << e.path();
     for (const auto* file : {"best.pt", "last.pt"}) {
-      const auto want = weights(reference() / "gru4rec" / file), got = weights(out / "gru4rec" / file);
+      const auto want = checkpoint_tensors(reference() / "gru4rec" / file), got = checkpoint_tensors(out / "gru4rec" / file);
       ASSERT_EQ(got.size(), want.size()) << file;
       for (const auto& [key, tensor] : want) EXPECT_TRUE(torch::equal(got.at(key), tensor)) << file << " " << key;
     }
