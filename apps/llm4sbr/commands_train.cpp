@@ -31,7 +31,7 @@ void run_train(const Options& o) {
   if (!cfg.has("model")) cfg.set("model", "srgnn");
   apply_stage1(cfg, o);
   if (launch_ranks(o)) return;  // --nproc: the ranks do the work
-  join_job(o);
+  join_job(o, cfg);
   configure_runtime(cfg.get<int>("threads", 0));
   const auto ds = data::read_prepared(o.data);
   fs::create_directories(o.out);
@@ -42,9 +42,9 @@ void run_train(const Options& o) {
 }
 
 // run, ablate and compare in a training job: --nproc launches the ranks, which join and do `work`.
-void in_job(const Options& o, const std::function<void()>& work) {
+void in_job(const Options& o, const Config& cfg, const std::function<void()>& work) {
   if (launch_ranks(o)) return;
-  join_job(o);
+  join_job(o, cfg);
   work();
 }
 
@@ -86,7 +86,7 @@ void check_models(const std::vector<std::string>& models) {
 
 void run_ablate(const Options& o) {
   const Config cfg = pipeline_config(o);
-  in_job(o, [&] {
+  in_job(o, cfg, [&] {
     train::run_variants(cfg, o.out, train::ablation_variants(),
                         fmt::format("Ablations of LLM4SBR({}) on {}",
                                     models::display_name(cfg.require<std::string>("model")), cfg.require<std::string>("dataset")),
@@ -103,7 +103,7 @@ void run_compare(const CompareArgs& a) {
   const Config cfg = pipeline_config(a.o);
   const auto models = a.models.empty() ? models::registered_encoders() : a.models;
   check_models(models);
-  in_job(a.o, [&] {
+  in_job(a.o, cfg, [&] {
     train::run_variants(cfg, a.o.out, train::comparison_variants(models),
                         fmt::format("Backbones with and without LLM4SBR on {}", cfg.require<std::string>("dataset")), true);
   });
@@ -158,7 +158,7 @@ std::vector<Command> add_train_commands(CLI::App& app) {
           {e, [evaluate] { run_evaluate(*evaluate); }},
           {r, [run] {
              const auto cfg = pipeline_config(*run);
-             in_job(*run, [&] { train::run_experiment(cfg, run->out); });
+             in_job(*run, cfg, [&] { train::run_experiment(cfg, run->out); });
            }},
           {a, [ablate] { run_ablate(*ablate); }},
           {c, [compare] { run_compare(*compare); }}};

@@ -74,7 +74,10 @@ pid_t start_rank(int rank, int world, int port, const std::vector<std::string>& 
   if (pid > 0) return pid;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(1);
-  const auto threads = std::to_string(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(world)));
+  // The cores shared out, unless the user chose (OMP_NUM_THREADS alone also sets OpenBLAS's, which LibTorch uses).
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const auto threads = omp && *omp ? std::string(omp)
+                                   : std::to_string(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(world)));
   for (const auto& [name, value] :
        {std::pair{"RANK", std::to_string(rank)}, {"LOCAL_RANK", std::to_string(rank)}, {"WORLD_SIZE", std::to_string(world)},
         {"LOCAL_WORLD_SIZE", std::to_string(world)}, {"MASTER_ADDR", std::string("127.0.0.1")},
@@ -90,8 +93,19 @@ pid_t start_rank(int rank, int world, int port, const std::vector<std::string>& 
 }
 
 std::string describe(int status) {
-  if (WIFSIGNALED(status)) return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return fmt::format("exited with code {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return fmt::format("was killed by signal {} ({}), so it could not say why", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  return fmt::format("exited with code {} (its error is above)", WEXITSTATUS(status));
+}
+
+// $MASTER_PORT when the user set it, else a free port.
+int rendezvous_port() {
+  const char* port = std::getenv("MASTER_PORT");
+  if (!port || !*port) return free_port();
+  char* end = nullptr;
+  const long p = std::strtol(port, &end, 10);
+  if (*end != '\0' || p < 1 || p > 65535) throw ConfigError(fmt::format("$MASTER_PORT = '{}' is not a port", port));
+  return static_cast<int>(p);
 }
 
 }  // namespace
@@ -100,11 +114,12 @@ void remember_arguments(int argc, char** argv) { arguments().assign(argv, argv +
 
 void add_distributed(CLI::App* cmd, Options& o) {
   cmd->add_option("--nproc", o.nproc,
-                  "train with N processes on this machine (data-parallel, Gloo); across machines, start each rank "
-                  "with torchrun instead (README, \"Training on several processes or machines\")")
+                  "train with N processes on this machine (data-parallel, Gloo; rendezvous on $MASTER_PORT or a free "
+                  "port). Across machines, start each rank with torchrun, or with RANK, WORLD_SIZE, LOCAL_RANK, "
+                  "MASTER_ADDR and MASTER_PORT set (README, \"Training on several processes or machines\")")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--dist-timeout", o.dist_timeout_s,
-                  "seconds a rank of a training job waits for the others in a collective before it fails")
+                  "seconds a rank of a training job waits for the others (to join, and in every collective) before it fails")
       ->check(CLI::Range(1, 7 * 24 * 3600))
       ->capture_default_str();
 }
@@ -115,26 +130,33 @@ bool launch_ranks(const Options& o) {
     throw ConfigError(fmt::format("--nproc {}: this process is already a rank of a job (WORLD_SIZE = {}); start the "
                                   "job either with --nproc or with torchrun, not both",
                                   o.nproc, world));
-  const int port = free_port();
+  const int port = rendezvous_port();
   const auto args = rank_arguments();
   spdlog::info("launching {} ranks on this machine (Gloo, rendezvous at 127.0.0.1:{})", o.nproc, port);
+  if (static_cast<unsigned>(o.nproc) > std::thread::hardware_concurrency())
+    spdlog::warn("--nproc {} on {} cores: the ranks will share cores and run slower than fewer would", o.nproc,
+                 std::thread::hardware_concurrency());
   std::signal(SIGINT, remember_signal);
   std::signal(SIGTERM, remember_signal);
   std::vector<pid_t> pids;
   for (int r = 0; r < o.nproc; ++r) pids.push_back(start_rank(r, o.nproc, port, args));
 
-  int failed_rank = -1, failed_status = 0, alive = o.nproc;
+  int failed_rank = -1, failed_status = 0, alive = o.nproc, interrupted = 0;
   std::chrono::steady_clock::time_point term_at{}, kill_at{};
   const auto signal_alive = [&](int sig) {
     for (const auto pid : pids)
       if (pid > 0) ::kill(pid, sig);
   };
   while (alive > 0) {
+    if (const int sig = pending_signal; sig != 0) {
+      interrupted = sig;
+      signal_alive(sig);
+      pending_signal = 0;
+    }
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     const auto now = std::chrono::steady_clock::now();
     if (pid <= 0) {
-      if (pending_signal) signal_alive(pending_signal), pending_signal = 0;
       if (failed_rank >= 0 && now >= term_at) signal_alive(SIGTERM), term_at = kill_at;
       if (failed_rank >= 0 && now >= kill_at) signal_alive(SIGKILL);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -146,7 +168,7 @@ bool launch_ranks(const Options& o) {
     *it = -1;
     --alive;
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!ok && failed_rank < 0) {
+    if (!ok && failed_rank < 0 && !interrupted) {
       failed_rank = rank, failed_status = status;
       // The others usually notice the lost peer at once and say so; those that do not are stopped.
       term_at = now + std::chrono::seconds(3), kill_at = term_at + std::chrono::seconds(10);
@@ -155,19 +177,30 @@ bool launch_ranks(const Options& o) {
   }
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (interrupted) {  // the user stopped the job: not a failure
+    spdlog::warn("interrupted ({}): run the same command again to resume from the last finished epoch", strsignal(interrupted));
+    spdlog::default_logger()->flush();
+    std::exit(128 + interrupted);
+  }
   if (failed_rank >= 0)
-    throw Error(fmt::format("the training job failed: rank {} of {} {} (its log is above)", failed_rank, o.nproc,
-                            describe(failed_status)));
+    throw Error(fmt::format("the training job failed: rank {} of {} was the first to stop: it {}. A rank that fails "
+                            "because another hung or died names it in its own error",
+                            failed_rank, o.nproc, describe(failed_status)));
   return true;
 }
 
-void join_job(const Options& o) {
+void join_job(const Options& o, const Config& cfg) {
   auto& job = train::distributed();
   if (!job.join_from_environment(std::chrono::seconds(o.dist_timeout_s))) return;
   spdlog::set_pattern(fmt::format("[%H:%M:%S] [rank {}] %^%l%$ %v", job.rank()));
-  if (job.is_main()) return;
-  ProgressBar::set_quiet(true);
-  if (spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+  if (!job.is_main()) {
+    ProgressBar::set_quiet(true);
+    if (spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+  }
+  // Every rank must train the same thing; paths, threads and devices may differ between machines.
+  Config same(YAML::Clone(cfg.root()));
+  for (const auto* key : {"paths", "threads", "device"}) same.set_node(key, YAML::Node());
+  job.check_same("settings", same.dump());
 }
 
 }  // namespace llm4sbr::cli

@@ -6,23 +6,22 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
-#include <fcntl.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "e2e/checkpoint_tensors.hpp"
+#include "e2e/background_process.hpp"
 #include "e2e/limited_process.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using llm4sbr::testing::checkpoint_tensors;
 using llm4sbr::testing::ProcessResult;
+using llm4sbr::testing::Started;
 
 namespace {
 
@@ -37,44 +36,8 @@ ProcessResult run(std::vector<std::string> args, const std::vector<std::string>&
   return llm4sbr::testing::run_with_file_size_limit(args, -1, kTimeoutSeconds, LLM4SBR_SOURCE_DIR, env);
 }
 
-// A process running beside others: its output goes to `log`.
-struct Started {
-  pid_t pid = -1;
-  fs::path log;
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-};
-
 Started start(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& log) {
-  Started s{::fork(), log};
-  if (s.pid != 0) return s;
-  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  ::dup2(fd, 1);
-  ::dup2(fd, 2);
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::chdir(LLM4SBR_SOURCE_DIR) != 0) ::_exit(126);
-  for (const auto& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
-  ::alarm(kTimeoutSeconds);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  ::execv(argv[0], argv.data());
-  ::_exit(127);
-}
-
-struct Finished {
-  ProcessResult result;
-  double seconds = 0;  ///< from start to exit
-};
-
-Finished wait_for(const Started& s) {
-  int status = 0;
-  ::waitpid(s.pid, &status, 0);
-  Finished f;
-  f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.start).count();
-  if (WIFEXITED(status)) f.result.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) f.result.signal = WTERMSIG(status);
-  f.result.output = llm4sbr::testing::read_text(s.log);
-  return f;
+  return llm4sbr::testing::start_process(args, env, log, kTimeoutSeconds, LLM4SBR_SOURCE_DIR);
 }
 
 // The store torchrun's agent hosts for its workers, here on a port the kernel picks.
@@ -156,7 +119,7 @@ TEST_F(Distributed, RanksMeetInAnAgentHostedStoreAsUnderTorchrun) {
   for (int r = 0; r < 2; ++r)
     ranks.push_back(start(train_args(prepared(), out, 1), rank_env(r, *store), *dir_ / ("agent-" + std::to_string(r) + ".log")));
   for (const auto& r : ranks) {
-    const auto f = wait_for(r);
+    const auto f = llm4sbr::testing::wait_process(r);
     EXPECT_EQ(f.result.exit_code, 0) << f.result.output;
   }
   EXPECT_EQ(max_difference(*dir_ / "two" / "sr-gnn" / "last.pt", out / "sr-gnn" / "last.pt"), 0.0);
@@ -171,9 +134,9 @@ TEST_F(Distributed, ARankKilledMidEpochMakesTheOtherFailAtOnce) {
   const auto out = *dir_ / "killed-rank";
   auto rank0 = start(train_args(prepared(), out, 1), rank_env(0, *store), *dir_ / "killed-0.log");
   auto rank1 = start(train_args(prepared(), out, 1), env1, *dir_ / "killed-1.log");
-  const auto f1 = wait_for(rank1);
+  const auto f1 = llm4sbr::testing::wait_process(rank1);
   EXPECT_EQ(f1.result.signal, SIGKILL) << f1.result.output;
-  const auto f0 = wait_for(rank0);
+  const auto f0 = llm4sbr::testing::wait_process(rank0);
   EXPECT_EQ(f0.result.exit_code, 2) << f0.result.output;
   EXPECT_LT(f0.seconds - f1.seconds, 30.0) << f0.result.output;
   EXPECT_NE(f0.result.output.find("rank 0 of 2: all-reduce failed"), std::string::npos) << f0.result.output;
@@ -193,7 +156,7 @@ TEST_F(Distributed, AKilledJobRunAgainResumesAndEndsAsTheUninterruptedJob) {
   const auto out = *dir_ / "resumed2";
   const auto killed = run(args(out), {"LLM4SBR_KILL_AT=train:2:5@1"});
   EXPECT_EQ(killed.exit_code, 2) << killed.output;
-  EXPECT_NE(killed.output.find("rank 1 of 2 was killed by signal 9"), std::string::npos) << killed.output;
+  EXPECT_NE(killed.output.find("rank 1 of 2 was the first to stop: it was killed by signal 9"), std::string::npos) << killed.output;
   const auto again = run(args(out));
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("resuming from"), std::string::npos) << again.output;
@@ -216,7 +179,40 @@ TEST_F(Distributed, ACorruptStateIsRefusedNamingTheFile) {
   EXPECT_NE(again.output.find(state.string() + ": not a readable training state"), std::string::npos) << again.output;
 }
 
+// Ranks started with other settings compare them when they meet and refuse to train, quoting the setting.
+TEST_F(Distributed, RanksWithDifferentSettingsRefuseToStart) {
+  const auto store = agent_store();
+  auto other = train_args(prepared(), *dir_ / "mixed", 1);
+  other.back() = "train.batch_size=50";
+  auto rank0 = start(train_args(prepared(), *dir_ / "mixed", 1), rank_env(0, *store), *dir_ / "mixed-0.log");
+  auto rank1 = start(other, rank_env(1, *store), *dir_ / "mixed-1.log");
+  const auto f0 = llm4sbr::testing::wait_process(rank0), f1 = llm4sbr::testing::wait_process(rank1);
+  EXPECT_EQ(f0.result.exit_code, 2) << f0.result.output;
+  EXPECT_EQ(f1.result.exit_code, 2) << f1.result.output;
+  EXPECT_NE(f0.result.output.find("have different settings: '  batch_size: 100' here, '  batch_size: 50' there"),
+            std::string::npos)
+      << f0.result.output;
+  EXPECT_FALSE(fs::exists(*dir_ / "mixed" / "sr-gnn" / "last.pt"));
+}
+
+// Ctrl-C (SIGINT to the launcher) stops every rank; it is not a failure: exit 130, and the advice to resume.
+TEST_F(Distributed, AnInterruptedJobStopsEveryRankAndSaysHowToResume) {
+  auto args = train_args(prepared(), *dir_ / "interrupted", 3);
+  args.insert(args.end(), {"--nproc", "2"});
+  auto launcher = start(args, {}, *dir_ / "interrupted.log");
+  for (int i = 0; i < 600 && llm4sbr::testing::read_text(*dir_ / "interrupted.log").find("train: SR-GNN") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(::kill(launcher.pid, SIGINT), 0);
+  const auto f = llm4sbr::testing::wait_process(launcher);
+  EXPECT_EQ(f.result.exit_code, 130) << f.result.output;
+  EXPECT_NE(f.result.output.find("run the same command again to resume"), std::string::npos) << f.result.output;
+  EXPECT_EQ(f.result.output.find("the training job failed"), std::string::npos) << f.result.output;
+}
+
 TEST_F(Distributed, AJobWithoutItsRendezvousIsAClearError) {
+  const auto alone = run(train_args(prepared(), *dir_ / "alone", 1), {"RANK=1"});
+  EXPECT_EQ(alone.exit_code, 2) << alone.output;
+  EXPECT_NE(alone.output.find("$RANK = 1 but $WORLD_SIZE is not set"), std::string::npos) << alone.output;
   const auto r = run(train_args(prepared(), *dir_ / "no-master", 1), {"WORLD_SIZE=2", "RANK=1"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("$MASTER_ADDR is not set"), std::string::npos) << r.output;

@@ -62,6 +62,7 @@ struct Distributed::Group {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
 #endif
   std::int64_t main_first_calls = 0;
+  std::int64_t checks = 0;
 };
 
 Distributed::Distributed() = default;
@@ -74,9 +75,14 @@ Distributed& distributed() {
 
 bool Distributed::join_from_environment(std::chrono::seconds timeout) {
   const int world = env_int("WORLD_SIZE", 1, 1, 1 << 20);
-  if (world == 1) return false;
+  if (world == 1) {
+    if (std::getenv("RANK") && std::string(std::getenv("RANK")) != "0")
+      throw ConfigError(fmt::format("$RANK = {} but $WORLD_SIZE is not set (or 1): set both, as torchrun does",
+                                    std::getenv("RANK")));
+    return false;
+  }
   const int rank = env_int("RANK", -1, 0, world - 1);
-  const int local_rank = env_int("LOCAL_RANK", rank, 0, world - 1);
+  const int local_rank = env_int("LOCAL_RANK", 0, 0, world - 1);  // its GPU; 0 on a machine of one rank
   const std::string address = env_or("MASTER_ADDR", "");
   if (address.empty()) throw ConfigError("$MASTER_ADDR is not set: a training job needs it (torchrun sets it)");
   const int port = env_int("MASTER_PORT", -1, 1, 65535);
@@ -87,6 +93,8 @@ bool Distributed::join_from_environment(std::chrono::seconds timeout) {
                                 world));
 #else
   auto group = std::make_unique<Group>();
+  spdlog::info("distributed: rank {} of {} joining the job at {}:{} (waits up to {} s for every rank: --dist-timeout)",
+               rank, world, address, port, timeout.count());
   try {
     // Under torchrun the agent hosts the store (TORCHELASTIC_USE_AGENT_STORE=True), and rank 0 is a client too.
     const bool agent_store = env_or("TORCHELASTIC_USE_AGENT_STORE", "") == "True";
@@ -114,8 +122,11 @@ bool Distributed::join_from_environment(std::chrono::seconds timeout) {
     options->threads = static_cast<int>(options->devices.size()) * 2;
     group->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, rank, world, options);
   } catch (const std::exception& e) {
-    throw Error(fmt::format("rank {} of {}: could not join the training job at {}:{} within {} s: {}", rank, world,
-                            address, port, timeout.count(), reason_of(e)));
+    throw Error(fmt::format("rank {} of {}: could not join the training job at {}:{} (timeout {} s): {}. Every rank "
+                            "must be started with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and rank 0 must be "
+                            "able to listen on that port (torchrun's agent hosts it instead, with "
+                            "TORCHELASTIC_USE_AGENT_STORE=True: not to be set by hand)",
+                            rank, world, address, port, timeout.count(), reason_of(e)));
   }
   group_ = std::move(group);
   rank_ = rank;
@@ -127,7 +138,7 @@ bool Distributed::join_from_environment(std::chrono::seconds timeout) {
 #endif
 }
 
-void Distributed::check(const char* what, const std::function<void()>& collective) const {
+void Distributed::check(const std::string& what, const std::function<void()>& collective) const {
   try {
     collective();
   } catch (const std::exception& e) {
@@ -137,6 +148,33 @@ void Distributed::check(const char* what, const std::function<void()>& collectiv
         "epoch",
         rank_, world_size_, what, reason_of(e)));
   }
+}
+
+void Distributed::check_same(const std::string& what, const std::string& text) {
+  if (!active()) return;
+#ifdef LLM4SBR_HAVE_GLOO
+  const auto prefix = fmt::format("check/{}/", group_->checks++);
+  check("comparing the ranks' " + what, [&] {
+    group_->store->set(prefix + std::to_string(rank_), std::vector<std::uint8_t>(text.begin(), text.end()));
+  });
+  for (int r = 0; r < world_size_; ++r) {
+    if (r == rank_) continue;
+    std::vector<std::uint8_t> theirs;
+    check("comparing the ranks' " + what, [&] { theirs = group_->store->get(prefix + std::to_string(r)); });
+    const std::string other(theirs.begin(), theirs.end());
+    if (other == text) continue;
+    // The first line that differs names the setting.
+    std::istringstream mine_lines(text), their_lines(other);
+    std::string mine_line, their_line;
+    while (std::getline(mine_lines, mine_line) && std::getline(their_lines, their_line) && mine_line == their_line) {
+    }
+    throw ConfigError(fmt::format("rank {} and rank {} of the job have different {}: '{}' here, '{}' there. Every rank "
+                                  "must run the same command with the same data",
+                                  rank_, r, what, mine_line, their_line));
+  }
+#else
+  (void)what, (void)text;
+#endif
 }
 
 void Distributed::all_reduce_sum(std::vector<torch::Tensor>& tensors) {

@@ -45,6 +45,9 @@ class Distributed {
   void broadcast(torch::Tensor& tensor, int root = 0);
   /// Rank 0's bytes on every rank (a file only rank 0 can read: the resumable state).
   std::string broadcast_bytes(const std::string& bytes);
+  /// Throws ConfigError on every rank, quoting the first differing line, unless every rank passes the same
+  /// `text` (its settings, the fingerprint of its data): ranks that train different things must not start.
+  void check_same(const std::string& what, const std::string& text);
   /// Rank 0 runs `work` while the others wait as long as it takes (no timeout: a Stage-1 stage may run for
   /// hours; a rank 0 that dies ends the wait with an error), then the others run it, re-using what it cached.
   void main_first(const std::function<void()>& work);
@@ -56,7 +59,7 @@ class Distributed {
   bool join_from_environment(std::chrono::seconds timeout);
 
  private:
-  void check(const char* what, const std::function<void()>& collective) const;
+  void check(const std::string& what, const std::function<void()>& collective) const;
 
   int rank_ = 0, world_size_ = 1, local_rank_ = 0;
   struct Group;

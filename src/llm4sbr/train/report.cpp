@@ -11,6 +11,7 @@
 #include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/data/prepare.hpp"
+#include "llm4sbr/train/distributed.hpp"
 
 namespace llm4sbr::train {
 
@@ -90,6 +91,9 @@ void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std
   metrics["dataset"] = cfg.get<std::string>("dataset", ds.name);
   metrics["stats"] = data::dataset_stats(ds);
   metrics["paper_compatible"] = opt.paper_compatible;
+  // Data-parallel training on more than one rank gives the LLM4SBR head other numbers (its AU losses are
+  // per rank's part of the batch): a report says how many trained.
+  metrics["ranks"] = distributed().world_size();
   for (const auto& r : runs) {
     metrics["models"][r.label] = r.result.to_json();
     metrics["models"][r.label]["intents"] = r.intents;
@@ -107,6 +111,9 @@ void write_reports(const Config& cfg, const data::PreparedDataset& ds, const std
   md += fmt::format("Test metrics (%) of the epoch selected on the validation split{}; averaged over all {} test samples{}.\n\n",
                     runs.empty() || runs.front().result.selected_on_validation ? "" : " (no validation split: last epoch)",
                     ds.test.size(), opt.paper_compatible ? " with the reference code's @5/@10 averaging (paper_compatible)" : "");
+  if (distributed().active())
+    md += fmt::format("Trained data-parallel on {} ranks (README, \"Training on several processes or machines\").\n\n",
+                      distributed().world_size());
   md += results_table(runs, opt.ks, true, false, improvement);
   md += "\nIntents: ";
   std::vector<std::string> sources;

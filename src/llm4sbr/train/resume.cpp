@@ -29,7 +29,8 @@ nlohmann::json progress_json(const FitProgress& p, const std::string& key) {
   return {{"format", kFormat},     {"key", key},
           {"epoch", p.epoch},      {"finished", p.finished},
           {"best_valid", p.best_valid}, {"bad_epochs", p.bad_epochs},
-          {"best_test_ranks", p.best_test_ranks}, {"result", p.result.to_json()}};
+          {"best_test_ranks", p.best_test_ranks}, {"result", p.result.to_json()},
+          {"ranks", distributed().world_size()}};
 }
 
 }  // namespace
@@ -113,6 +114,12 @@ std::string load_training_state(const fs::path& file, const std::string& bytes, 
     std::lock_guard<std::mutex> lock(generator.mutex());
     generator.set_state(generator_state.to(torch::kCPU));
   }
+  // Another number of ranks goes on from the same weights, but its steps differ (the head's AU losses per
+  // rank's part of the batch, per-rank dropout): the end is neither job's uninterrupted result.
+  if (const auto ranks = j.value("ranks", 1); ranks != distributed().world_size())
+    spdlog::warn("{} was written by a job of {} rank(s) and continues with {}: the training goes on from it, but ends "
+                 "exactly as an uninterrupted job only with the same number of ranks",
+                 file.string(), ranks, distributed().world_size());
   progress.epoch = j.at("epoch").get<std::int64_t>();
   progress.finished = j.at("finished").get<bool>();
   progress.best_valid = j.at("best_valid").get<double>();

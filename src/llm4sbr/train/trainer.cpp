@@ -459,6 +459,8 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
   if (job.active()) reducer = std::make_unique<GradientReducer>(model.parameters());
   FitContext c{model, optimizer, ds, opt, device_intents, opt.label.empty() ? model.label() : opt.label, reducer.get()};
 
+  job.check_same("training settings and data",
+                 fmt::format("train.epochs: {}\nfingerprint of the data and settings: {}", opt.epochs, opt.state_key));
   resume_from_state(c, p);
   if (job.active()) broadcast_model(model);
   for (std::int64_t epoch = p.epoch + 1; epoch <= opt.epochs && !p.finished; ++epoch) {
