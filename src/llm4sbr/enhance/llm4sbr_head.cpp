@@ -99,6 +99,7 @@ models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch
   const bool with_au = is_training() && options_.align_uniform && options_.tau > 0;
   torch::Tensor au;
   models::SessionRepresentation gated = rep;
+  std::vector<torch::Tensor> alphas;
   for (std::int64_t v = 0; v < n_views; ++v) {
     const auto p = projected.select(1, v);                                  // [B, d] h̃_v
     const bool global = anchor_of(options_.views[static_cast<std::size_t>(v)]) == Anchor::kGlobal;
@@ -109,6 +110,7 @@ models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch
     }
     const auto alpha = gates[static_cast<std::size_t>(v)](torch::sigmoid(anchor + p));  // [B, 1] Eq. 10-11
     (global ? gated.global : gated.local) = anchor * alpha;
+    alphas.push_back(alpha);
   }
   torch::Tensor aux = rep.aux_loss;
   if (au.defined()) {
@@ -116,7 +118,7 @@ models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch
     au = options_.tau * au;
     aux = aux.defined() ? aux + au : au;
   }
-  return {encoder_->score(encoder_->readout(gated), gated), aux};
+  return {encoder_->score(encoder_->readout(gated), gated), aux, torch::cat(alphas, 1)};
 }
 
 std::string Llm4sbrHeadImpl::label() const {

@@ -15,6 +15,7 @@ namespace llm4sbr::models {
 struct ForwardOutput {
   torch::Tensor scores;    ///< [B, N] scores of items 1..N
   torch::Tensor aux_loss;  ///< scalar added to the cross-entropy (already weighted); undefined if none
+  torch::Tensor gates;     ///< [B, V] the LLM4SBR head's gate α_v of each view (Eq. 10-11); undefined otherwise
 };
 
 class RecommenderImpl : public torch::nn::Module {
