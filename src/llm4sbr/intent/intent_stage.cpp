@@ -317,6 +317,15 @@ void check_given_stage1(const Config& cfg, const data::PreparedDataset& ds, cons
   check_given_intents(given->dir, ds, views, cfg.get<std::int64_t>("intent.top_r", 5));
 }
 
+IntentsOptions intents_options_from_config(const Config& cfg, const std::vector<std::string>& views) {
+  IntentsOptions opt;
+  opt.views = views;
+  opt.r = cfg.get<std::int64_t>("intent.top_r", opt.r);
+  opt.normalize_weights = cfg.get<bool>("intent.normalize_weights", opt.normalize_weights);
+  opt.localizer = cfg.get<std::string>("intent.localizer", opt.localizer);
+  return opt;
+}
+
 IntentStage run_intent_stage(const Config& cfg, const data::PreparedDataset& ds, const std::string& data_key,
                              const fs::path& stages_dir) {
   IntentStage out;
@@ -324,11 +333,7 @@ IntentStage run_intent_stage(const Config& cfg, const data::PreparedDataset& ds,
   out.views = text::views_from_config(cfg, text::prompt_template_from_config(cfg));
   if (out.source.kind == "intents") return given_intents(out, ds, cfg.get<std::int64_t>("intent.top_r", 5));
 
-  IntentsOptions opt;
-  opt.views = out.views;
-  opt.r = cfg.get<std::int64_t>("intent.top_r", opt.r);
-  opt.normalize_weights = cfg.get<bool>("intent.normalize_weights", opt.normalize_weights);
-  opt.localizer = cfg.get<std::string>("intent.localizer", opt.localizer);
+  IntentsOptions opt = intents_options_from_config(cfg, out.views);
 
   std::string source_key = "titles";
   fs::path responses;

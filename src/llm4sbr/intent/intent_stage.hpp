@@ -77,6 +77,9 @@ bool stage1_by_hand(const Config& cfg);
 void check_given_stage1(const Config& cfg, const data::PreparedDataset& ds, const std::string& data_key,
                         const std::filesystem::path& stages_dir);
 
+/// The localization settings of a run (intent.top_r, intent.normalize_weights, intent.localizer) for `views`.
+IntentsOptions intents_options_from_config(const Config& cfg, const std::vector<std::string>& views);
+
 /// The finished Stage 1 of a run.
 struct IntentStage {
   IntentSource source;
