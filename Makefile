@@ -5,13 +5,14 @@ JOBS ?= $(shell nproc)
 CONFIG ?= configs/beauty.yaml
 OUT ?= runs/beauty
 ARGS ?=
+SERVE_ARGS ?=
 
 SANITIZE ?= address,undefined
 SANITIZE_BUILD ?= build-sanitize
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test bench check-sanitize fuzz clean
+.PHONY: all deps configure build run serve test bench check-sanitize fuzz clean
 
 all: build
 
@@ -26,6 +27,10 @@ build: configure
 
 run: build
 	$(BUILD)/bin/llm4sbr run --config $(CONFIG) --out $(OUT) $(ARGS)
+
+# Serves the LLM4SBR row of `make run`'s output on http://127.0.0.1:8080 (README, "Serving").
+serve: build
+	$(BUILD)/bin/llm4sbr serve --run $(OUT) $(SERVE_ARGS)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900

@@ -66,9 +66,10 @@ std::vector<std::string> splits_of(const std::string& split);
 /// The first `limit` samples of a split (all when limit < 0): quick runs and tests.
 std::vector<data::Sample> first_samples(const std::vector<data::Sample>& samples, std::int64_t limit);
 
-/// The subcommands, by group (commands_data.cpp, commands_stage1.cpp, commands_train.cpp).
+/// The subcommands, by group (commands_data.cpp, commands_stage1.cpp, commands_train.cpp, commands_serve.cpp).
 std::vector<Command> add_data_commands(CLI::App& app);
 std::vector<Command> add_stage1_commands(CLI::App& app);
 std::vector<Command> add_train_commands(CLI::App& app);
+std::vector<Command> add_serve_commands(CLI::App& app);
 
 }  // namespace llm4sbr::cli

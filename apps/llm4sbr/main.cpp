@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
 
   std::vector<cli::Command> commands;
-  for (auto group : {cli::add_data_commands, cli::add_stage1_commands, cli::add_train_commands})
+  for (auto group : {cli::add_data_commands, cli::add_stage1_commands, cli::add_train_commands, cli::add_serve_commands})
     for (auto& command : group(app)) commands.push_back(std::move(command));
 
   CLI11_PARSE(app, argc, argv);

@@ -1,0 +1,104 @@
+// `llm4sbr serve`: a trained model answering live sessions over HTTP (serve/http_server.hpp).
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+
+#include "cli.hpp"
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/progress.hpp"
+#include "llm4sbr/core/runtime.hpp"
+#include "llm4sbr/serve/http_server.hpp"
+#include "llm4sbr/train/checkpoint.hpp"
+#include "llm4sbr/train/device.hpp"
+
+namespace llm4sbr::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ServeArgs {
+  Options o;
+  std::string run, model, checkpoint;
+  serve::HttpOptions http;
+  serve::ServeOptions service;
+};
+
+// The checkpoint of a run folder's row: `model` names its folder (sr-gnn, llm4sbr-sr-gnn-titles, or a
+// prefix of one); without it, the LLM4SBR row, else the only row.
+fs::path checkpoint_of_run(const fs::path& run, const std::string& model) {
+  std::vector<std::string> rows;
+  if (fs::is_directory(run))
+    for (const auto& e : fs::directory_iterator(run))
+      if (fs::exists(e.path() / "best.pt") && fs::exists(e.path() / "checkpoint.yaml")) rows.push_back(e.path().filename());
+  std::sort(rows.begin(), rows.end());
+  if (rows.empty())
+    throw ConfigError(fmt::format("--run {}: no trained model there (a folder with best.pt and checkpoint.yaml, as "
+                                  "`llm4sbr run` writes)",
+                                  run.string()));
+  std::vector<std::string> picked;
+  for (const auto& r : rows)
+    if (model.empty() ? r.rfind("llm4sbr-", 0) == 0 : r == model || r.rfind(model, 0) == 0) picked.push_back(r);
+  if (model.empty() && picked.empty() && rows.size() == 1) picked = rows;
+  if (picked.size() > 1)
+    if (auto exact = std::find(picked.begin(), picked.end(), model); exact != picked.end()) picked = {*exact};
+  if (picked.size() != 1)
+    throw ConfigError(fmt::format("--run {}: {} model{}; choose one with --model ({})", run.string(),
+                                  picked.empty() ? "no matching" : "more than one matching", model.empty() ? "" : " '" + model + "'",
+                                  fmt::join(rows, ", ")));
+  return run / picked.front() / "best.pt";
+}
+
+void run_serve(const ServeArgs& a) {
+  Config cfg = load_config(a.o);
+  configure_runtime(cfg.get<int>("threads", 0));
+  ProgressBar::set_quiet(true);  // per-request encoding and localization would print a bar each
+  const fs::path checkpoint = a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model) : fs::path(a.checkpoint);
+  spdlog::info("serve: loading {}", checkpoint.string());
+  train::LoadOptions load;
+  load.config = cfg;
+  load.text = true;
+  serve::Service service(train::load_trained(checkpoint, train::device_from_config(cfg), std::move(load)), a.service);
+  serve::serve_http(service, a.http);
+}
+
+}  // namespace
+
+std::vector<Command> add_serve_commands(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  auto* s = app.add_subcommand("serve", "serve a trained model's live recommendations, with the intents behind them, over HTTP");
+  auto* run = s->add_option("--run", args->run, "a run folder (from `llm4sbr run`): serves its LLM4SBR row, or --model")
+                  ->check(CLI::ExistingDirectory);
+  s->add_option("--model", args->model, "the row of --run to serve: its folder name (sr-gnn, llm4sbr-sr-gnn-titles) or a prefix")
+      ->needs(run);
+  auto* checkpoint = s->add_option("--checkpoint", args->checkpoint, "a best.pt with checkpoint.yaml beside it")
+                         ->check(CLI::ExistingFile)
+                         ->excludes(run);
+  run->excludes(checkpoint);
+  s->add_option("--host", args->http.host, "address to listen on")->capture_default_str();
+  s->add_option("--port", args->http.port, "port to listen on (0: a free one, printed)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  s->add_option("--max-session-length", args->service.max_session_length,
+                "clicks of a session the model reads (the last ones; longer sessions are cut and flagged)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  s->add_option("--max-batch", args->http.max_batch, "sessions in one forward pass (concurrent requests are merged)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  s->add_option("--max-wait-us", args->http.max_wait_us,
+                "microseconds a forward pass waits for more sessions (0: merge only what queued while busy)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  add_config(s, args->o, false);
+  return {{s, [args] {
+             if (args->run.empty() && args->checkpoint.empty()) throw ConfigError("serve: give --run DIR or --checkpoint FILE");
+             run_serve(*args);
+           }}};
+}
+
+}  // namespace llm4sbr::cli

@@ -1,0 +1,240 @@
+#include "llm4sbr/serve/http_server.hpp"
+
+#include <httplib.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/serve/micro_batcher.hpp"
+
+namespace llm4sbr::serve {
+
+namespace {
+
+// What /metrics reports, in Prometheus' text format.
+class Metrics {
+ public:
+  static constexpr std::array<double, 12> kLatencyBounds{0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000};  // ms
+
+  void request(const std::string& route, int status, double ms) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++requests_[{route, status}];
+    for (std::size_t b = 0; b < kLatencyBounds.size(); ++b)
+      if (ms <= kLatencyBounds[b]) ++latency_buckets_[b];
+    ++latency_count_;
+    latency_sum_ms_ += ms;
+  }
+  void answered(const std::vector<nlohmann::json>& answers) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& a : answers) ++intent_sources_[a["intent"]["source"].get<std::string>()];
+  }
+  void forward_pass(std::size_t sessions) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++passes_by_sessions_[sessions];
+  }
+  std::string text(const std::string& model) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string out = "# TYPE llm4sbr_requests_total counter\n";
+    for (const auto& [key, n] : requests_)
+      out += fmt::format("llm4sbr_requests_total{{route=\"{}\",code=\"{}\"}} {}\n", key.first, key.second, n);
+    out += "# TYPE llm4sbr_request_duration_ms histogram\n";
+    for (std::size_t b = 0; b < kLatencyBounds.size(); ++b)
+      out += fmt::format("llm4sbr_request_duration_ms_bucket{{le=\"{}\"}} {}\n", kLatencyBounds[b], latency_buckets_[b]);
+    out += fmt::format("llm4sbr_request_duration_ms_bucket{{le=\"+Inf\"}} {}\n", latency_count_);
+    out += fmt::format("llm4sbr_request_duration_ms_sum {}\nllm4sbr_request_duration_ms_count {}\n", latency_sum_ms_,
+                       latency_count_);
+    out += "# TYPE llm4sbr_forward_passes_total counter\n";  // by sessions a pass (micro-batching)
+    for (const auto& [n, passes] : passes_by_sessions_)
+      out += fmt::format("llm4sbr_forward_passes_total{{sessions=\"{}\"}} {}\n", n, passes);
+    out += "# TYPE llm4sbr_intent_source_total counter\n";
+    for (const auto& [source, n] : intent_sources_)
+      out += fmt::format("llm4sbr_intent_source_total{{source=\"{}\"}} {}\n", source, n);
+    out += fmt::format("# TYPE llm4sbr_model_info gauge\nllm4sbr_model_info{{model=\"{}\"}} 1\n", model);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::pair<std::string, int>, std::int64_t> requests_;
+  std::array<std::int64_t, kLatencyBounds.size()> latency_buckets_{};
+  std::int64_t latency_count_ = 0;
+  double latency_sum_ms_ = 0;
+  std::map<std::size_t, std::int64_t> passes_by_sessions_;
+  std::map<std::string, std::int64_t> intent_sources_;
+};
+
+void reply_json(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+nlohmann::json parse_body(const httplib::Request& req) {
+  try {
+    return nlohmann::json::parse(req.body);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw RequestError(400, fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+}
+
+// Runs a JSON route: its answer, or the RequestError's status and message.
+void json_route(httplib::Response& res, const std::function<nlohmann::json()>& route) {
+  try {
+    reply_json(res, 200, route());
+  } catch (const RequestError& e) {
+    reply_json(res, e.status(), {{"error", e.what()}});
+  }
+}
+
+void add_routes(httplib::Server& server, const Service& service, MicroBatcher& batcher, const HttpOptions& options,
+                Metrics& metrics) {
+  server.Post("/v1/recommend", [&](const httplib::Request& req, httplib::Response& res) {
+    json_route(res, [&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto request = parse_recommend_request(parse_body(req), service.n_items());
+      auto answers = batcher.recommend({request});
+      metrics.answered(answers);
+      answers.front()["took_ms"] = ms_since(t0);
+      return answers.front();
+    });
+  });
+  server.Post("/v1/recommend:batch", [&](const httplib::Request& req, httplib::Response& res) {
+    json_route(res, [&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto body = parse_body(req);
+      if (!body.is_object() || !body.contains("sessions") || !body["sessions"].is_array())
+        throw RequestError(400, "field 'sessions' must be an array of recommend requests");
+      if (body["sessions"].size() > options.max_batch_sessions)
+        throw RequestError(413, fmt::format("field 'sessions': {} sessions, at most {} in one call", body["sessions"].size(),
+                                            options.max_batch_sessions));
+      std::vector<RecommendRequest> requests;
+      for (std::size_t i = 0; i < body["sessions"].size(); ++i) {
+        try {
+          requests.push_back(parse_recommend_request(body["sessions"][i], service.n_items()));
+        } catch (const RequestError& e) {
+          throw RequestError(e.status(), fmt::format("sessions[{}]: {}", i, e.what()));
+        }
+      }
+      const auto answers = batcher.recommend(requests);
+      metrics.answered(answers);
+      return nlohmann::json{{"results", answers}, {"took_ms", ms_since(t0)}};
+    });
+  });
+  server.Get("/v1/items", [&](const httplib::Request& req, httplib::Response& res) {
+    json_route(res, [&] {
+      std::int64_t limit = 20;
+      if (req.has_param("limit")) {
+        const auto text = req.get_param_value("limit");
+        char* end = nullptr;
+        limit = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || limit < 1 || limit > 1000)
+          throw RequestError(400, fmt::format("parameter 'limit' = '{}' must be an integer in [1, 1000]", text));
+      }
+      return nlohmann::json{{"items", service.search_items(req.get_param_value("query"), limit)}};
+    });
+  });
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { reply_json(res, 200, {{"status", "ok"}}); });
+  server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
+    reply_json(res, 200, {{"status", "ready"}, {"model", service.model_label()}});
+  });
+  server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.text(service.model_label()), "text/plain; version=0.0.4");
+  });
+}
+
+volatile std::sig_atomic_t stop_signal = 0;
+extern "C" void remember_stop_signal(int sig) { stop_signal = sig; }
+
+// The route a request is counted under: the known paths, else "other" (no unbounded label values).
+std::string route_of(const httplib::Request& req) {
+  for (const char* known : {"/v1/recommend", "/v1/recommend:batch", "/v1/items", "/healthz", "/readyz", "/metrics"})
+    if (req.path == known) return known;
+  return "other";
+}
+
+}  // namespace
+
+void serve_http(const Service& service, const HttpOptions& options) {
+  httplib::Server server;
+  Metrics metrics;
+  server.set_payload_max_length(options.max_body_bytes);
+  server.set_read_timeout(options.timeout_s, 0);
+  server.set_write_timeout(options.timeout_s, 0);
+  MicroBatcher batcher(service, options.max_batch, std::chrono::microseconds(options.max_wait_us),
+                       [&](std::size_t sessions) { metrics.forward_pass(sessions); });
+  add_routes(server, service, batcher, options, metrics);
+  std::mutex start_mutex;
+  std::map<const httplib::Request*, std::chrono::steady_clock::time_point> started;
+  server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response&) {
+    std::lock_guard<std::mutex> lock(start_mutex);
+    started[&req] = std::chrono::steady_clock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  server.set_logger([&](const httplib::Request& req, const httplib::Response& res) {
+    double ms = 0;
+    {
+      std::lock_guard<std::mutex> lock(start_mutex);
+      if (auto it = started.find(&req); it != started.end()) ms = ms_since(it->second), started.erase(it);
+    }
+    metrics.request(route_of(req), res.status, ms);
+    spdlog::info("{} {} {} {} {:.2f} ms", req.remote_addr, req.method, req.path, res.status, ms);
+  });
+  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (res.body.empty())
+      reply_json(res, res.status, {{"error", res.status == 404 ? fmt::format("no route {} {}", req.method, req.path)
+                                              : res.status == 413 ? "the body is larger than the server accepts"
+                                                                  : fmt::format("HTTP {}", res.status)}});
+  });
+  server.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("{} {}: {}", req.method, req.path, what);
+    reply_json(res, 500, {{"error", what}});
+  });
+
+  int port = options.port;
+  if (port == 0 ? (port = server.bind_to_any_port(options.host)) < 0 : !server.bind_to_port(options.host, port))
+    throw Error(fmt::format("serve: cannot listen on {}:{} (in use, or not an address of this machine)", options.host,
+                            options.port));
+  // SIGTERM and SIGINT only set a flag (any thread may take them: OpenBLAS's start before main); a watcher
+  // stops the server, which finishes the requests in flight.
+  stop_signal = 0;
+  std::signal(SIGTERM, remember_stop_signal);
+  std::signal(SIGINT, remember_stop_signal);
+  std::atomic<bool> done{false};
+  std::thread stopper([&] {
+    while (!done && stop_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (done) return;
+    spdlog::info("serve: {} received: finishing the requests in flight, then stopping", strsignal(stop_signal));
+    server.stop();
+  });
+  std::printf("serving %s on http://%s:%d\n", service.model_label().c_str(), options.host.c_str(), port);
+  std::fflush(stdout);
+  server.listen_after_bind();
+  done = true;
+  stopper.join();
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGINT, SIG_DFL);
+  spdlog::info("serve: stopped");
+}
+
+}  // namespace llm4sbr::serve

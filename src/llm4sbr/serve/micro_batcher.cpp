@@ -1,0 +1,78 @@
+#include "llm4sbr/serve/micro_batcher.hpp"
+
+#include <algorithm>
+#include <iterator>
+
+namespace llm4sbr::serve {
+
+MicroBatcher::MicroBatcher(const Service& service, std::size_t max_batch, std::chrono::microseconds max_wait,
+                           std::function<void(std::size_t)> on_pass)
+    : service_(service), max_batch_(std::max<std::size_t>(1, max_batch)), max_wait_(max_wait), on_pass_(std::move(on_pass)),
+      worker_([this] { work(); }) {}
+
+MicroBatcher::~MicroBatcher() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  queued_.notify_all();
+  worker_.join();
+}
+
+std::vector<nlohmann::json> MicroBatcher::recommend(std::vector<RecommendRequest> requests) {
+  std::future<std::vector<nlohmann::json>> answers;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued_sessions_ += requests.size();
+    queue_.push_back({std::move(requests), {}, std::chrono::steady_clock::now()});
+    answers = queue_.back().answers.get_future();
+  }
+  queued_.notify_one();
+  return answers.get();
+}
+
+// The calls of the next pass: the oldest call, then more while they fit in max_batch sessions, after waiting
+// until the oldest has waited max_wait when the pass is not full. A call is never split.
+std::vector<MicroBatcher::Call> MicroBatcher::take_pass(std::unique_lock<std::mutex>& lock) {
+  const auto deadline = queue_.front().queued + max_wait_;
+  queued_.wait_until(lock, deadline, [&] { return stopping_ || queued_sessions_ >= max_batch_; });
+  std::vector<Call> pass;
+  std::size_t sessions = 0;
+  while (!queue_.empty() && (pass.empty() || sessions + queue_.front().requests.size() <= max_batch_)) {
+    sessions += queue_.front().requests.size();
+    queued_sessions_ -= queue_.front().requests.size();
+    pass.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  return pass;
+}
+
+void MicroBatcher::work() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    queued_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left
+    auto pass = take_pass(lock);
+    lock.unlock();
+    std::vector<RecommendRequest> requests;
+    for (auto& call : pass) requests.insert(requests.end(), call.requests.begin(), call.requests.end());
+    std::vector<nlohmann::json> answers;
+    try {
+      answers = service_.recommend(requests);
+    } catch (...) {
+      for (auto& call : pass) call.answers.set_exception(std::current_exception());
+      lock.lock();
+      continue;
+    }
+    auto next = answers.begin();
+    for (auto& call : pass) {
+      const auto end = next + static_cast<std::ptrdiff_t>(call.requests.size());
+      call.answers.set_value({std::make_move_iterator(next), std::make_move_iterator(end)});
+      next = end;
+    }
+    if (on_pass_) on_pass_(requests.size());
+    lock.lock();
+  }
+}
+
+}  // namespace llm4sbr::serve

@@ -1,0 +1,58 @@
+// Micro-batching for the service (issue 12, "Throughput"): concurrent requests are merged into one forward
+// pass of the model. While a pass runs, new calls queue; the next pass takes every queued session (up to
+// `max_batch`), after waiting at most `max_wait` for more when it has fewer. With max_wait = 0 an idle server
+// answers at once and a busy one batches by itself.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "llm4sbr/serve/service.hpp"
+
+namespace llm4sbr::serve {
+
+class MicroBatcher {
+ public:
+  /// `on_pass` is called after each forward pass with its number of sessions (metrics).
+  MicroBatcher(const Service& service, std::size_t max_batch, std::chrono::microseconds max_wait,
+               std::function<void(std::size_t)> on_pass = {});
+  /// Answers what is queued, then stops the worker.
+  ~MicroBatcher();
+  MicroBatcher(const MicroBatcher&) = delete;
+  MicroBatcher& operator=(const MicroBatcher&) = delete;
+
+  /// Service::recommend(requests), computed in one pass with whatever other calls are queued. Thread-safe.
+  /// Rethrows what the pass threw.
+  std::vector<nlohmann::json> recommend(std::vector<RecommendRequest> requests);
+
+ private:
+  struct Call {
+    std::vector<RecommendRequest> requests;
+    std::promise<std::vector<nlohmann::json>> answers;
+    std::chrono::steady_clock::time_point queued;
+  };
+  void work();
+  std::vector<Call> take_pass(std::unique_lock<std::mutex>& lock);
+
+  const Service& service_;
+  std::size_t max_batch_;
+  std::chrono::microseconds max_wait_;
+  std::function<void(std::size_t)> on_pass_;
+  std::mutex mutex_;
+  std::condition_variable queued_;
+  std::deque<Call> queue_;
+  std::size_t queued_sessions_ = 0;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace llm4sbr::serve

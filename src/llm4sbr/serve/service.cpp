@@ -1,0 +1,212 @@
+#include "llm4sbr/serve/service.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <sstream>
+#include <unordered_set>
+
+#include "llm4sbr/core/error.hpp"
+#include "llm4sbr/intent/intent_stage.hpp"
+#include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/train/device.hpp"
+
+namespace llm4sbr::serve {
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+bool boolean_field(const nlohmann::json& body, const char* name, bool fallback) {
+  if (!body.contains(name)) return fallback;
+  if (!body[name].is_boolean()) throw RequestError(400, fmt::format("field '{}' must be true or false", name));
+  return body[name].get<bool>();
+}
+
+}  // namespace
+
+RecommendRequest parse_recommend_request(const nlohmann::json& body, std::int64_t n_items) {
+  if (!body.is_object()) throw RequestError(400, "the request body must be a JSON object");
+  for (const auto& [key, value] : body.items())
+    if (key != "items" && key != "k" && key != "explain" && key != "exclude_seen")
+      throw RequestError(400, fmt::format("unknown field '{}' (items, k, explain, exclude_seen)", key));
+  if (!body.contains("items") || !body["items"].is_array())
+    throw RequestError(400, "field 'items' must be an array of item ids (the session's clicks, oldest first)");
+  RecommendRequest r;
+  r.k = std::min<std::int64_t>(r.k, n_items);
+  for (const auto& item : body["items"]) {
+    if (item.is_string()) r.items.push_back(item.get<std::string>());
+    else if (item.is_number_integer()) r.items.push_back(std::to_string(item.get<std::int64_t>()));
+    else throw RequestError(400, fmt::format("field 'items': {} is not an item id (a string or an integer)", item.dump()));
+  }
+  if (body.contains("k")) {
+    if (!body["k"].is_number_integer()) throw RequestError(400, "field 'k' must be an integer");
+    r.k = body["k"].get<std::int64_t>();
+    if (r.k < 1 || r.k > n_items)
+      throw RequestError(400, fmt::format("field 'k' = {} must be in [1, {}] (the catalogue's size)", r.k, n_items));
+  }
+  r.explain = boolean_field(body, "explain", r.explain);
+  r.exclude_seen = boolean_field(body, "exclude_seen", r.exclude_seen);
+  return r;
+}
+
+struct Service::Session {
+  std::vector<std::int64_t> items;  ///< known model ids, the last max_session_length clicks
+  std::vector<std::string> unknown;
+  std::vector<std::string> flags;
+};
+
+Service::Service(train::TrainedModel trained, ServeOptions options)
+    : trained_(std::move(trained)), options_(options) {
+  const auto& ds = *trained_.dataset;
+  for (const auto& item : ds.items) {
+    id_of_raw_.emplace(item.raw_id, item.id);
+    lower_titles_.push_back(lower(item.title));
+  }
+  // Clicks of the training sessions: the popularity fallback and the order of title search results.
+  std::vector<std::int64_t> clicks(static_cast<std::size_t>(ds.n_items()) + 1, 0);
+  std::unordered_set<std::int64_t> train_sessions;
+  for (const auto& s : ds.train) train_sessions.insert(s.session);
+  for (const auto s : train_sessions)
+    for (const auto id : ds.sessions[static_cast<std::size_t>(s)].items) ++clicks[static_cast<std::size_t>(id)];
+  by_popularity_.resize(static_cast<std::size_t>(ds.n_items()));
+  std::iota(by_popularity_.begin(), by_popularity_.end(), 1);
+  std::stable_sort(by_popularity_.begin(), by_popularity_.end(),
+                   [&](std::int64_t a, std::int64_t b) { return clicks[static_cast<std::size_t>(a)] > clicks[static_cast<std::size_t>(b)]; });
+  if (!trained_.views.empty()) {
+    if (!trained_.encoder || !trained_.catalogue.defined())
+      throw Error(fmt::format("serve: {} needs its fitted text encoder to compute intents for new sessions",
+                              trained_.model->label()));
+    intents_options_ = intent::intents_options_from_config(trained_.config, trained_.views);
+    intents_options_.write_records = false;
+    index_ = intent::catalogue_index(trained_.catalogue, intents_options_.localizer);
+  }
+}
+
+Service::Session Service::resolve(const RecommendRequest& request) const {
+  Session s;
+  for (const auto& raw : request.items) {
+    const auto it = id_of_raw_.find(raw);
+    if (it == id_of_raw_.end()) s.unknown.push_back(raw);
+    else s.items.push_back(it->second);
+  }
+  if (!s.unknown.empty()) s.flags.push_back("unknown_items_dropped");
+  if (static_cast<std::int64_t>(s.items.size()) > options_.max_session_length) {
+    s.items.erase(s.items.begin(), s.items.end() - options_.max_session_length);
+    s.flags.push_back("session_truncated");
+  }
+  if (s.items.empty()) s.flags.push_back("empty_session_popularity");
+  return s;
+}
+
+nlohmann::json Service::item_json(std::int64_t id) const {
+  const auto& item = trained_.dataset->items[static_cast<std::size_t>(id - 1)];
+  return {{"id", item.raw_id}, {"title", item.title}};
+}
+
+std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendRequest>& requests) const {
+  torch::NoGradGuard no_grad;
+  const auto& ds = *trained_.dataset;
+  std::vector<Session> sessions;
+  std::vector<data::Sample> samples;  // the sessions the model answers; Sample::id = row in the batch
+  std::vector<std::int64_t> row_of(requests.size(), -1);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    sessions.push_back(resolve(requests[i]));
+    if (sessions.back().items.empty()) continue;
+    row_of[i] = static_cast<std::int64_t>(samples.size());
+    samples.push_back({row_of[i], 0, sessions.back().items, 1});
+  }
+
+  torch::Tensor scores, gates;
+  intent::MemoryIntents intents;
+  if (!samples.empty()) {
+    const auto device = train::device_of(*trained_.model);
+    std::vector<std::int64_t> all(samples.size());
+    std::iota(all.begin(), all.end(), 0);
+    auto batch = models::make_batch(samples, all, device);
+    if (!trained_.views.empty()) {
+      std::lock_guard<std::mutex> lock(encoder_mutex_);
+      intents = intent::intents_in_memory(ds, samples, intent::titles_text_source(ds), *trained_.encoder, *index_,
+                                          intents_options_);
+      batch.intents = intents.intents.to(device);
+    }
+    auto out = trained_.model->forward(batch);
+    scores = out.scores.to(torch::kCPU);
+    if (out.gates.defined()) gates = out.gates.to(torch::kCPU);
+  }
+
+  std::vector<nlohmann::json> answers;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const auto& request = requests[i];
+    const auto& session = sessions[i];
+    nlohmann::json answer{{"items", nlohmann::json::array()}, {"unknown_items", session.unknown},
+                          {"flags", session.flags}, {"model", model_label()}};
+    const auto row = row_of[i];
+    if (row < 0) {  // no known item: the most clicked items, which no model can improve on without a session
+      for (std::int64_t j = 0; j < request.k; ++j) {
+        auto item = item_json(by_popularity_[static_cast<std::size_t>(j)]);
+        item["score"] = nullptr;
+        answer["items"].push_back(std::move(item));
+      }
+      answer["intent"] = {{"source", "none"}, {"views", nlohmann::json::object()}};
+      answers.push_back(std::move(answer));
+      continue;
+    }
+    auto s = scores[row].clone();  // [N], item k+1 at k
+    if (request.exclude_seen)
+      for (const auto id : session.items) s[id - 1] = -std::numeric_limits<float>::infinity();
+    const auto top = s.topk(request.k);
+    const auto values = std::get<0>(top), ids = std::get<1>(top);
+    for (std::int64_t j = 0; j < request.k; ++j) {
+      const float score = values[j].item<float>();
+      if (!std::isfinite(score)) break;  // exclude_seen left fewer than k items
+      auto item = item_json(ids[j].item<std::int64_t>() + 1);
+      item["score"] = score;
+      answer["items"].push_back(std::move(item));
+    }
+    nlohmann::json views = nlohmann::json::object();
+    if (request.explain && !trained_.views.empty()) {
+      const auto n_views = trained_.views.size();
+      for (std::size_t v = 0; v < n_views; ++v) {
+        const auto text = intents.texts.text_index[static_cast<std::size_t>(row) * n_views + v];
+        nlohmann::json localized = nlohmann::json::array();
+        const auto ids_v = intents.localized.distinct.ids[text], sims = intents.localized.distinct.scores[text];
+        for (std::int64_t j = 0; j < ids_v.size(0); ++j) {
+          auto item = item_json(ids_v[j].item<std::int64_t>());
+          item["similarity"] = sims[j].item<float>();
+          localized.push_back(std::move(item));
+        }
+        views[trained_.views[v]] = {{"text", intents.texts.distinct[static_cast<std::size_t>(text)]},
+                                    {"gate", gates.defined() ? nlohmann::json(gates[row][static_cast<std::int64_t>(v)].item<float>())
+                                                             : nlohmann::json(nullptr)},
+                                    {"items", std::move(localized)}};
+      }
+    }
+    answer["intent"] = {{"source", trained_.views.empty() ? "none" : "titles"}, {"views", std::move(views)}};
+    answers.push_back(std::move(answer));
+  }
+  return answers;
+}
+
+std::vector<nlohmann::json> Service::search_items(const std::string& query, std::int64_t limit) const {
+  std::vector<std::string> words;
+  std::istringstream in(lower(query));
+  for (std::string w; in >> w;) words.push_back(w);
+  std::vector<nlohmann::json> out;
+  for (const auto id : by_popularity_) {
+    if (static_cast<std::int64_t>(out.size()) >= limit) break;
+    const auto& title = lower_titles_[static_cast<std::size_t>(id - 1)];
+    if (std::all_of(words.begin(), words.end(), [&](const std::string& w) { return title.find(w) != std::string::npos; }))
+      out.push_back(item_json(id));
+  }
+  return out;
+}
+
+}  // namespace llm4sbr::serve

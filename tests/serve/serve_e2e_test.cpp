@@ -1,0 +1,213 @@
+// `llm4sbr serve` as a real process on a free local port, with a real HTTP client: the LLM4SBR(SR-GNN) row of a
+// `llm4sbr run` on a Beauty subset (titles intents). Online answers equal the offline ranking of the same
+// checkpoint and intents; bad input is a 4xx naming the field; unknown and empty sessions fall back with flags;
+// batch, search, health and metrics; SIGTERM stops it cleanly.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "e2e/background_process.hpp"
+#include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/train/checkpoint.hpp"
+#include "test_support.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr unsigned kTimeoutSeconds = 600;
+
+class Serve : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new llm4sbr::testing::TempDir;
+    const auto run = llm4sbr::testing::run_with_file_size_limit(
+        {LLM4SBR_CLI, "run", "--config", "configs/beauty.yaml", "--out", (*dir_ / "run").string(), "--set",
+         "data.max_sessions=1500", "--set", "data.min_item_count=3", "--set", "data.iterative_filter=true", "--set",
+         "train.epochs=1", "--set", "threads=1", "--set", "enhance.baseline=false"},
+        -1, kTimeoutSeconds, LLM4SBR_SOURCE_DIR);
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    server_ = new llm4sbr::testing::Started(llm4sbr::testing::start_process(
+        {LLM4SBR_CLI, "serve", "--run", (*dir_ / "run").string(), "--port", "0", "--set", "threads=1"}, {},
+        *dir_ / "server.log", kTimeoutSeconds, LLM4SBR_SOURCE_DIR));
+    const std::regex listening("serving .* on http://127\\.0\\.0\\.1:([0-9]+)");
+    for (int i = 0; i < 600 && port_ == 0; ++i) {
+      std::smatch m;
+      const auto log = llm4sbr::testing::read_text(server_->log);
+      if (std::regex_search(log, m, listening)) port_ = std::stoi(m[1]);
+      else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_NE(port_, 0) << llm4sbr::testing::read_text(server_->log);
+  }
+  static void TearDownTestSuite() {
+    if (server_) ::kill(server_->pid, SIGKILL), llm4sbr::testing::wait_process(*server_);
+    delete server_;
+    server_ = nullptr;
+    delete dir_;
+  }
+
+  static httplib::Client client() {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60, 0);
+    return c;
+  }
+  static json post(const std::string& path, const std::string& body, int expected_status) {
+    auto res = client().Post(path.c_str(), body, "application/json");
+    EXPECT_TRUE(res) << path << " " << body.substr(0, 200);
+    if (!res) return {};
+    EXPECT_EQ(res->status, expected_status) << path << " " << body.substr(0, 200) << "\n" << res->body;
+    return json::parse(res->body, nullptr, false);
+  }
+  static fs::path checkpoint() { return *dir_ / "run" / "llm4sbr-sr-gnn-titles" / "best.pt"; }
+
+  static llm4sbr::testing::TempDir* dir_;
+  static llm4sbr::testing::Started* server_;
+  static int port_;
+};
+
+llm4sbr::testing::TempDir* Serve::dir_ = nullptr;
+llm4sbr::testing::Started* Serve::server_ = nullptr;
+int Serve::port_ = 0;
+
+// No training/serving skew: the served top 20 of test sessions are the offline model's top 20 on the stored
+// intents of those sessions (the titles stage, which the service recomputes online), with the same scores up
+// to float rounding. Compared by score, so that ties between items may come in either order.
+TEST_F(Serve, AnswersAreTheOfflineRankingWithTheirExplanations) {
+  auto trained = llm4sbr::train::load_trained(checkpoint());
+  const auto& ds = *trained.dataset;
+  const std::vector<llm4sbr::data::Sample> samples(ds.test.begin(), ds.test.begin() + 30);
+  auto batch = llm4sbr::models::make_batch(samples);
+  batch.intents = trained.intents("test").index_select(0, batch.sample_ids);
+  torch::NoGradGuard no_grad;
+  const auto offline = trained.model->forward(batch).scores;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    json items = json::array();
+    for (const auto id : samples[i].prefix) items.push_back(ds.items[static_cast<std::size_t>(id - 1)].raw_id);
+    const auto answer = post("/v1/recommend", json{{"items", items}, {"k", 20}}.dump(), 200);
+    ASSERT_EQ(answer["items"].size(), 20u) << answer.dump();
+    const auto kth = std::get<0>(offline[static_cast<std::int64_t>(i)].topk(20))[19].item<float>();
+    for (const auto& item : answer["items"]) {
+      std::int64_t id = 0;
+      for (const auto& it : ds.items)
+        if (it.raw_id == item["id"].get<std::string>()) id = it.id;
+      ASSERT_GT(id, 0) << item.dump();
+      const float want = offline[static_cast<std::int64_t>(i)][id - 1].item<float>();
+      EXPECT_NEAR(item["score"].get<float>(), want, 1e-4) << item.dump();
+      EXPECT_GE(want, kth - 1e-4) << "served an item outside the offline top 20: " << item.dump();
+      EXPECT_EQ(item["title"], ds.items[static_cast<std::size_t>(id - 1)].title);
+    }
+    EXPECT_EQ(answer["intent"]["source"], "titles");
+    EXPECT_EQ(answer["model"], "LLM4SBR(SR-GNN)");
+    for (const auto* view : {"long", "short"}) {
+      const auto& v = answer["intent"]["views"][view];
+      ASSERT_TRUE(v.is_object()) << answer.dump();
+      EXPECT_FALSE(v["text"].get<std::string>().empty());
+      EXPECT_TRUE(v["gate"].is_number());
+      EXPECT_EQ(v["items"].size(), 5u);  // top-r = 5
+      EXPECT_TRUE(v["items"][0]["similarity"].is_number());
+    }
+  }
+}
+
+TEST_F(Serve, BadInputIsA4xxNamingTheField) {
+  EXPECT_NE(post("/v1/recommend", "{\"items\": [", 400)["error"].get<std::string>().find("not valid JSON"), std::string::npos);
+  EXPECT_NE(post("/v1/recommend", R"({"items": "B0001"})", 400)["error"].get<std::string>().find("'items'"),
+            std::string::npos);
+  EXPECT_NE(post("/v1/recommend", R"({"items": [1.5]})", 400)["error"].get<std::string>().find("not an item id"),
+            std::string::npos);
+  EXPECT_NE(post("/v1/recommend", R"({"items": [], "k": 0})", 400)["error"].get<std::string>().find("'k'"),
+            std::string::npos);
+  EXPECT_NE(post("/v1/recommend", R"({"items": [], "k": 100000000})", 400)["error"].get<std::string>().find("catalogue"),
+            std::string::npos);
+  EXPECT_NE(post("/v1/recommend", R"({"items": [], "kk": 3})", 400)["error"].get<std::string>().find("unknown field 'kk'"),
+            std::string::npos);
+  EXPECT_NE(post("/v1/recommend", R"({"items": [], "explain": "yes"})", 400)["error"].get<std::string>().find("'explain'"),
+            std::string::npos);
+  EXPECT_NE(post("/v1/recommend:batch", R"({"sessions": [{"items": []}, {"k": 3}]})", 400)["error"].get<std::string>().find(
+                "sessions[1]"),
+            std::string::npos);
+  post("/v1/recommend", json{{"items", json::array({std::string(2 << 20, 'x')})}}.dump(), 413);
+  auto res = client().Get("/nowhere");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  EXPECT_NE(client().Get("/v1/items?query=x&limit=0")->status, 200);
+}
+
+TEST_F(Serve, UnknownEmptyAndLongSessionsAreAnsweredAndFlagged) {
+  const auto unknown = post("/v1/recommend", R"({"items": ["no-such-item"], "k": 5})", 200);
+  EXPECT_EQ(unknown["unknown_items"], json::array({"no-such-item"}));
+  EXPECT_EQ(unknown["items"].size(), 5u);
+  EXPECT_EQ(unknown["intent"]["source"], "none");
+  const std::set<std::string> flags(unknown["flags"].begin(), unknown["flags"].end());
+  EXPECT_TRUE(flags.count("unknown_items_dropped") && flags.count("empty_session_popularity")) << unknown.dump();
+
+  auto trained = llm4sbr::train::load_trained(checkpoint(), torch::kCPU, {.text = false});
+  const auto& items = trained.dataset->items;
+  json clicks = json::array();
+  for (int i = 0; i < 10000; ++i) clicks.push_back(items[static_cast<std::size_t>(i) % items.size()].raw_id);
+  const auto longest = post("/v1/recommend", json{{"items", clicks}, {"k", 3}, {"exclude_seen", true}}.dump(), 200);
+  EXPECT_EQ(longest["items"].size(), 3u);
+  EXPECT_NE(longest["flags"].dump().find("session_truncated"), std::string::npos) << longest["flags"];
+  // exclude_seen: none of the 50 clicks the model read comes back
+  for (const auto& item : longest["items"])
+    for (int i = 10000 - 50; i < 10000; ++i) EXPECT_NE(item["id"], clicks[static_cast<std::size_t>(i)]);
+}
+
+TEST_F(Serve, BatchSearchHealthAndMetrics) {
+  auto trained = llm4sbr::train::load_trained(checkpoint(), torch::kCPU, {.text = false});
+  const auto& ds = *trained.dataset;
+  json sessions = json::array();
+  for (std::size_t i = 0; i < 3; ++i) {
+    json items = json::array();
+    for (const auto id : ds.test[i].prefix) items.push_back(ds.items[static_cast<std::size_t>(id - 1)].raw_id);
+    sessions.push_back({{"items", items}, {"k", 10}, {"explain", false}});
+  }
+  const auto batch = post("/v1/recommend:batch", json{{"sessions", sessions}}.dump(), 200);
+  ASSERT_EQ(batch["results"].size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto alone = post("/v1/recommend", sessions[i].dump(), 200);
+    for (std::size_t j = 0; j < 10; ++j) {
+      EXPECT_EQ(batch["results"][i]["items"][j]["id"], alone["items"][j]["id"]);
+      EXPECT_NEAR(batch["results"][i]["items"][j]["score"].get<float>(), alone["items"][j]["score"].get<float>(), 1e-4);
+    }
+    EXPECT_TRUE(alone["intent"]["views"].empty()) << "explain=false";
+  }
+
+  const auto& title = ds.items[0].title;
+  const auto word = title.substr(0, title.find(' '));
+  auto found = client().Get("/v1/items", httplib::Params{{"limit", "5"}, {"query", word}}, httplib::Headers{});
+  ASSERT_TRUE(found);
+  ASSERT_EQ(found->status, 200);
+  const auto hits = json::parse(found->body)["items"];
+  EXPECT_FALSE(hits.empty());
+  EXPECT_LE(hits.size(), 5u);
+
+  EXPECT_EQ(client().Get("/healthz")->status, 200);
+  EXPECT_EQ(json::parse(client().Get("/readyz")->body)["model"], "LLM4SBR(SR-GNN)");
+  const auto metrics = client().Get("/metrics")->body;
+  EXPECT_NE(metrics.find(R"(llm4sbr_requests_total{route="/v1/recommend",code="200"})"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"(llm4sbr_intent_source_total{source="titles"})"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("llm4sbr_request_duration_ms_bucket"), std::string::npos) << metrics;
+}
+
+// Last (gtest runs a suite's tests in order): SIGTERM lets the server finish and exit 0.
+TEST_F(Serve, ZSigtermStopsTheServerCleanly) {
+  ASSERT_EQ(::kill(server_->pid, SIGTERM), 0);
+  const auto finished = llm4sbr::testing::wait_process(*server_);
+  delete server_;
+  server_ = nullptr;
+  EXPECT_EQ(finished.result.exit_code, 0) << finished.result.output;
+  EXPECT_NE(finished.result.output.find("serve: stopped"), std::string::npos) << finished.result.output;
+}
+
+}  // namespace
