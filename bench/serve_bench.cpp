@@ -42,6 +42,7 @@ Load run_clients(const std::string& host, int port, const std::vector<std::strin
     threads.emplace_back([&, c] {
       httplib::Client client(host, port);
       client.set_keep_alive(true);
+      client.set_tcp_nodelay(true);
       for (std::size_t i = static_cast<std::size_t>(c); std::chrono::steady_clock::now() < end; i += static_cast<std::size_t>(clients)) {
         const auto t0 = std::chrono::steady_clock::now();
         auto res = client.Post("/v1/recommend", bodies[i % bodies.size()], "application/json");

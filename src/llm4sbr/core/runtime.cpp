@@ -92,6 +92,10 @@ void ensure_fast_blas(char** argv) {
                std::strerror(errno));
 }
 
+void set_blas_threads(int threads) {
+  if (auto set = openblas_symbol<void (*)(int)>("openblas_set_num_threads")) set(threads);
+}
+
 RuntimeInfo configure_runtime(int threads) {
   RuntimeInfo info;
   info.blas_library = loaded_blas_path();

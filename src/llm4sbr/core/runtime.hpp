@@ -28,4 +28,8 @@ void ensure_fast_blas(char** argv);
 /// all cores.
 RuntimeInfo configure_runtime(int threads = 0);
 
+/// Sets OpenBLAS's own thread count (a no-op with another BLAS). The service answers small batches, where
+/// OpenBLAS's idle threads spinning in sched_yield cost more than they add.
+void set_blas_threads(int threads);
+
 }  // namespace llm4sbr
