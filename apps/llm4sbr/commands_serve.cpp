@@ -55,8 +55,8 @@ fs::path checkpoint_of_run(const fs::path& run, const std::string& model) {
 
 void run_serve(const ServeArgs& a) {
   Config cfg = load_config(a.o);
-  configure_runtime(cfg.get<int>("threads", 0));
   set_blas_threads(1);  // many small batches: requests run side by side instead
+  configure_runtime(cfg.get<int>("threads", 0));
   ProgressBar::set_quiet(true);  // per-request encoding and localization would print a bar each
   const fs::path checkpoint = a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model) : fs::path(a.checkpoint);
   spdlog::info("serve: loading {}", checkpoint.string());

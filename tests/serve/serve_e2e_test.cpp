@@ -4,6 +4,10 @@
 // batch, search, health and metrics; SIGTERM stops it cleanly.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -198,6 +202,43 @@ TEST_F(Serve, BatchSearchHealthAndMetrics) {
   EXPECT_NE(metrics.find(R"(llm4sbr_requests_total{route="/v1/recommend",code="200"})"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find(R"(llm4sbr_intent_source_total{source="titles"})"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("llm4sbr_request_duration_ms_bucket"), std::string::npos) << metrics;
+}
+
+// Connections that cost a server its workers or its memory: idle ones held open, a chunked body (which
+// cpp-httplib would read past the body limit), bytes that are not UTF-8, and a second server on the same port.
+TEST_F(Serve, IdleConnectionsChunkedBodiesAndAPortInUseDoNotTakeItDown) {
+  std::vector<int> idle;
+  for (int i = 0; i < 24; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    idle.push_back(fd);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto health = client().Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0)
+      << "24 idle connections held the workers";
+  for (const int fd : idle) ::close(fd);
+
+  httplib::Headers chunked{{"Transfer-Encoding", "chunked"}};
+  auto c = client();
+  auto res = c.Post("/v1/recommend", chunked, std::string("5\r\n{\"ite\r\n0\r\n\r\n"), "application/json");
+  if (res) EXPECT_EQ(res->status, 411) << res->body;
+
+  // The parser's message quotes the bad bytes; the answer must still be JSON (a 400, not a 500).
+  const auto odd = post("/v1/recommend", "{\"items\": [\"\xff\xfe\"], \"k\": 1}", 400);
+  EXPECT_NE(odd["error"].get<std::string>().find("not valid JSON"), std::string::npos) << odd.dump();
+
+  const auto second = llm4sbr::testing::run_with_file_size_limit(
+      {LLM4SBR_CLI, "serve", "--run", (*dir_ / "run").string(), "--port", std::to_string(port_)}, -1, 120,
+      LLM4SBR_SOURCE_DIR);
+  EXPECT_EQ(second.exit_code, 2) << second.output;
+  EXPECT_NE(second.output.find("cannot listen"), std::string::npos) << second.output;
 }
 
 // Last (gtest runs a suite's tests in order): SIGTERM lets the server finish and exit 0.

@@ -1,9 +1,13 @@
 #include "llm4sbr/serve/http_server.hpp"
 
+// A backlog for bursts of connections (cpp-httplib's default is 5).
+#define CPPHTTPLIB_LISTEN_BACKLOG 128
 #include <httplib.h>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <sys/socket.h>
 
 #include <array>
 #include <atomic>
@@ -76,7 +80,8 @@ class Metrics {
 
 void reply_json(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // Request strings echoed back (unknown ids) may hold invalid UTF-8: replaced, never an exception.
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
@@ -118,6 +123,8 @@ void add_routes(httplib::Server& server, const Service& service, MicroBatcher& b
       const auto body = parse_body(req);
       if (!body.is_object() || !body.contains("sessions") || !body["sessions"].is_array())
         throw RequestError(400, "field 'sessions' must be an array of recommend requests");
+      for (const auto& [key, value] : body.items())
+        if (key != "sessions") throw RequestError(400, fmt::format("unknown field '{}' (sessions)", key));
       if (body["sessions"].size() > options.max_batch_sessions)
         throw RequestError(413, fmt::format("field 'sessions': {} sessions, at most {} in one call", body["sessions"].size(),
                                             options.max_batch_sessions));
@@ -171,6 +178,15 @@ std::string route_of(const httplib::Request& req) {
 void serve_http(const Service& service, const HttpOptions& options) {
   httplib::Server server;
   Metrics metrics;
+  // Only SO_REUSEADDR: cpp-httplib's default SO_REUSEPORT let a second server share a port in use, and the
+  // kernel split the traffic between the two.
+  server.set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  // A worker per connection while it is kept alive: idle client connections (pools, slow clients) must not
+  // hold every worker (cpp-httplib's default is 8 on this machine).
+  server.new_task_queue = [] { return new httplib::ThreadPool(64); };
   server.set_tcp_nodelay(true);  // without it, Nagle and delayed ACKs add ~40 ms to a small answer
   server.set_payload_max_length(options.max_body_bytes);
   server.set_read_timeout(options.timeout_s, 0);
@@ -180,9 +196,16 @@ void serve_http(const Service& service, const HttpOptions& options) {
   add_routes(server, service, batcher, options, metrics);
   std::mutex start_mutex;
   std::map<const httplib::Request*, std::chrono::steady_clock::time_point> started;
-  server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response&) {
-    std::lock_guard<std::mutex> lock(start_mutex);
-    started[&req] = std::chrono::steady_clock::now();
+  server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+    {
+      std::lock_guard<std::mutex> lock(start_mutex);
+      started[&req] = std::chrono::steady_clock::now();
+    }
+    // cpp-httplib does not apply the body limit to chunked bodies: they must come with a Content-Length.
+    if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
+      reply_json(res, 411, {{"error", "send the body with a Content-Length, not chunked"}});
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return httplib::Server::HandlerResponse::Unhandled;
   });
   server.set_logger([&](const httplib::Request& req, const httplib::Response& res) {
@@ -194,10 +217,10 @@ void serve_http(const Service& service, const HttpOptions& options) {
     metrics.request(route_of(req), res.status, ms);
     spdlog::info("{} {} {} {} {:.2f} ms", req.remote_addr, req.method, req.path, res.status, ms);
   });
-  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  server.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
     if (res.body.empty())
       reply_json(res, res.status, {{"error", res.status == 404 ? fmt::format("no route {} {}", req.method, req.path)
-                                              : res.status == 413 ? "the body is larger than the server accepts"
+                                              : res.status == 413 ? fmt::format("the body is larger than the {} bytes the server accepts (send JSON with Content-Type: application/json: form bodies stop at 8,192)", options.max_body_bytes)
                                                                   : fmt::format("HTTP {}", res.status)}});
   });
   server.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {

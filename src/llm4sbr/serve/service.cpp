@@ -181,6 +181,7 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
         nlohmann::json localized = nlohmann::json::array();
         const auto ids_v = intents.localized.distinct.ids[text], sims = intents.localized.distinct.scores[text];
         for (std::int64_t j = 0; j < ids_v.size(0); ++j) {
+          if (!(sims[j].item<float>() > 0)) continue;  // an empty or unrepresentable text localizes to nothing
           auto item = item_json(ids_v[j].item<std::int64_t>());
           item["similarity"] = sims[j].item<float>();
           localized.push_back(std::move(item));
