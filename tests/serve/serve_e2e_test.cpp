@@ -144,6 +144,10 @@ TEST_F(Serve, BadInputIsA4xxNamingTheField) {
   auto res = client().Get("/nowhere");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 404);
+  auto wrong_method = client().Get("/v1/recommend");
+  ASSERT_TRUE(wrong_method);
+  EXPECT_EQ(wrong_method->status, 405);
+  EXPECT_EQ(wrong_method->get_header_value("Allow"), "POST");
   EXPECT_NE(client().Get("/v1/items?query=x&limit=0")->status, 200);
 }
 
@@ -202,6 +206,7 @@ TEST_F(Serve, BatchSearchHealthAndMetrics) {
   EXPECT_NE(metrics.find(R"(llm4sbr_requests_total{route="/v1/recommend",code="200"})"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find(R"(llm4sbr_intent_source_total{source="titles"})"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("llm4sbr_request_duration_ms_bucket"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("llm4sbr_forward_pass_sessions_count"), std::string::npos) << metrics;
 }
 
 // Connections that cost a server its workers or its memory: idle ones held open, a chunked body (which

@@ -43,9 +43,14 @@ class Metrics {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& a : answers) ++intent_sources_[a["intent"]["source"].get<std::string>()];
   }
+  // Sessions a pass as a histogram (bounded labels, unlike one series per batch size).
+  static constexpr std::array<std::size_t, 8> kPassBounds{1, 2, 4, 8, 16, 32, 64, 256};
   void forward_pass(std::size_t sessions) {
     std::lock_guard<std::mutex> lock(mutex_);
-    ++passes_by_sessions_[sessions];
+    for (std::size_t b = 0; b < kPassBounds.size(); ++b)
+      if (sessions <= kPassBounds[b]) ++pass_buckets_[b];
+    ++pass_count_;
+    pass_sessions_ += static_cast<std::int64_t>(sessions);
   }
   std::string text(const std::string& model) const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -58,9 +63,12 @@ class Metrics {
     out += fmt::format("llm4sbr_request_duration_ms_bucket{{le=\"+Inf\"}} {}\n", latency_count_);
     out += fmt::format("llm4sbr_request_duration_ms_sum {}\nllm4sbr_request_duration_ms_count {}\n", latency_sum_ms_,
                        latency_count_);
-    out += "# TYPE llm4sbr_forward_passes_total counter\n";  // by sessions a pass (micro-batching)
-    for (const auto& [n, passes] : passes_by_sessions_)
-      out += fmt::format("llm4sbr_forward_passes_total{{sessions=\"{}\"}} {}\n", n, passes);
+    out += "# TYPE llm4sbr_forward_pass_sessions histogram\n";  // micro-batching: sessions a forward pass
+    for (std::size_t b = 0; b < kPassBounds.size(); ++b)
+      out += fmt::format("llm4sbr_forward_pass_sessions_bucket{{le=\"{}\"}} {}\n", kPassBounds[b], pass_buckets_[b]);
+    out += fmt::format("llm4sbr_forward_pass_sessions_bucket{{le=\"+Inf\"}} {}\n", pass_count_);
+    out += fmt::format("llm4sbr_forward_pass_sessions_sum {}\nllm4sbr_forward_pass_sessions_count {}\n", pass_sessions_,
+                       pass_count_);
     out += "# TYPE llm4sbr_intent_source_total counter\n";
     for (const auto& [source, n] : intent_sources_)
       out += fmt::format("llm4sbr_intent_source_total{{source=\"{}\"}} {}\n", source, n);
@@ -74,7 +82,8 @@ class Metrics {
   std::array<std::int64_t, kLatencyBounds.size()> latency_buckets_{};
   std::int64_t latency_count_ = 0;
   double latency_sum_ms_ = 0;
-  std::map<std::size_t, std::int64_t> passes_by_sessions_;
+  std::array<std::int64_t, kPassBounds.size()> pass_buckets_{};
+  std::int64_t pass_count_ = 0, pass_sessions_ = 0;
   std::map<std::string, std::int64_t> intent_sources_;
 };
 
@@ -218,6 +227,14 @@ void serve_http(const Service& service, const HttpOptions& options) {
     spdlog::info("{} {} {} {} {:.2f} ms", req.remote_addr, req.method, req.path, res.status, ms);
   });
   server.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
+    // A known route with another method: 405 and the method it takes.
+    if (res.status == 404 && route_of(req) != "other") {
+      const bool post = req.path.rfind("/v1/recommend", 0) == 0;
+      res.status = 405;
+      res.set_header("Allow", post ? "POST" : "GET");
+      reply_json(res, 405, {{"error", fmt::format("{} {}: use {}", req.method, req.path, post ? "POST" : "GET")}});
+      return;
+    }
     if (res.body.empty())
       reply_json(res, res.status, {{"error", res.status == 404 ? fmt::format("no route {} {}", req.method, req.path)
                                               : res.status == 413 ? fmt::format("the body is larger than the {} bytes the server accepts (send JSON with Content-Type: application/json: form bodies stop at 8,192)", options.max_body_bytes)
@@ -251,7 +268,9 @@ void serve_http(const Service& service, const HttpOptions& options) {
     spdlog::info("serve: {} received: finishing the requests in flight, then stopping", strsignal(stop_signal));
     server.stop();
   });
-  std::printf("serving %s on http://%s:%d\n", service.model_label().c_str(), options.host.c_str(), port);
+  const bool ipv6 = options.host.find(':') != std::string::npos;  // a URL writes an IPv6 address in brackets
+  std::printf("serving %s on http://%s%s%s:%d\n", service.model_label().c_str(), ipv6 ? "[" : "", options.host.c_str(),
+              ipv6 ? "]" : "", port);
   std::fflush(stdout);
   server.listen_after_bind();
   done = true;
