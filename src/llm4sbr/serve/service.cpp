@@ -130,9 +130,7 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
   intent::MemoryIntents intents;
   if (!samples.empty()) {
     const auto device = train::device_of(*trained_.model);
-    std::vector<std::int64_t> all(samples.size());
-    std::iota(all.begin(), all.end(), 0);
-    auto batch = models::make_batch(samples, all, device);
+    auto batch = models::make_batch(samples, device);
     if (!trained_.views.empty()) {
       std::lock_guard<std::mutex> lock(encoder_mutex_);
       intents = intent::intents_in_memory(ds, samples, intent::titles_text_source(ds), *trained_.encoder, *index_,
@@ -163,27 +161,31 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
     }
     auto s = scores[row].clone();  // [N], item k+1 at k
     if (request.exclude_seen)
-      for (const auto id : session.items) s[id - 1] = -std::numeric_limits<float>::infinity();
+      s.index_fill_(0, torch::tensor(session.items) - 1, -std::numeric_limits<float>::infinity());
     const auto top = s.topk(request.k);
-    const auto values = std::get<0>(top), ids = std::get<1>(top);
+    const auto values = std::get<0>(top).accessor<float, 1>();
+    const auto ids = std::get<1>(top).accessor<std::int64_t, 1>();
     for (std::int64_t j = 0; j < request.k; ++j) {
-      const float score = values[j].item<float>();
+      const float score = values[j];
       if (!std::isfinite(score)) break;  // exclude_seen left fewer than k items
-      auto item = item_json(ids[j].item<std::int64_t>() + 1);
+      auto item = item_json(ids[j] + 1);
       item["score"] = score;
       answer["items"].push_back(std::move(item));
     }
     nlohmann::json views = nlohmann::json::object();
     if (request.explain && !trained_.views.empty()) {
       const auto n_views = trained_.views.size();
+      const auto loc_ids = intents.localized.distinct.ids.accessor<std::int64_t, 2>();      // [texts, r]
+      const auto loc_sims = intents.localized.distinct.scores.accessor<float, 2>();
       for (std::size_t v = 0; v < n_views; ++v) {
         const auto text = intents.texts.text_index[static_cast<std::size_t>(row) * n_views + v];
         nlohmann::json localized = nlohmann::json::array();
-        const auto ids_v = intents.localized.distinct.ids[text], sims = intents.localized.distinct.scores[text];
+        const auto ids_v = loc_ids[text];
+        const auto sims = loc_sims[text];
         for (std::int64_t j = 0; j < ids_v.size(0); ++j) {
-          if (!(sims[j].item<float>() > 0)) continue;  // an empty or unrepresentable text localizes to nothing
-          auto item = item_json(ids_v[j].item<std::int64_t>());
-          item["similarity"] = sims[j].item<float>();
+          if (!(sims[j] > 0)) continue;  // an empty or unrepresentable text localizes to nothing
+          auto item = item_json(ids_v[j]);
+          item["similarity"] = sims[j];
           localized.push_back(std::move(item));
         }
         views[trained_.views[v]] = {{"text", intents.texts.distinct[static_cast<std::size_t>(text)]},
