@@ -1,7 +1,6 @@
-// `llm4sbr serve` as a real process on a free local port, with a real HTTP client: the LLM4SBR(SR-GNN) row of a
-// `llm4sbr run` on a Beauty subset (titles intents). Online answers equal the offline ranking of the same
-// checkpoint and intents; bad input is a 4xx naming the field; unknown and empty sessions fall back with flags;
-// batch, search, health and metrics; SIGTERM stops it cleanly.
+// `llm4sbr serve` as a real process on a free local port, with a real HTTP client (serve_fixture.hpp). Online
+// answers equal the offline ranking of the same checkpoint and intents; bad input is a 4xx naming the field;
+// unknown and empty sessions fall back with flags; batch, search, health and metrics; SIGTERM stops it cleanly.
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <arpa/inet.h>
@@ -19,7 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "e2e/background_process.hpp"
+#include "serve/serve_fixture.hpp"
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
 #include "test_support.hpp"
@@ -29,59 +28,10 @@ using nlohmann::json;
 
 namespace {
 
-constexpr unsigned kTimeoutSeconds = 600;
-
-class Serve : public ::testing::Test {
+class Serve : public llm4sbr::testing::ServeFixture {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new llm4sbr::testing::TempDir;
-    const auto run = llm4sbr::testing::run_with_file_size_limit(
-        {LLM4SBR_CLI, "run", "--config", "configs/beauty.yaml", "--out", (*dir_ / "run").string(), "--set",
-         "data.max_sessions=1500", "--set", "data.min_item_count=3", "--set", "data.iterative_filter=true", "--set",
-         "train.epochs=1", "--set", "threads=1", "--set", "enhance.baseline=false"},
-        -1, kTimeoutSeconds, LLM4SBR_SOURCE_DIR);
-    ASSERT_EQ(run.exit_code, 0) << run.output;
-    server_ = new llm4sbr::testing::Started(llm4sbr::testing::start_process(
-        {LLM4SBR_CLI, "serve", "--run", (*dir_ / "run").string(), "--port", "0", "--set", "threads=1"}, {},
-        *dir_ / "server.log", kTimeoutSeconds, LLM4SBR_SOURCE_DIR));
-    const std::regex listening("serving .* on http://127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 600 && port_ == 0; ++i) {
-      std::smatch m;
-      const auto log = llm4sbr::testing::read_text(server_->log);
-      if (std::regex_search(log, m, listening)) port_ = std::stoi(m[1]);
-      else std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    ASSERT_NE(port_, 0) << llm4sbr::testing::read_text(server_->log);
-  }
-  static void TearDownTestSuite() {
-    if (server_) ::kill(server_->pid, SIGKILL), llm4sbr::testing::wait_process(*server_);
-    delete server_;
-    server_ = nullptr;
-    delete dir_;
-  }
-
-  static httplib::Client client() {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(60, 0);
-    return c;
-  }
-  static json post(const std::string& path, const std::string& body, int expected_status) {
-    auto res = client().Post(path.c_str(), body, "application/json");
-    EXPECT_TRUE(res) << path << " " << body.substr(0, 200);
-    if (!res) return {};
-    EXPECT_EQ(res->status, expected_status) << path << " " << body.substr(0, 200) << "\n" << res->body;
-    return json::parse(res->body, nullptr, false);
-  }
-  static fs::path checkpoint() { return *dir_ / "run" / "llm4sbr-sr-gnn-titles" / "best.pt"; }
-
-  static llm4sbr::testing::TempDir* dir_;
-  static llm4sbr::testing::Started* server_;
-  static int port_;
+  static void SetUpTestSuite() { start_server(); }
 };
-
-llm4sbr::testing::TempDir* Serve::dir_ = nullptr;
-llm4sbr::testing::Started* Serve::server_ = nullptr;
-int Serve::port_ = 0;
 
 // No training/serving skew: the served top 20 of test sessions are the offline model's top 20 on the stored
 // intents of those sessions (the titles stage, which the service recomputes online), with the same scores up

@@ -1,0 +1,87 @@
+// The fixture of the service's tests: `llm4sbr serve` as a real process on a free local port, over the
+// LLM4SBR(SR-GNN) row of a `llm4sbr run` on a Beauty subset (titles intents), with a real HTTP client.
+// A suite derives from ServeFixture and calls start_server (with the serve flags and environment it
+// needs) from its SetUpTestSuite.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "e2e/background_process.hpp"
+#include "test_support.hpp"
+
+namespace llm4sbr::testing {
+
+class ServeFixture : public ::testing::Test {
+ protected:
+  static constexpr unsigned kTimeoutSeconds = 600;
+
+  /// Trains the run (once per test process) and starts `llm4sbr serve --run` on it with `flags` and `env`.
+  static void start_server(const std::vector<std::string>& flags = {}, const std::vector<std::string>& env = {}) {
+    dir_ = new TempDir;
+    const auto run = run_with_file_size_limit(
+        {LLM4SBR_CLI, "run", "--config", "configs/beauty.yaml", "--out", (*dir_ / "run").string(), "--set",
+         "data.max_sessions=1500", "--set", "data.min_item_count=3", "--set", "data.iterative_filter=true", "--set",
+         "train.epochs=1", "--set", "threads=1", "--set", "enhance.baseline=false"},
+        -1, kTimeoutSeconds, LLM4SBR_SOURCE_DIR);
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    std::vector<std::string> args{LLM4SBR_CLI, "serve", "--run", (*dir_ / "run").string(), "--port", "0",
+                                  "--set", "threads=1"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    server_ = new Started(start_process(args, env, *dir_ / "server.log", kTimeoutSeconds, LLM4SBR_SOURCE_DIR));
+    port_ = port_of(server_->log);
+    ASSERT_NE(port_, 0) << read_text(server_->log);
+  }
+
+  /// The port a server printed in "serving ... on http://127.0.0.1:PORT" (0 when it did not within a minute).
+  static int port_of(const std::filesystem::path& log) {
+    const std::regex listening("serving .* on http://127\\.0\\.0\\.1:([0-9]+)");
+    for (int i = 0; i < 600; ++i) {
+      std::smatch m;
+      const auto text = read_text(log);
+      if (std::regex_search(text, m, listening)) return std::stoi(m[1]);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return 0;
+  }
+
+  static void TearDownTestSuite() {
+    if (server_) ::kill(server_->pid, SIGKILL), wait_process(*server_);
+    delete server_;
+    server_ = nullptr;
+    delete dir_;
+    dir_ = nullptr;
+    port_ = 0;
+  }
+
+  static httplib::Client client() {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60, 0);
+    return c;
+  }
+  static nlohmann::json post(const std::string& path, const std::string& body, int expected_status,
+                             const httplib::Headers& headers = {}) {
+    auto res = client().Post(path.c_str(), headers, body, "application/json");
+    EXPECT_TRUE(res) << path << " " << body.substr(0, 200);
+    if (!res) return {};
+    EXPECT_EQ(res->status, expected_status) << path << " " << body.substr(0, 200) << "\n" << res->body;
+    return nlohmann::json::parse(res->body, nullptr, false);
+  }
+  static std::filesystem::path checkpoint() { return *dir_ / "run" / "llm4sbr-sr-gnn-titles" / "best.pt"; }
+
+  inline static TempDir* dir_ = nullptr;
+  inline static Started* server_ = nullptr;
+  inline static int port_ = 0;
+};
+
+}  // namespace llm4sbr::testing
