@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/linalg.hpp"
 
 namespace llm4sbr::intent {
 
@@ -181,10 +182,9 @@ class BlockedLocalizer final : public IntentLocalizer {
                   std::int64_t* rows) const override {
     torch::NoGradGuard no_grad;
     const auto q = torch::from_blob(const_cast<float*>(queries), {m, dim()}, torch::kFloat32);
-    const auto et = searchable().t();
     for (std::int64_t i0 = 0; i0 < m; i0 += block_) {
       const auto i1 = std::min(m, i0 + block_);
-      auto [v, idx] = q.slice(0, i0, i1).mm(et).topk(k, 1, /*largest=*/true, /*sorted=*/false);
+      auto [v, idx] = times_transposed(q.slice(0, i0, i1), searchable()).topk(k, 1, /*largest=*/true, /*sorted=*/false);
       v = v.contiguous();
       idx = idx.contiguous();
       std::copy_n(v.data_ptr<float>(), v.numel(), scores + i0 * k);

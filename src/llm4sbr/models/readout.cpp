@@ -1,5 +1,7 @@
 #include "llm4sbr/models/readout.hpp"
 
+#include "llm4sbr/core/linalg.hpp"
+
 namespace llm4sbr::models {
 
 torch::Tensor hybrid_readout(torch::nn::Linear& fuse, const SessionRepresentation& rep, bool nonhybrid,
@@ -9,7 +11,7 @@ torch::Tensor hybrid_readout(torch::nn::Linear& fuse, const SessionRepresentatio
 }
 
 torch::Tensor embedding_scores(const torch::Tensor& session, const torch::Tensor& table, std::int64_t n_items) {
-  return torch::matmul(session, table.narrow(0, 1, n_items).t());  // E[1:], [N, d]
+  return times_transposed(session, table.narrow(0, 1, n_items));  // E[1:], [N, d]
 }
 
 }  // namespace llm4sbr::models
