@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -12,6 +14,7 @@
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/core/runtime.hpp"
 #include "llm4sbr/serve/http_server.hpp"
+#include "llm4sbr/serve/service_slot.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
 #include "llm4sbr/train/device.hpp"
 
@@ -26,6 +29,7 @@ struct ServeArgs {
   std::string run, model, checkpoint;
   serve::HttpOptions http;
   serve::ServeOptions service;
+  int session_ttl_s = 1800;
 };
 
 // The checkpoint of a run folder's row: `model` names its folder (sr-gnn, llm4sbr-sr-gnn-titles, or a
@@ -53,18 +57,29 @@ fs::path checkpoint_of_run(const fs::path& run, const std::string& model) {
   return run / picked.front() / "best.pt";
 }
 
-void run_serve(const ServeArgs& a) {
+void run_serve(ServeArgs a) {
   Config cfg = load_config(a.o);
   set_blas_threads(1);  // many small batches: requests run side by side instead
   configure_runtime(cfg.get<int>("threads", 0));
   ProgressBar::set_quiet(true);  // per-request encoding and localization would print a bar each
-  const fs::path checkpoint = a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model) : fs::path(a.checkpoint);
-  spdlog::info("serve: loading {}", checkpoint.string());
-  train::LoadOptions load;
-  load.config = cfg;
-  load.text = true;
-  serve::Service service(train::load_trained(checkpoint, train::device_from_config(cfg), std::move(load)), a.service);
-  serve::serve_http(service, a.http);
+  if (const char* token = std::getenv("LLM4SBR_ADMIN_TOKEN")) a.http.admin_token = token;
+  a.http.sessions.max_clicks = static_cast<std::size_t>(a.service.max_session_length);
+  a.http.sessions.ttl = std::chrono::seconds(a.session_ttl_s);
+  // The first load and every reload: a reload without a path re-reads the same source (for --run, the row
+  // is looked up again, so that a rerun's new best.pt is found).
+  serve::ServiceSlot slot([&](const std::string& path) {
+    const fs::path checkpoint = !path.empty()            ? fs::path(path)
+                                : a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model)
+                                                       : fs::path(a.checkpoint);
+    if (!fs::is_regular_file(checkpoint)) throw ConfigError(fmt::format("checkpoint {}: no such file", checkpoint.string()));
+    spdlog::info("serve: loading {}", checkpoint.string());
+    train::LoadOptions load;
+    load.config = cfg;
+    load.text = true;
+    return std::make_shared<const serve::Service>(
+        train::load_trained(checkpoint, train::device_from_config(cfg), std::move(load)), a.service);
+  });
+  serve::serve_http(slot, a.http);
 }
 
 }  // namespace
@@ -95,10 +110,25 @@ std::vector<Command> add_serve_commands(CLI::App& app) {
                 "microseconds a forward pass waits for more sessions (0: merge only what queued while busy)")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
+  s->add_option("--max-connections", args->http.max_connections,
+                "connections served at once (a worker each; more wait in the listen backlog)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  s->add_option("--header-timeout", args->http.header_timeout_s,
+                "seconds a connection has to send a request's headers (slow clients are cut off)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  s->add_option("--max-sessions", args->http.sessions.max_sessions,
+                "sessions kept for session_id requests (the least recently used is forgotten first)")
+      ->check(CLI::Range(1, 100000000))
+      ->capture_default_str();
+  s->add_option("--session-ttl", args->session_ttl_s, "seconds a kept session lives after its last request")
+      ->check(CLI::Range(1, 30 * 24 * 3600))
+      ->capture_default_str();
   add_config(s, args->o, false);
   return {{s, [args] {
              if (args->run.empty() && args->checkpoint.empty()) throw ConfigError("serve: give --run DIR or --checkpoint FILE");
-             run_serve(*args);
+             run_serve(*args);  // a copy, completed with the environment's token
            }}};
 }
 

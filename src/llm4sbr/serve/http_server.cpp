@@ -16,10 +16,12 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/serve/header_deadline.hpp"
 #include "llm4sbr/serve/micro_batcher.hpp"
 
 namespace llm4sbr::serve {
@@ -52,7 +54,7 @@ class Metrics {
     ++pass_count_;
     pass_sessions_ += static_cast<std::int64_t>(sessions);
   }
-  std::string text(const std::string& model) const {
+  std::string text(const std::string& model, std::int64_t version, std::size_t sessions_held) const {
     std::lock_guard<std::mutex> lock(mutex_);
     std::string out = "# TYPE llm4sbr_requests_total counter\n";
     for (const auto& [key, n] : requests_)
@@ -72,7 +74,9 @@ class Metrics {
     out += "# TYPE llm4sbr_intent_source_total counter\n";
     for (const auto& [source, n] : intent_sources_)
       out += fmt::format("llm4sbr_intent_source_total{{source=\"{}\"}} {}\n", source, n);
-    out += fmt::format("# TYPE llm4sbr_model_info gauge\nllm4sbr_model_info{{model=\"{}\"}} 1\n", model);
+    out += fmt::format("# TYPE llm4sbr_sessions_held gauge\nllm4sbr_sessions_held {}\n", sessions_held);
+    out += fmt::format("# TYPE llm4sbr_model_info gauge\nllm4sbr_model_info{{model=\"{}\",version=\"{}\"}} 1\n", model,
+                       version);
     return out;
   }
 
@@ -114,14 +118,52 @@ void json_route(httplib::Response& res, const std::function<nlohmann::json()>& r
   }
 }
 
-void add_routes(httplib::Server& server, const Service& service, MicroBatcher& batcher, const HttpOptions& options,
-                Metrics& metrics) {
+// A request as the model reads it: its own items, or the clicks the server keeps for its session_id, the new
+// click appended.
+RecommendRequest parse_with_session(const nlohmann::json& body, const ServiceSlot& slot, SessionStore& sessions) {
+  auto request = parse_recommend_request(body, slot.current()->n_items());
+  if (!request.session_id.empty()) request.items = sessions.click(request.session_id, request.click);
+  return request;
+}
+
+void name_sessions(const std::vector<RecommendRequest>& requests, std::vector<nlohmann::json>& answers) {
+  for (std::size_t i = 0; i < requests.size(); ++i)
+    if (!requests[i].session_id.empty()) answers[i]["session_id"] = requests[i].session_id;
+}
+
+// POST /admin/reload: only with the server's token; the answer says which version serves after it.
+nlohmann::json reload_route(const httplib::Request& req, ServiceSlot& slot, const HttpOptions& options) {
+  if (options.admin_token.empty())
+    throw RequestError(403, "reload is disabled: start the server with LLM4SBR_ADMIN_TOKEN set (or send it SIGHUP)");
+  if (req.get_header_value("Authorization") != "Bearer " + options.admin_token)
+    throw RequestError(401, "header 'Authorization' must be 'Bearer <the server's LLM4SBR_ADMIN_TOKEN>'");
+  std::string checkpoint;
+  if (!req.body.empty()) {
+    const auto body = parse_body(req);
+    if (!body.is_object()) throw RequestError(400, "the request body must be a JSON object");
+    for (const auto& [key, value] : body.items())
+      if (key != "checkpoint") throw RequestError(400, fmt::format("unknown field '{}' (checkpoint)", key));
+    if (body.contains("checkpoint")) {
+      if (!body["checkpoint"].is_string()) throw RequestError(400, "field 'checkpoint' must be a path (a string)");
+      checkpoint = body["checkpoint"].get<std::string>();
+    }
+  }
+  const auto reloaded = slot.reload(checkpoint);
+  if (!reloaded.ok)
+    throw RequestError(422, fmt::format("the new checkpoint was not loaded, version {} still serves: {}", reloaded.version,
+                                        reloaded.error));
+  return {{"status", "reloaded"}, {"version", reloaded.version}, {"model", slot.current()->model_label()}};
+}
+
+void add_routes(httplib::Server& server, ServiceSlot& slot, SessionStore& sessions, MicroBatcher& batcher,
+                const HttpOptions& options, Metrics& metrics) {
   server.Post("/v1/recommend", [&](const httplib::Request& req, httplib::Response& res) {
     json_route(res, [&] {
       const auto t0 = std::chrono::steady_clock::now();
-      const auto request = parse_recommend_request(parse_body(req), service.n_items());
-      auto answers = batcher.recommend({request});
+      const std::vector<RecommendRequest> requests{parse_with_session(parse_body(req), slot, sessions)};
+      auto answers = batcher.recommend(requests);
       metrics.answered(answers);
+      name_sessions(requests, answers);
       answers.front()["took_ms"] = ms_since(t0);
       return answers.front();
     });
@@ -140,13 +182,14 @@ void add_routes(httplib::Server& server, const Service& service, MicroBatcher& b
       std::vector<RecommendRequest> requests;
       for (std::size_t i = 0; i < body["sessions"].size(); ++i) {
         try {
-          requests.push_back(parse_recommend_request(body["sessions"][i], service.n_items()));
+          requests.push_back(parse_with_session(body["sessions"][i], slot, sessions));
         } catch (const RequestError& e) {
           throw RequestError(e.status(), fmt::format("sessions[{}]: {}", i, e.what()));
         }
       }
-      const auto answers = batcher.recommend(requests);
+      auto answers = batcher.recommend(requests);
       metrics.answered(answers);
+      name_sessions(requests, answers);
       return nlohmann::json{{"results", answers}, {"took_ms", ms_since(t0)}};
     });
   });
@@ -160,33 +203,41 @@ void add_routes(httplib::Server& server, const Service& service, MicroBatcher& b
         if (text.empty() || *end != '\0' || limit < 1 || limit > 1000)
           throw RequestError(400, fmt::format("parameter 'limit' = '{}' must be an integer in [1, 1000]", text));
       }
-      return nlohmann::json{{"items", service.search_items(req.get_param_value("query"), limit)}};
+      return nlohmann::json{{"items", slot.current()->search_items(req.get_param_value("query"), limit)}};
     });
   });
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { reply_json(res, 200, {{"status", "ok"}}); });
   server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
-    reply_json(res, 200, {{"status", "ready"}, {"model", service.model_label()}});
+    reply_json(res, 200, {{"status", "ready"}, {"model", slot.current()->model_label()}, {"version", slot.version()}});
   });
   server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.text(service.model_label()), "text/plain; version=0.0.4");
+    res.set_content(metrics.text(slot.current()->model_label(), slot.version(), sessions.size()),
+                    "text/plain; version=0.0.4");
+  });
+  server.Post("/admin/reload", [&](const httplib::Request& req, httplib::Response& res) {
+    json_route(res, [&] { return reload_route(req, slot, options); });
   });
 }
 
 volatile std::sig_atomic_t stop_signal = 0;
+volatile std::sig_atomic_t reload_signal = 0;
 extern "C" void remember_stop_signal(int sig) { stop_signal = sig; }
+extern "C" void remember_reload_signal(int) { reload_signal = 1; }
 
 // The route a request is counted under: the known paths, else "other" (no unbounded label values).
 std::string route_of(const httplib::Request& req) {
-  for (const char* known : {"/v1/recommend", "/v1/recommend:batch", "/v1/items", "/healthz", "/readyz", "/metrics"})
+  for (const char* known :
+       {"/v1/recommend", "/v1/recommend:batch", "/v1/items", "/healthz", "/readyz", "/metrics", "/admin/reload"})
     if (req.path == known) return known;
   return "other";
 }
 
 }  // namespace
 
-void serve_http(const Service& service, const HttpOptions& options) {
+void serve_http(ServiceSlot& slot, const HttpOptions& options) {
   httplib::Server server;
   Metrics metrics;
+  SessionStore sessions(options.sessions);
   // Only SO_REUSEADDR: cpp-httplib's default SO_REUSEPORT let a second server share a port in use, and the
   // kernel split the traffic between the two.
   server.set_socket_options([](int sock) {
@@ -194,18 +245,20 @@ void serve_http(const Service& service, const HttpOptions& options) {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
   // A worker per connection while it is kept alive: idle client connections (pools, slow clients) must not
-  // hold every worker (cpp-httplib's default is 8 on this machine).
-  server.new_task_queue = [] { return new httplib::ThreadPool(64); };
+  // hold every worker (cpp-httplib's default is 8 on this machine). The workers are the connection limit.
+  server.new_task_queue = [n = options.max_connections] { return new httplib::ThreadPool(n); };
   server.set_tcp_nodelay(true);  // without it, Nagle and delayed ACKs add ~40 ms to a small answer
   server.set_payload_max_length(options.max_body_bytes);
   server.set_read_timeout(options.timeout_s, 0);
   server.set_write_timeout(options.timeout_s, 0);
-  MicroBatcher batcher(service, options.max_batch, std::chrono::microseconds(options.max_wait_us),
+  MicroBatcher batcher(slot, options.max_batch, std::chrono::microseconds(options.max_wait_us),
                        [&](std::size_t sessions) { metrics.forward_pass(sessions); });
-  add_routes(server, service, batcher, options, metrics);
+  add_routes(server, slot, sessions, batcher, options, metrics);
   std::mutex start_mutex;
   std::map<const httplib::Request*, std::chrono::steady_clock::time_point> started;
+  std::unique_ptr<HeaderDeadline> header_deadline;  // watches the port once it is bound, before any request
   server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
+    header_deadline->headers_read(req.remote_addr, req.remote_port);
     {
       std::lock_guard<std::mutex> lock(start_mutex);
       started[&req] = std::chrono::steady_clock::now();
@@ -223,13 +276,14 @@ void serve_http(const Service& service, const HttpOptions& options) {
       std::lock_guard<std::mutex> lock(start_mutex);
       if (auto it = started.find(&req); it != started.end()) ms = ms_since(it->second), started.erase(it);
     }
+    header_deadline->answered(req.remote_addr, req.remote_port);
     metrics.request(route_of(req), res.status, ms);
     spdlog::info("{} {} {} {} {:.2f} ms", req.remote_addr, req.method, req.path, res.status, ms);
   });
   server.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
     // A known route with another method: 405 and the method it takes.
     if (res.status == 404 && route_of(req) != "other") {
-      const bool post = req.path.rfind("/v1/recommend", 0) == 0;
+      const bool post = req.path.rfind("/v1/recommend", 0) == 0 || req.path == "/admin/reload";
       res.status = 405;
       res.set_header("Allow", post ? "POST" : "GET");
       reply_json(res, 405, {{"error", fmt::format("{} {}: use {}", req.method, req.path, post ? "POST" : "GET")}});
@@ -256,27 +310,48 @@ void serve_http(const Service& service, const HttpOptions& options) {
   if (port == 0 ? (port = server.bind_to_any_port(options.host)) < 0 : !server.bind_to_port(options.host, port))
     throw Error(fmt::format("serve: cannot listen on {}:{} (in use, or not an address of this machine)", options.host,
                             options.port));
-  // SIGTERM and SIGINT only set a flag (any thread may take them: OpenBLAS's start before main); a watcher
-  // stops the server, which finishes the requests in flight.
+  header_deadline = std::make_unique<HeaderDeadline>(port, std::chrono::seconds(options.header_timeout_s));
+  // Signals only set a flag (any thread may take them: OpenBLAS's start before main); a watcher acts on them:
+  // SIGTERM and SIGINT stop the server, which finishes the requests in flight; SIGHUP reloads the model on a
+  // thread of its own, so that a stop is not held up by a load.
   stop_signal = 0;
+  reload_signal = 0;
   std::signal(SIGTERM, remember_stop_signal);
   std::signal(SIGINT, remember_stop_signal);
+  std::signal(SIGHUP, remember_reload_signal);
   std::atomic<bool> done{false};
-  std::thread stopper([&] {
-    while (!done && stop_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (done) return;
-    spdlog::info("serve: {} received: finishing the requests in flight, then stopping", strsignal(stop_signal));
-    server.stop();
+  std::thread watcher([&] {
+    std::thread reloader;
+    while (!done && stop_signal == 0) {
+      if (reload_signal != 0) {
+        reload_signal = 0;
+        if (reloader.joinable()) reloader.join();  // a second SIGHUP during a load waits for it
+        reloader = std::thread([&] {
+          try {
+            slot.reload();
+          } catch (const RequestError& e) {
+            spdlog::warn("serve: SIGHUP: {}", e.what());
+          }
+        });
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!done) {
+      spdlog::info("serve: {} received: finishing the requests in flight, then stopping", strsignal(stop_signal));
+      server.stop();
+    }
+    if (reloader.joinable()) reloader.join();
   });
   const bool ipv6 = options.host.find(':') != std::string::npos;  // a URL writes an IPv6 address in brackets
-  std::printf("serving %s on http://%s%s%s:%d\n", service.model_label().c_str(), ipv6 ? "[" : "", options.host.c_str(),
+  std::printf("serving %s on http://%s%s%s:%d\n", slot.current()->model_label().c_str(), ipv6 ? "[" : "", options.host.c_str(),
               ipv6 ? "]" : "", port);
   std::fflush(stdout);
   server.listen_after_bind();
   done = true;
-  stopper.join();
+  watcher.join();
   std::signal(SIGTERM, SIG_DFL);
   std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGHUP, SIG_DFL);
   spdlog::info("serve: stopped");
 }
 

@@ -1,12 +1,15 @@
 // `llm4sbr serve`'s HTTP/1.1 JSON front (cpp-httplib) over a Service:
 //
-//   POST /v1/recommend         {"items": [ids], "k", "explain", "exclude_seen"} -> Service::recommend + "took_ms"
+//   POST /v1/recommend         {"items": [ids] | "session_id" [+ "click"], "k", "explain", "exclude_seen"}
+//                              -> Service::recommend + "took_ms" (session_id: the clicks the server keeps)
 //   POST /v1/recommend:batch   {"sessions": [request, ...]} -> {"results": [...], "took_ms"}
 //   (concurrent requests are merged into one forward pass: micro_batcher.hpp)
 //   GET  /v1/items?query=&limit=   title search of the catalogue
 //   GET  /healthz, /readyz     liveness; readiness (the model is loaded before the port opens)
 //   GET  /metrics              Prometheus text: requests by route and code, latency histogram, sessions a
-//                              call, intent sources, the model
+//                              pass, intent sources, sessions held, the model and its version
+//   POST /admin/reload         {"checkpoint"?} with "Authorization: Bearer $LLM4SBR_ADMIN_TOKEN": a new model
+//                              swapped in without failing a request (service_slot.hpp); SIGHUP does the same
 //
 // Bad input is a 4xx whose JSON body {"error": ...} names the field; a body over the limit is a 413. One
 // access-log line per request. SIGTERM or SIGINT stops accepting, lets the requests in flight finish, and
@@ -16,7 +19,8 @@
 #include <cstddef>
 #include <string>
 
-#include "llm4sbr/serve/service.hpp"
+#include "llm4sbr/serve/service_slot.hpp"
+#include "llm4sbr/serve/session_store.hpp"
 
 namespace llm4sbr::serve {
 
@@ -24,14 +28,18 @@ struct HttpOptions {
   std::string host = "127.0.0.1";         ///< only this machine unless told otherwise
   int port = 8080;                        ///< 0 = a free port the kernel picks (printed)
   std::size_t max_body_bytes = 1 << 20;   ///< larger bodies get 413
-  int timeout_s = 5;                      ///< read and write timeout of a connection
+  int timeout_s = 5;                      ///< read and write timeout of a connection (restarts with each byte)
+  int header_timeout_s = 10;              ///< a request's headers must arrive within this (header_deadline.hpp)
   std::size_t max_batch_sessions = 1000;  ///< sessions in one :batch call
   std::size_t max_batch = 64;             ///< sessions in one forward pass (micro-batching, micro_batcher.hpp)
   int max_wait_us = 0;                    ///< how long a pass waits for more sessions (0: batch only under load)
+  std::size_t max_connections = 64;       ///< connections served at once (a worker each); more wait in the backlog
+  SessionStoreOptions sessions;           ///< the sessions the server keeps for session_id requests
+  std::string admin_token;                ///< POST /admin/reload needs it as a bearer token; empty: disabled
 };
 
-/// Serves until SIGTERM or SIGINT, then drains and returns. Prints "serving MODEL on http://HOST:PORT" on
-/// stdout once the port is open. Throws Error when the address cannot be bound.
-void serve_http(const Service& service, const HttpOptions& options);
+/// Serves the slot's model until SIGTERM or SIGINT, then drains and returns; SIGHUP reloads it. Prints "serving
+/// MODEL on http://HOST:PORT" on stdout once the port is open. Throws Error when the address cannot be bound.
+void serve_http(ServiceSlot& slot, const HttpOptions& options);
 
 }  // namespace llm4sbr::serve

@@ -5,9 +5,9 @@
 
 namespace llm4sbr::serve {
 
-MicroBatcher::MicroBatcher(const Service& service, std::size_t max_batch, std::chrono::microseconds max_wait,
+MicroBatcher::MicroBatcher(const ServiceSlot& slot, std::size_t max_batch, std::chrono::microseconds max_wait,
                            std::function<void(std::size_t)> on_pass)
-    : service_(service), max_batch_(std::max<std::size_t>(1, max_batch)), max_wait_(max_wait), on_pass_(std::move(on_pass)),
+    : slot_(slot), max_batch_(std::max<std::size_t>(1, max_batch)), max_wait_(max_wait), on_pass_(std::move(on_pass)),
       worker_([this] { work(); }) {}
 
 MicroBatcher::~MicroBatcher() {
@@ -58,7 +58,7 @@ void MicroBatcher::work() {
     for (auto& call : pass) requests.insert(requests.end(), call.requests.begin(), call.requests.end());
     std::vector<nlohmann::json> answers;
     try {
-      answers = service_.recommend(requests);
+      answers = slot_.current()->recommend(requests);
     } catch (...) {
       for (auto& call : pass) call.answers.set_exception(std::current_exception());
       lock.lock();

@@ -16,14 +16,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "llm4sbr/serve/service.hpp"
+#include "llm4sbr/serve/service_slot.hpp"
 
 namespace llm4sbr::serve {
 
 class MicroBatcher {
  public:
-  /// `on_pass` is called after each forward pass with its number of sessions (metrics).
-  MicroBatcher(const Service& service, std::size_t max_batch, std::chrono::microseconds max_wait,
+  /// Each pass answers with the slot's current service. `on_pass` is called after each forward pass with its
+  /// number of sessions (metrics).
+  MicroBatcher(const ServiceSlot& slot, std::size_t max_batch, std::chrono::microseconds max_wait,
                std::function<void(std::size_t)> on_pass = {});
   /// Answers what is queued, then stops the worker.
   ~MicroBatcher();
@@ -43,7 +44,7 @@ class MicroBatcher {
   void work();
   std::vector<Call> take_pass(std::unique_lock<std::mutex>& lock);
 
-  const Service& service_;
+  const ServiceSlot& slot_;
   std::size_t max_batch_;
   std::chrono::microseconds max_wait_;
   std::function<void(std::size_t)> on_pass_;

@@ -30,22 +30,36 @@ bool boolean_field(const nlohmann::json& body, const char* name, bool fallback) 
   return body[name].get<bool>();
 }
 
+std::string item_id_field(const nlohmann::json& value, const std::string& field) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_number_integer()) return std::to_string(value.get<std::int64_t>());
+  throw RequestError(400, fmt::format("field '{}': {} is not an item id (a string or an integer)", field, value.dump()));
+}
+
 }  // namespace
 
 RecommendRequest parse_recommend_request(const nlohmann::json& body, std::int64_t n_items) {
   if (!body.is_object()) throw RequestError(400, "the request body must be a JSON object");
   for (const auto& [key, value] : body.items())
-    if (key != "items" && key != "k" && key != "explain" && key != "exclude_seen")
-      throw RequestError(400, fmt::format("unknown field '{}' (items, k, explain, exclude_seen)", key));
-  if (!body.contains("items") || !body["items"].is_array())
-    throw RequestError(400, "field 'items' must be an array of item ids (the session's clicks, oldest first)");
+    if (key != "items" && key != "session_id" && key != "click" && key != "k" && key != "explain" && key != "exclude_seen")
+      throw RequestError(400, fmt::format("unknown field '{}' (items or session_id and click, k, explain, exclude_seen)", key));
   RecommendRequest r;
-  r.k = std::min<std::int64_t>(r.k, n_items);
-  for (const auto& item : body["items"]) {
-    if (item.is_string()) r.items.push_back(item.get<std::string>());
-    else if (item.is_number_integer()) r.items.push_back(std::to_string(item.get<std::int64_t>()));
-    else throw RequestError(400, fmt::format("field 'items': {} is not an item id (a string or an integer)", item.dump()));
+  if (body.contains("items") == body.contains("session_id"))
+    throw RequestError(400, "give either field 'items' (the session's clicks, oldest first) or field 'session_id' (a "
+                            "session the server keeps, with 'click' for a new click)");
+  if (body.contains("items")) {
+    if (!body["items"].is_array())
+      throw RequestError(400, "field 'items' must be an array of item ids (the session's clicks, oldest first)");
+    if (body.contains("click")) throw RequestError(400, "field 'click' goes with 'session_id', not with 'items'");
+    for (const auto& item : body["items"]) r.items.push_back(item_id_field(item, "items"));
+  } else {
+    const auto& id = body["session_id"];
+    if (!id.is_string() || id.get<std::string>().empty() || id.get<std::string>().size() > 256)
+      throw RequestError(400, "field 'session_id' must be a string of 1 to 256 characters");
+    r.session_id = id.get<std::string>();
+    if (body.contains("click")) r.click = item_id_field(body["click"], "click");
   }
+  r.k = std::min<std::int64_t>(r.k, n_items);
   if (body.contains("k")) {
     if (!body["k"].is_number_integer()) throw RequestError(400, "field 'k' must be an integer");
     r.k = body["k"].get<std::int64_t>();
@@ -146,11 +160,12 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
   for (std::size_t i = 0; i < requests.size(); ++i) {
     const auto& request = requests[i];
     const auto& session = sessions[i];
+    const auto k = std::min(request.k, n_items());  // parsed against the catalogue of a model since reloaded
     nlohmann::json answer{{"items", nlohmann::json::array()}, {"unknown_items", session.unknown},
                           {"flags", session.flags}, {"model", model_label()}};
     const auto row = row_of[i];
     if (row < 0) {  // no known item: the most clicked items, which no model can improve on without a session
-      for (std::int64_t j = 0; j < request.k; ++j) {
+      for (std::int64_t j = 0; j < k; ++j) {
         auto item = item_json(by_popularity_[static_cast<std::size_t>(j)]);
         item["score"] = nullptr;
         answer["items"].push_back(std::move(item));
@@ -162,10 +177,10 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
     auto s = scores[row].clone();  // [N], item k+1 at k
     if (request.exclude_seen)
       s.index_fill_(0, torch::tensor(session.items) - 1, -std::numeric_limits<float>::infinity());
-    const auto top = s.topk(request.k);
+    const auto top = s.topk(k);
     const auto values = std::get<0>(top).accessor<float, 1>();
     const auto ids = std::get<1>(top).accessor<std::int64_t, 1>();
-    for (std::int64_t j = 0; j < request.k; ++j) {
+    for (std::int64_t j = 0; j < k; ++j) {
       const float score = values[j];
       if (!std::isfinite(score)) break;  // exclude_seen left fewer than k items
       auto item = item_json(ids[j] + 1);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -37,13 +38,16 @@ class RequestError : public std::runtime_error {
 
 struct RecommendRequest {
   std::vector<std::string> items;  ///< raw item ids, oldest click first
+  std::string session_id;          ///< instead of items: a session the server keeps (session_store.hpp)
+  std::optional<std::string> click;  ///< with session_id: the raw item id clicked now, appended to it
   std::int64_t k = 20;             ///< how many items to answer, 1..N
   bool explain = true;             ///< include the intents behind the answer
   bool exclude_seen = false;       ///< leave the session's own items out
 };
 
-/// Reads a request object: {"items": [ids (strings or numbers)], "k", "explain", "exclude_seen"}. Throws
-/// RequestError (400) naming the field for a missing or mistyped one, or a k outside 1..n_items.
+/// Reads a request object: {"items": [ids (strings or numbers)] | "session_id" [+ "click": id], "k", "explain",
+/// "exclude_seen"}. Throws RequestError (400) naming the field for a missing, mistyped or unknown one, both or
+/// neither of items and session_id, or a k outside 1..n_items.
 RecommendRequest parse_recommend_request(const nlohmann::json& body, std::int64_t n_items);
 
 struct ServeOptions {
