@@ -1,10 +1,13 @@
 // Load on a running `llm4sbr serve`: real sessions (the prefixes of a prepared dataset's test split, as raw
-// item ids) sent by N closed-loop clients (each sends its next request when the previous answer arrives) for a
-// fixed time, then requests/s and latency percentiles. Run it at 1 client for the idle latency and at more for
-// saturation.
+// item ids) for a fixed time, then requests/s and latency percentiles, two ways:
+// - closed loop (--clients): N clients each send their next request when the previous answer arrives; at 1
+//   client the idle latency, at more the saturation rate;
+// - open loop (--rates): requests sent on a fixed schedule (request i at i/rate seconds) by a pool of
+//   connections, latency measured from the scheduled time, so that a server falling behind shows its queue in
+//   the percentiles instead of slowing the load down (no coordinated omission).
 //
 //   build/bin/llm4sbr serve --run runs/beauty --port 8080 &
-//   build/bin/serve_bench --port 8080 --data runs/beauty/stages/prepare-<key> --clients 1,4,16 --seconds 10
+//   build/bin/serve_bench --port 8080 --data runs/beauty/stages/prepare-<key> --clients 1,4,16 --rates 500,1000
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <httplib.h>
@@ -65,6 +68,48 @@ Load run_clients(const std::string& host, int port, const std::vector<std::strin
   return load;
 }
 
+// Open loop: request i is due at start + i / rate; a free connection sends it then (or as soon as one is free).
+Load run_rate(const std::string& host, int port, const std::vector<std::string>& bodies, double rate, double seconds,
+              int connections) {
+  const auto total = static_cast<std::int64_t>(rate * seconds);
+  std::vector<std::vector<double>> latencies(static_cast<std::size_t>(connections));
+  std::atomic<std::int64_t> next{0}, errors{0};
+  const auto start = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < connections; ++c)
+    threads.emplace_back([&, c] {
+      httplib::Client client(host, port);
+      client.set_keep_alive(true);
+      client.set_tcp_nodelay(true);
+      for (std::int64_t i = next++; i < total; i = next++) {
+        const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                     std::chrono::duration<double>(static_cast<double>(i) / rate));
+        std::this_thread::sleep_until(due);
+        auto res = client.Post("/v1/recommend", bodies[static_cast<std::size_t>(i) % bodies.size()], "application/json");
+        if (!res || res->status != 200) {
+          ++errors;
+          continue;
+        }
+        latencies[static_cast<std::size_t>(c)].push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - due).count());
+      }
+    });
+  for (auto& t : threads) t.join();
+  Load load;
+  for (auto& l : latencies) load.latencies_ms.insert(load.latencies_ms.end(), l.begin(), l.end());
+  std::sort(load.latencies_ms.begin(), load.latencies_ms.end());
+  load.requests_per_second = static_cast<double>(load.latencies_ms.size()) /
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  load.errors = errors;
+  return load;
+}
+
+void print_row(const std::string& label, const Load& load) {
+  fmt::print("| {} | {:.0f} | {:.2f} | {:.2f} | {:.2f} | {} |\n", label, load.requests_per_second,
+             percentile(load.latencies_ms, 0.5), percentile(load.latencies_ms, 0.9), percentile(load.latencies_ms, 0.99),
+             load.errors);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,10 +119,14 @@ int main(int argc, char** argv) {
   bool explain = true;
   double seconds = 10;
   std::vector<int> clients{1, 4, 16};
+  std::vector<double> rates;
+  int connections = 64;
   app.add_option("--host", host)->capture_default_str();
   app.add_option("--port", port)->capture_default_str();
   app.add_option("--data", data, "prepared dataset (its test split's sessions are sent)")->required();
   app.add_option("--clients", clients, "closed-loop clients, one run each")->delimiter(',');
+  app.add_option("--rates", rates, "open-loop request rates (requests/s), one run each")->delimiter(',');
+  app.add_option("--connections", connections, "open loop: connections sending on schedule")->capture_default_str();
   app.add_option("--seconds", seconds, "seconds a run")->capture_default_str();
   app.add_option("--k", k)->capture_default_str();
   app.add_option("--explain", explain)->capture_default_str();
@@ -91,12 +140,9 @@ int main(int argc, char** argv) {
     bodies.push_back(nlohmann::json{{"items", items}, {"k", k}, {"explain", explain}}.dump());
   }
   fmt::print("{} test sessions of {}, k = {}, explain = {}, {} s a run\n\n", bodies.size(), ds.name, k, explain, seconds);
-  fmt::print("| clients | requests/s | p50 ms | p90 ms | p99 ms | errors |\n|---:|---:|---:|---:|---:|---:|\n");
-  for (const int c : clients) {
-    const auto load = run_clients(host, port, bodies, c, seconds);
-    fmt::print("| {} | {:.0f} | {:.2f} | {:.2f} | {:.2f} | {} |\n", c, load.requests_per_second,
-               percentile(load.latencies_ms, 0.5), percentile(load.latencies_ms, 0.9), percentile(load.latencies_ms, 0.99),
-               load.errors);
-  }
+  fmt::print("| load | requests/s | p50 ms | p90 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|\n");
+  for (const int c : clients) print_row(fmt::format("{} closed-loop client{}", c, c == 1 ? "" : "s"), run_clients(host, port, bodies, c, seconds));
+  for (const double r : rates)
+    print_row(fmt::format("open loop, {:.0f} requests/s offered", r), run_rate(host, port, bodies, r, seconds, connections));
   return 0;
 }

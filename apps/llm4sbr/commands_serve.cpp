@@ -110,6 +110,9 @@ std::vector<Command> add_serve_commands(CLI::App& app) {
                 "microseconds a forward pass waits for more sessions (0: merge only what queued while busy)")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
+  s->add_option("--workers", args->http.workers, "forward passes run at once (one core each; 0: one per core)")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
   s->add_option("--max-connections", args->http.max_connections,
                 "connections served at once (a worker each; more wait in the listen backlog)")
       ->check(CLI::Range(1, 4096))

@@ -33,6 +33,8 @@ class TextEncoder {
   virtual std::int64_t dim() const = 0;
   /// A short description for logs and done.json ("tfidf-lsa(d=256, vocab=123456)").
   virtual std::string name() const = 0;
+  /// Whether encode() may be called from several threads at once (the service then encodes without a lock).
+  virtual bool concurrent() const { return false; }
   /// Whether encode() L2-normalises its rows (cosine similarity = inner product).
   virtual bool normalize() const { return true; }
 

@@ -75,6 +75,7 @@ class TfidfLsaEncoder : public TextEncoder {
   /// Safe to call from several threads at once once fitted (or loaded): it only reads the fitted model,
   /// and every call has its own vectorizer and output. fit() is not: fit before sharing the encoder.
   torch::Tensor encode(const std::vector<std::string>& texts) override;
+  bool concurrent() const override { return true; }  // see encode()
   std::int64_t dim() const override;
   std::string name() const override;
   bool normalize() const override { return options_.normalize; }

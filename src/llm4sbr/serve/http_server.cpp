@@ -247,11 +247,14 @@ void serve_http(ServiceSlot& slot, const HttpOptions& options) {
   // A worker per connection while it is kept alive: idle client connections (pools, slow clients) must not
   // hold every worker (cpp-httplib's default is 8 on this machine). The workers are the connection limit.
   server.new_task_queue = [n = options.max_connections] { return new httplib::ThreadPool(n); };
+  // cpp-httplib closes a connection after 5 requests by default: a client pool would reconnect every 5 calls,
+  // and a POST sent as the server closes fails (seen under load as lost requests).
+  server.set_keep_alive_max_count(100000);
   server.set_tcp_nodelay(true);  // without it, Nagle and delayed ACKs add ~40 ms to a small answer
   server.set_payload_max_length(options.max_body_bytes);
   server.set_read_timeout(options.timeout_s, 0);
   server.set_write_timeout(options.timeout_s, 0);
-  MicroBatcher batcher(slot, options.max_batch, std::chrono::microseconds(options.max_wait_us),
+  MicroBatcher batcher(slot, options.max_batch, std::chrono::microseconds(options.max_wait_us), options.workers,
                        [&](std::size_t sessions) { metrics.forward_pass(sessions); });
   add_routes(server, slot, sessions, batcher, options, metrics);
   std::mutex start_mutex;

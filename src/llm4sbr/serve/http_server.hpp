@@ -33,6 +33,7 @@ struct HttpOptions {
   std::size_t max_batch_sessions = 1000;  ///< sessions in one :batch call
   std::size_t max_batch = 64;             ///< sessions in one forward pass (micro-batching, micro_batcher.hpp)
   int max_wait_us = 0;                    ///< how long a pass waits for more sessions (0: batch only under load)
+  std::size_t workers = 0;                ///< forward passes run at once (one core each); 0: one per core
   std::size_t max_connections = 64;       ///< connections served at once (a worker each); more wait in the backlog
   SessionStoreOptions sessions;           ///< the sessions the server keeps for session_id requests
   std::string admin_token;                ///< POST /admin/reload needs it as a bearer token; empty: disabled

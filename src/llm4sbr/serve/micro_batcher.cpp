@@ -6,9 +6,11 @@
 namespace llm4sbr::serve {
 
 MicroBatcher::MicroBatcher(const ServiceSlot& slot, std::size_t max_batch, std::chrono::microseconds max_wait,
-                           std::function<void(std::size_t)> on_pass)
-    : slot_(slot), max_batch_(std::max<std::size_t>(1, max_batch)), max_wait_(max_wait), on_pass_(std::move(on_pass)),
-      worker_([this] { work(); }) {}
+                           std::size_t workers, std::function<void(std::size_t)> on_pass)
+    : slot_(slot), max_batch_(std::max<std::size_t>(1, max_batch)), max_wait_(max_wait), on_pass_(std::move(on_pass)) {
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  for (std::size_t i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
+}
 
 MicroBatcher::~MicroBatcher() {
   {
@@ -16,7 +18,7 @@ MicroBatcher::~MicroBatcher() {
     stopping_ = true;
   }
   queued_.notify_all();
-  worker_.join();
+  for (auto& w : workers_) w.join();
 }
 
 std::vector<nlohmann::json> MicroBatcher::recommend(std::vector<RecommendRequest> requests) {
@@ -53,6 +55,7 @@ void MicroBatcher::work() {
     queued_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, nothing left
     auto pass = take_pass(lock);
+    if (pass.empty()) continue;  // another worker took the calls this one waited on
     lock.unlock();
     std::vector<RecommendRequest> requests;
     for (auto& call : pass) requests.insert(requests.end(), call.requests.begin(), call.requests.end());

@@ -1,7 +1,9 @@
 // Micro-batching for the service (issue 12, "Throughput"): concurrent requests are merged into one forward
 // pass of the model. While a pass runs, new calls queue; the next pass takes every queued session (up to
 // `max_batch`), after waiting at most `max_wait` for more when it has fewer. With max_wait = 0 an idle server
-// answers at once and a busy one batches by itself.
+// answers at once and a busy one batches by itself. Several workers run passes side by side, one a core:
+// one pass is mostly single-threaded work (small products, JSON, the encoder), so one worker left the other
+// cores to the HTTP threads only.
 #pragma once
 
 #include <chrono>
@@ -24,7 +26,8 @@ class MicroBatcher {
  public:
   /// Each pass answers with the slot's current service. `on_pass` is called after each forward pass with its
   /// number of sessions (metrics).
-  MicroBatcher(const ServiceSlot& slot, std::size_t max_batch, std::chrono::microseconds max_wait,
+  /// `workers` passes run at once (each on one core: the service sets one BLAS thread); 0: one per core.
+  MicroBatcher(const ServiceSlot& slot, std::size_t max_batch, std::chrono::microseconds max_wait, std::size_t workers,
                std::function<void(std::size_t)> on_pass = {});
   /// Answers what is queued, then stops the worker.
   ~MicroBatcher();
@@ -53,7 +56,7 @@ class MicroBatcher {
   std::deque<Call> queue_;
   std::size_t queued_sessions_ = 0;
   bool stopping_ = false;
-  std::thread worker_;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace llm4sbr::serve

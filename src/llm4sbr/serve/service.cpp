@@ -146,7 +146,8 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
     const auto device = train::device_of(*trained_.model);
     auto batch = models::make_batch(samples, device);
     if (!trained_.views.empty()) {
-      std::lock_guard<std::mutex> lock(encoder_mutex_);
+      std::unique_lock<std::mutex> lock(encoder_mutex_, std::defer_lock);
+      if (!trained_.encoder->concurrent()) lock.lock();
       intents = intent::intents_in_memory(ds, samples, intent::titles_text_source(ds), *trained_.encoder, *index_,
                                           intents_options_);
       batch.intents = intents.intents.to(device);
