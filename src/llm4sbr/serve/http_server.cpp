@@ -21,6 +21,7 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/serve/micro_batcher.hpp"
+#include "llm4sbr/serve/web_page.hpp"
 
 namespace llm4sbr::serve {
 
@@ -163,6 +164,10 @@ void add_routes(httplib::Server& server, const Service& service, MicroBatcher& b
       return nlohmann::json{{"items", service.search_items(req.get_param_value("query"), limit)}};
     });
   });
+  server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    const auto page = web_page();
+    res.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+  });
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { reply_json(res, 200, {{"status", "ok"}}); });
   server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
     reply_json(res, 200, {{"status", "ready"}, {"model", service.model_label()}});
@@ -177,7 +182,8 @@ extern "C" void remember_stop_signal(int sig) { stop_signal = sig; }
 
 // The route a request is counted under: the known paths, else "other" (no unbounded label values).
 std::string route_of(const httplib::Request& req) {
-  for (const char* known : {"/v1/recommend", "/v1/recommend:batch", "/v1/items", "/healthz", "/readyz", "/metrics"})
+  for (const char* known :
+       {"/", "/v1/recommend", "/v1/recommend:batch", "/v1/items", "/healthz", "/readyz", "/metrics"})
     if (req.path == known) return known;
   return "other";
 }
