@@ -27,7 +27,7 @@ constexpr std::string_view kPage = R"html(<!doctype html>
   header h1 { font-size: 18px; margin: 0; }
   header .model { color: var(--muted); }
   main { display: grid; grid-template-columns: minmax(260px, 1fr) minmax(300px, 1.2fr) minmax(300px, 1.2fr);
-         gap: 16px; padding: 16px 20px; }
+         gap: 16px; padding: 16px 20px; align-items: start; }
   @media (max-width: 900px) { main { grid-template-columns: 1fr; } }
   section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; min-width: 0; }
   h2 { font-size: 15px; margin: 0 0 8px; }
@@ -36,6 +36,8 @@ constexpr std::string_view kPage = R"html(<!doctype html>
   ul, ol { margin: 0; padding: 0; list-style: none; }
   li { padding: 5px 6px; border-bottom: 1px solid var(--line); display: flex; gap: 8px; align-items: baseline; }
   li .title { flex: 1; min-width: 0; overflow-wrap: anywhere; }
+  /* Catalogue titles run to 300 characters: two lines in lists, the whole title on hover. */
+  li .title { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; overflow: hidden; }
   li .id, li .num, .hint, .empty { color: var(--muted); font-size: 12px; }
   li .num { font-variant-numeric: tabular-nums; white-space: nowrap; }
   [role=button] { cursor: pointer; }
@@ -55,7 +57,7 @@ constexpr std::string_view kPage = R"html(<!doctype html>
   .view { border-top: 1px solid var(--line); padding-top: 4px; }
   .view:first-of-type { border-top: 0; }
   .intent-text { margin: 4px 0 6px; padding: 6px 8px; background: var(--bg); border-radius: 6px;
-                 overflow-wrap: anywhere; }
+                 overflow-wrap: anywhere; max-height: 9.5em; overflow-y: auto; }
   .gate { color: var(--muted); font-weight: normal; font-size: 12px; }
   #answer[data-state=loading] #recommendations { opacity: .6; }
   #answer { margin-top: 14px; }
@@ -132,11 +134,14 @@ async function getJson(url, options) {
   return body;
 }
 
+// A title, cut to two lines by the CSS; the whole title as its tooltip.
+const titleOf = (item) => el("span", { class: "title", title: item.title }, item.title);
+
 // An item a click adds to the session (search results and recommendations).
 function clickable(item, className, ...extra) {
-  return el("li", { class: className, role: "button", tabindex: "0", "data-id": item.id, title: "add to the session",
-                    onclick: () => addToSession(item) },
-            el("span", { class: "title" }, item.title), ...extra);
+  return el("li", { class: className, role: "button", tabindex: "0", "data-id": item.id,
+                    "aria-label": `add to the session: ${item.title}`, onclick: () => addToSession(item) },
+            titleOf(item), ...extra);
 }
 
 async function search() {
@@ -170,7 +175,7 @@ function addToSession(item) {
 function sessionChanged() {
   $("#session").replaceChildren(...session.map((item, i) =>
     el("li", { "data-id": item.id },
-       el("span", { class: "title" }, item.title),
+       titleOf(item),
        el("button", { class: "remove", type: "button", "aria-label": "remove from the session", title: "remove",
                       onclick: () => { session.splice(i, 1); sessionChanged(); } }, "×"))));
   $("#clear").disabled = session.length === 0;
@@ -212,7 +217,7 @@ function showAnswer(answer, sessionSize) {
        el("p", { class: "intent-text" }, view.text || "(no intent text)"),
        el("ul", { class: "localized" }, ...(view.items || []).map((item) =>
          el("li", { class: "localized-item", "data-id": item.id },
-            el("span", { class: "title" }, item.title),
+            titleOf(item),
             el("span", { class: "num", title: "cosine similarity to the intent" }, number(item.similarity, 3))))))));
   if (!views.length) $("#views").append(el("p", { class: "empty" }, "No intents for this session."));
   const box = $("#answer");
