@@ -14,6 +14,7 @@ PACKAGES=(
   libcurl4-openssl-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   gnuplot-nox
+  chromium chromium-driver  # headless browser for the test of serve's page (tests/serve/web_page_test.cpp)
 )
 
 missing=()

@@ -23,6 +23,7 @@
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/serve/header_deadline.hpp"
 #include "llm4sbr/serve/micro_batcher.hpp"
+#include "llm4sbr/serve/web_page.hpp"
 
 namespace llm4sbr::serve {
 
@@ -206,6 +207,10 @@ void add_routes(httplib::Server& server, ServiceSlot& slot, SessionStore& sessio
       return nlohmann::json{{"items", slot.current()->search_items(req.get_param_value("query"), limit)}};
     });
   });
+  server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    const auto page = web_page();
+    res.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+  });
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { reply_json(res, 200, {{"status", "ok"}}); });
   server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
     reply_json(res, 200, {{"status", "ready"}, {"model", slot.current()->model_label()}, {"version", slot.version()}});
@@ -227,7 +232,7 @@ extern "C" void remember_reload_signal(int) { reload_signal = 1; }
 // The route a request is counted under: the known paths, else "other" (no unbounded label values).
 std::string route_of(const httplib::Request& req) {
   for (const char* known :
-       {"/v1/recommend", "/v1/recommend:batch", "/v1/items", "/healthz", "/readyz", "/metrics", "/admin/reload"})
+       {"/", "/v1/recommend", "/v1/recommend:batch", "/v1/items", "/healthz", "/readyz", "/metrics", "/admin/reload"})
     if (req.path == known) return known;
   return "other";
 }

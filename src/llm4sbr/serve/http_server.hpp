@@ -5,6 +5,8 @@
 //   POST /v1/recommend:batch   {"sessions": [request, ...]} -> {"results": [...], "took_ms"}
 //   (concurrent requests are merged into one forward pass: micro_batcher.hpp)
 //   GET  /v1/items?query=&limit=   title search of the catalogue
+//   GET  /                     a page for a person: search, click items into a session, see its
+//                              recommendations and intents (web_page.hpp; self-contained HTML)
 //   GET  /healthz, /readyz     liveness; readiness (the model is loaded before the port opens)
 //   GET  /metrics              Prometheus text: requests by route and code, latency histogram, sessions a
 //                              pass, intent sources, sessions held, the model and its version
