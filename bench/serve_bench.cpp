@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -128,6 +130,8 @@ int main(int argc, char** argv) {
   app.add_option("--rates", rates, "open-loop request rates (requests/s), one run each")->delimiter(',');
   app.add_option("--connections", connections, "open loop: connections sending on schedule")->capture_default_str();
   app.add_option("--seconds", seconds, "seconds a run")->capture_default_str();
+  std::string dump;
+  app.add_option("--dump-bodies", dump, "write the request bodies to this file, one a line, and exit (for wrk)");
   app.add_option("--k", k)->capture_default_str();
   app.add_option("--explain", explain)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -138,6 +142,12 @@ int main(int argc, char** argv) {
     nlohmann::json items = nlohmann::json::array();
     for (const auto id : s.prefix) items.push_back(ds.items[static_cast<std::size_t>(id - 1)].raw_id);
     bodies.push_back(nlohmann::json{{"items", items}, {"k", k}, {"explain", explain}}.dump());
+  }
+  if (!dump.empty()) {
+    std::ofstream out(dump);
+    for (const auto& b : bodies) out << b << '\n';
+    if (!out.flush()) throw std::runtime_error("cannot write " + dump);
+    return 0;
   }
   fmt::print("{} test sessions of {}, k = {}, explain = {}, {} s a run\n\n", bodies.size(), ds.name, k, explain, seconds);
   fmt::print("| load | requests/s | p50 ms | p90 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|\n");
