@@ -26,14 +26,17 @@ class ServeFixture : public ::testing::Test {
  protected:
   static constexpr unsigned kTimeoutSeconds = 600;
 
-  /// Trains the run (once per test process) and starts `llm4sbr serve --run` on it with `flags` and `env`.
-  static void start_server(const std::vector<std::string>& flags = {}, const std::vector<std::string>& env = {}) {
+  /// Trains the run (once per test process) on `sessions` Beauty sessions with `run_flags` added (titles
+  /// intents unless they say otherwise) and starts `llm4sbr serve --run` on it with `flags` and `env`.
+  static void start_server(const std::vector<std::string>& flags = {}, const std::vector<std::string>& env = {},
+                           const std::vector<std::string>& run_flags = {}, int sessions = 1500) {
     dir_ = new TempDir;
-    const auto run = run_with_file_size_limit(
-        {LLM4SBR_CLI, "run", "--config", "configs/beauty.yaml", "--out", (*dir_ / "run").string(), "--set",
-         "data.max_sessions=1500", "--set", "data.min_item_count=3", "--set", "data.iterative_filter=true", "--set",
-         "train.epochs=1", "--set", "threads=1", "--set", "enhance.baseline=false"},
-        -1, kTimeoutSeconds, LLM4SBR_SOURCE_DIR);
+    std::vector<std::string> run_args{
+        LLM4SBR_CLI, "run", "--config", "configs/beauty.yaml", "--out", (*dir_ / "run").string(), "--set",
+        "data.max_sessions=" + std::to_string(sessions), "--set", "data.min_item_count=3", "--set",
+        "data.iterative_filter=true", "--set", "train.epochs=1", "--set", "threads=1", "--set", "enhance.baseline=false"};
+    run_args.insert(run_args.end(), run_flags.begin(), run_flags.end());
+    const auto run = run_with_file_size_limit(run_args, -1, kTimeoutSeconds, LLM4SBR_SOURCE_DIR);
     ASSERT_EQ(run.exit_code, 0) << run.output;
     std::vector<std::string> args{LLM4SBR_CLI, "serve", "--run", (*dir_ / "run").string(), "--port", "0",
                                   "--set", "threads=1"};

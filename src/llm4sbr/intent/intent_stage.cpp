@@ -341,6 +341,7 @@ IntentStage run_intent_stage(const Config& cfg, const data::PreparedDataset& ds,
   if (out.source.kind == "responses")
     responses = given_responses(cfg, ds, out.views, out.source.dir, data_key, stages_dir, source_key);
   out.encoder_dir = encoder_dir(cfg, data_key, stages_dir);
+  out.responses_dir = responses;
   std::unique_ptr<embed::TextEncoder> encoder;  // built only when some split needs (re)computing
 
   opt.key = hash_hex(fmt::format("intents\n{}\n{}\n{}\n{}\n{}\n{}", data_key, source_key, cfg.canonical("embed"),

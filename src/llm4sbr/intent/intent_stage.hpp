@@ -88,6 +88,9 @@ struct IntentStage {
   torch::Tensor train, valid, test;  ///< [n_samples, V, d_text] float32 per split (undefined for an empty split)
   std::filesystem::path dir;       ///< the intents-<key> directory
   std::filesystem::path encoder_dir;  ///< the encoder-<key> directory of the text encoder behind them
+  /// The responses-<key> directory of the LLM answers behind them (<split>/responses.jsonl); "" for titles
+  /// and for intents given by hand.
+  std::filesystem::path responses_dir;
 };
 
 /// Runs (or re-uses) Stage 1 for every split of `ds`. `data_key` identifies the prepared data (the

@@ -1,17 +1,23 @@
 #include "llm4sbr/serve/service.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <limits>
+#include <map>
+#include <memory>
 #include <numeric>
 #include <sstream>
 #include <unordered_set>
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/intent/intent_stage.hpp"
+#include "llm4sbr/llm/response_store.hpp"
+#include "llm4sbr/llm/shard.hpp"
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/train/device.hpp"
 
@@ -103,7 +109,53 @@ Service::Service(train::TrainedModel trained, ServeOptions options)
     // The blocked localizer: identical results to FAISS's (localizer.hpp), and for the few queries of a request
     // a matrix product, where FAISS scans the catalogue with its scalar inner product.
     index_ = intent::catalogue_index(trained_.catalogue, "blocked");
+    load_cached_answers();
   }
+}
+
+// Every answer of the run's responses.jsonl files, by prompt hash (the same prompt asked for two samples has
+// one answer).
+void Service::load_cached_answers() {
+  const auto& dir = trained_.responses_dir;
+  if (dir.empty()) return;
+  if (!std::filesystem::is_directory(dir)) {
+    spdlog::warn("serve: the LLM answers of this model's intents ({}) are not there: every session gets titles intents",
+                 dir.string());
+    return;
+  }
+  prompt_template_ = text::prompt_template_from_config(trained_.config);
+  for (const char* split : {"train", "valid", "test"}) {
+    const auto file = dir / split / "responses.jsonl";
+    if (!std::filesystem::exists(file)) continue;
+    for (auto& [line, record] : llm::read_response_file(file)) cached_answers_[record.prompt_hash] = std::move(record.response);
+  }
+  spdlog::info("serve: {} cached LLM answers from {}", cached_answers_.size(), dir.string());
+}
+
+// The view texts of a pass: a session's cached LLM answers when every view's prompt has one (cached[row] = 1),
+// else its titles. Sample::id is the row in the pass.
+intent::ViewTextSource Service::view_texts(const std::vector<data::Sample>& samples, std::vector<char>& cached) const {
+  const auto& ds = *trained_.dataset;
+  cached.assign(samples.size(), 0);
+  auto titles = intent::titles_text_source(ds);
+  if (cached_answers_.empty()) return titles;
+  const auto n_views = trained_.views.size();
+  const auto keys = llm::prompt_keys(ds, samples, trained_.views, prompt_template_);  // sample-major, view-minor
+  auto answers = std::make_shared<std::map<std::pair<std::int64_t, std::string>, std::string>>();
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    std::size_t hits = 0;
+    for (std::size_t v = 0; v < n_views; ++v) hits += cached_answers_.count(keys[i * n_views + v].hash);
+    if (hits < n_views) continue;  // all views from one source: the model never saw answers mixed with titles
+    cached[i] = 1;
+    for (std::size_t v = 0; v < n_views; ++v)
+      (*answers)[{samples[i].id, trained_.views[v]}] = cached_answers_.at(keys[i * n_views + v].hash);
+  }
+  return [titles, answers](const std::vector<data::Sample>& s, const std::string& view) {
+    auto texts = titles(s, view);
+    for (std::size_t i = 0; i < s.size(); ++i)
+      if (auto it = answers->find({s[i].id, view}); it != answers->end()) texts[i] = it->second;
+    return texts;
+  };
 }
 
 Service::Session Service::resolve(const RecommendRequest& request) const {
@@ -142,13 +194,14 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
 
   torch::Tensor scores, gates;
   intent::MemoryIntents intents;
+  std::vector<char> cached;  // [row]: intents from the cached LLM answers
   if (!samples.empty()) {
     const auto device = train::device_of(*trained_.model);
     auto batch = models::make_batch(samples, device);
     if (!trained_.views.empty()) {
       std::unique_lock<std::mutex> lock(encoder_mutex_, std::defer_lock);
       if (!trained_.encoder->concurrent()) lock.lock();
-      intents = intent::intents_in_memory(ds, samples, intent::titles_text_source(ds), *trained_.encoder, *index_,
+      intents = intent::intents_in_memory(ds, samples, view_texts(samples, cached), *trained_.encoder, *index_,
                                           intents_options_);
       batch.intents = intents.intents.to(device);
     }
@@ -210,7 +263,8 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
                                     {"items", std::move(localized)}};
       }
     }
-    answer["intent"] = {{"source", trained_.views.empty() ? "none" : "titles"}, {"views", std::move(views)}};
+    const char* source = trained_.views.empty() ? "none" : cached[static_cast<std::size_t>(row)] ? "cache" : "titles";
+    answer["intent"] = {{"source", source}, {"views", std::move(views)}};
     answers.push_back(std::move(answer));
   }
   return answers;

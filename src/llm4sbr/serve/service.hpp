@@ -2,9 +2,12 @@
 // next items to show and the intents behind them out. The model comes from train::load_trained, the same
 // path `llm4sbr evaluate` takes, so a session gets the ranking offline evaluation gives it.
 //
-// Intents at request time (paper §4.1 on a session nobody asked the LLM about): the `titles` source computes
-// them online, exactly as the titles stage does offline (the titles of the view's items, encoded with the
-// run's fitted encoder, localized top-r on the catalogue, Eq. 4-5); `none` (a plain backbone) has no intent.
+// Intents at request time (paper §4.1): the `cache` source is the run's own Stage-1 LLM answer to the
+// session's prompt for each view (keyed by the prompt's hash, as responses.jsonl is), when every view has one:
+// the very texts the model was trained and evaluated on, encoded and localized as offline. A session nobody
+// asked the LLM about gets the `titles` source, computed online exactly as the titles stage does offline (the
+// titles of the view's items, encoded with the run's fitted encoder, localized top-r on the catalogue, Eq.
+// 4-5); `none` (a plain backbone, or no known item) has no intent.
 // Each view's explanation is its text, the catalogue items it was localized to with their cosine
 // similarities, and its gate α_v (Eq. 10-11): how much the view weighed in this session's representation.
 #pragma once
@@ -22,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/intent/intents.hpp"
+#include "llm4sbr/text/prompts.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
 
 namespace llm4sbr::serve {
@@ -63,7 +67,7 @@ class Service {
   Service(train::TrainedModel trained, ServeOptions options = {});
 
   /// The answers to many sessions, with one forward pass of the model: {"items": [{"id", "title", "score"}],
-  /// "intent": {"source": "titles"|"none", "views": {view: {"text", "gate", "items": [{"id", "title",
+  /// "intent": {"source": "cache"|"titles"|"none", "views": {view: {"text", "gate", "items": [{"id", "title",
   /// "similarity"}]}}}, "unknown_items": [...], "flags": [...], "model"}. Flags: "unknown_items_dropped",
   /// "empty_session_popularity" (no known item: the most clicked items of the training data),
   /// "session_truncated". Scores are the model's logits (higher is better).
@@ -78,6 +82,8 @@ class Service {
  private:
   struct Session;
   Session resolve(const RecommendRequest& request) const;
+  void load_cached_answers();
+  intent::ViewTextSource view_texts(const std::vector<data::Sample>& samples, std::vector<char>& cached) const;
   nlohmann::json item_json(std::int64_t id) const;
 
   train::TrainedModel trained_;
@@ -87,6 +93,8 @@ class Service {
   std::vector<std::string> lower_titles_;    ///< [k] = title of item k+1, lower case
   std::unique_ptr<intent::IntentLocalizer> index_;
   intent::IntentsOptions intents_options_;
+  text::PromptTemplate prompt_template_;
+  std::unordered_map<std::string, std::string> cached_answers_;  ///< prompt hash -> the run's Stage-1 answer
   mutable std::mutex encoder_mutex_;  ///< a llama.cpp or OpenAI encoder is not safe under concurrency
 };
 

@@ -22,12 +22,14 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kRecordFile = "checkpoint.yaml";
-// The sections that define a trained model's shape and inputs; evaluation settings (eval.*) stay the caller's.
-constexpr const char* kModelSections[] = {"model", "models", "enhance", "intent"};
+// The sections that define a trained model's shape and inputs (prompt: the questions behind its intents, which
+// the service asks again to find the run's answers); evaluation settings (eval.*) stay the caller's.
+constexpr const char* kModelSections[] = {"model", "models", "enhance", "intent", "prompt"};
 // The recorded folders, by their key in checkpoint.yaml.
 constexpr const char* kPreparedKey = "prepared_dir";
 constexpr const char* kEncoderKey = "encoder_dir";
 constexpr const char* kIntentsKey = "intents_dir";
+constexpr const char* kResponsesKey = "responses_dir";
 
 // A folder as the record keeps it: relative to the run folder, so that a moved run folder still loads.
 std::string relative_to(const fs::path& dir, const fs::path& run_dir) {
@@ -170,6 +172,7 @@ void record_checkpoint(const Config& cfg, const fs::path& run_dir, const Trained
   doc[kPreparedKey] = relative_to(inputs.prepared, run_dir);
   doc[kEncoderKey] = relative_to(inputs.encoder, run_dir);
   doc[kIntentsKey] = relative_to(inputs.intents, run_dir);
+  doc[kResponsesKey] = relative_to(inputs.responses, run_dir);
   Config recorded(YAML::Clone(cfg.root()));
   // The backbone's settings as merged at training time, so that editing configs/models/ later changes nothing.
   const auto model = cfg.require<std::string>("model");
@@ -187,7 +190,8 @@ std::optional<CheckpointRecord> read_checkpoint_record(const fs::path& checkpoin
   const Config doc = Config::load(file);
   const fs::path dir = checkpoint.parent_path();
   return CheckpointRecord{file, doc.sub("config"),
-                          {resolved(doc, kPreparedKey, dir), resolved(doc, kEncoderKey, dir), resolved(doc, kIntentsKey, dir)}};
+                          {resolved(doc, kPreparedKey, dir), resolved(doc, kEncoderKey, dir), resolved(doc, kIntentsKey, dir),
+                           resolved(doc, kResponsesKey, dir)}};
 }
 
 torch::Tensor TrainedModel::intents(const std::string& split) const {
@@ -229,6 +233,8 @@ TrainedModel load_trained(const fs::path& checkpoint, const torch::Device& devic
     if (record) check_intents_fit_checkpoint(out.config, out.views, done.value("r_requested", std::int64_t{-1}), split_dir);
     out.model = build_llm4sbr(out.config, *out.dataset, out.views, out.text_dim);
     if (options.text) load_text_side(out, record);
+    // The answers behind the recorded intents only: other intents given here came from elsewhere.
+    if (record && options.intents.empty()) out.responses_dir = record->inputs.responses;
   }
   load_checkpoint(*out.model, checkpoint);
   out.model->to(device);

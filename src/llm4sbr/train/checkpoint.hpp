@@ -43,6 +43,7 @@ struct TrainedInputs {
   std::filesystem::path prepared;  ///< the prepared dataset (items.tsv, train.tsv, ...)
   std::filesystem::path encoder;   ///< the fitted text encoder of the intents (encoder.json, ...)
   std::filesystem::path intents;   ///< the intents-<key> folder (<split>/intents.npy, done.json)
+  std::filesystem::path responses; ///< the responses-<key> folder of the LLM answers behind the intents
 };
 
 /// Writes run_dir/checkpoint.yaml (see the file comment) for a model trained with `cfg` on `inputs`.
@@ -61,7 +62,7 @@ std::optional<CheckpointRecord> read_checkpoint_record(const std::filesystem::pa
 
 struct LoadOptions {
   /// The caller's settings. Evaluation settings (eval.*, train.eval_batch_size, threads) stay these; the
-  /// sections that define the model (model, models, enhance, intent) come from checkpoint.yaml, and a
+  /// sections that define the model (model, models, enhance, intent, prompt) come from checkpoint.yaml, and a
   /// section given here with other values is warned about. A checkpoint without a record is built from
   /// these settings alone (warned about).
   Config config;
@@ -84,6 +85,9 @@ struct TrainedModel {
   std::shared_ptr<const data::PreparedDataset> dataset;
   bool recorded = false;  ///< whether checkpoint.yaml was there
   std::filesystem::path intents_dir;  ///< the intents folder the model is fed from ("" for a plain backbone)
+  /// The LLM answers behind the recorded intents (<split>/responses.jsonl; "" for titles, or when not recorded):
+  /// the service's cache of Stage-1 answers.
+  std::filesystem::path responses_dir;
   std::vector<std::string> views;     ///< the intents' views, in order ([] for a plain backbone)
   std::int64_t text_dim = 0;          ///< d_text of the intents (0 for a plain backbone)
   std::unique_ptr<embed::TextEncoder> encoder;  ///< the fitted text encoder (null: plain, or text = false)

@@ -214,7 +214,7 @@ ModelRun run_one(const Config& cfg, const data::PreparedDataset& ds, const std::
   if (!label.empty() && stage.source.kind == "titles" && stage.views == std::vector<std::string>{"normal"})
     name += " (titles: same as w/o short)";
   auto run = train_model(cfg, ds, *model, out_dir / slug(name), {stage.train, stage.valid, stage.test},
-                         {prepared, stage.encoder_dir, stage.dir});
+                         {prepared, stage.encoder_dir, stage.dir, stage.responses_dir});
   run.label = name;
   run.intents = stage.source.describe();
   run.intents_dir = stage.dir.string();
