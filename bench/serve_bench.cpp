@@ -37,6 +37,18 @@ double percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(p * static_cast<double>(sorted.size())))];
 }
 
+// The answers of every sender since `start`: rate and sorted latencies.
+Load collect(const std::vector<std::vector<double>>& latencies, std::int64_t errors,
+             std::chrono::steady_clock::time_point start) {
+  Load load;
+  for (const auto& l : latencies) load.latencies_ms.insert(load.latencies_ms.end(), l.begin(), l.end());
+  std::sort(load.latencies_ms.begin(), load.latencies_ms.end());
+  load.requests_per_second = static_cast<double>(load.latencies_ms.size()) /
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  load.errors = errors;
+  return load;
+}
+
 Load run_clients(const std::string& host, int port, const std::vector<std::string>& bodies, int clients, double seconds) {
   std::vector<std::vector<double>> latencies(static_cast<std::size_t>(clients));
   std::atomic<std::int64_t> errors{0};
@@ -60,14 +72,7 @@ Load run_clients(const std::string& host, int port, const std::vector<std::strin
       }
     });
   for (auto& t : threads) t.join();
-  Load load;
-  for (auto& l : latencies) load.latencies_ms.insert(load.latencies_ms.end(), l.begin(), l.end());
-  std::sort(load.latencies_ms.begin(), load.latencies_ms.end());
-  load.requests_per_second =
-      static_cast<double>(load.latencies_ms.size()) /
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  load.errors = errors;
-  return load;
+  return collect(latencies, errors, start);
 }
 
 // Open loop: request i is due at start + i / rate; a free connection sends it then (or as soon as one is free).
@@ -97,13 +102,7 @@ Load run_rate(const std::string& host, int port, const std::vector<std::string>&
       }
     });
   for (auto& t : threads) t.join();
-  Load load;
-  for (auto& l : latencies) load.latencies_ms.insert(load.latencies_ms.end(), l.begin(), l.end());
-  std::sort(load.latencies_ms.begin(), load.latencies_ms.end());
-  load.requests_per_second = static_cast<double>(load.latencies_ms.size()) /
-                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  load.errors = errors;
-  return load;
+  return collect(latencies, errors, start);
 }
 
 void print_row(const std::string& label, const Load& load) {

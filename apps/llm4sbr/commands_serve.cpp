@@ -14,6 +14,8 @@
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/core/runtime.hpp"
 #include "llm4sbr/serve/http_server.hpp"
+#include "llm4sbr/llm/llm_backend.hpp"
+#include "llm4sbr/serve/intent_generator.hpp"
 #include "llm4sbr/serve/service_slot.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
 #include "llm4sbr/train/device.hpp"
@@ -30,6 +32,8 @@ struct ServeArgs {
   serve::HttpOptions http;
   serve::ServeOptions service;
   int session_ttl_s = 1800;
+  std::string llm, llm_store;
+  int intent_wait_ms = 0;
 };
 
 // The checkpoint of a run folder's row: `model` names its folder (sr-gnn, llm4sbr-sr-gnn-titles, or a
@@ -65,6 +69,13 @@ void run_serve(ServeArgs a) {
   if (const char* token = std::getenv("LLM4SBR_ADMIN_TOKEN")) a.http.admin_token = token;
   a.http.sessions.max_clicks = static_cast<std::size_t>(a.service.max_session_length);
   a.http.sessions.ttl = std::chrono::seconds(a.session_ttl_s);
+  // --llm: one generator for every model a reload brings (its store is locked while open).
+  if (!a.llm.empty()) {
+    const fs::path first = a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model) : fs::path(a.checkpoint);
+    const fs::path store = a.llm_store.empty() ? first.parent_path() / "serve-responses.jsonl" : fs::path(a.llm_store);
+    a.service.llm = std::make_shared<serve::IntentGenerator>(llm::make_llm_backend(a.llm, cfg), store);
+    a.service.intent_wait = std::chrono::milliseconds(a.intent_wait_ms);
+  }
   // The first load and every reload: a reload without a path re-reads the same source (for --run, the row
   // is looked up again, so that a rerun's new best.pt is found).
   serve::ServiceSlot slot([&](const std::string& path) {
@@ -110,6 +121,22 @@ std::vector<Command> add_serve_commands(CLI::App& app) {
                 "microseconds a forward pass waits for more sessions (0: merge only what queued while busy)")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
+  s->add_option("--intent-source", args->service.intent_source,
+                "intents of an LLM4SBR model: auto (the run's cached LLM answer, else titles), titles, or none (zero "
+                "intents: fastest, least accurate)")
+      ->check(CLI::IsMember({"auto", "titles", "none"}))
+      ->capture_default_str();
+  s->add_option("--llm", args->llm,
+                "ask this LLM (llama:PATH.gguf, or openai:URL[,URL]) the prompts of sessions with no cached answer, in "
+                "the background (settings llm.*)");
+  s->add_option("--intent-wait-ms", args->intent_wait_ms,
+                "with --llm: milliseconds a request waits for its LLM answers (0: answer with titles, the next request "
+                "finds them)")
+      ->check(CLI::Range(0, 600000))
+      ->capture_default_str();
+  s->add_option("--llm-store", args->llm_store,
+                "with --llm: the responses.jsonl the answers are kept in (default: serve-responses.jsonl beside the "
+                "checkpoint)");
   s->add_option("--workers", args->http.workers, "forward passes run at once (one core each; 0: one per core)")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();

@@ -4,10 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 
 #include "cli.hpp"
+#include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/hash.hpp"
 #include "llm4sbr/data/io.hpp"
@@ -38,15 +38,16 @@ void run_prompts(const Options& o) {
   for (const auto& sp : splits_of(o.split)) {
     const auto file = fs::path(o.out) / sp / "prompts.jsonl";
     fs::create_directories(file.parent_path());
-    std::ofstream out(file);
+    AtomicFile out(file);  // a full disk is an error naming the file, and never leaves half a file behind
     std::int64_t n = 0;
     for (const auto& sample : first_samples(ds.split(sp), o.limit))
       for (const auto& view : views) {
         const std::string p = text::build_prompt(tpl, ds, sample, view);
-        out << nlohmann::json{{"sample", sample.id}, {"view", view}, {"prompt_hash", hash_hex(p)}, {"prompt", p}}.dump()
-            << "\n";
+        out.write(nlohmann::json{{"sample", sample.id}, {"view", view}, {"prompt_hash", hash_hex(p)}, {"prompt", p}}.dump() +
+                  "\n");
         ++n;
       }
+    out.commit();
     spdlog::info("prompts: {} prompts -> {}", n, file.string());
   }
 }

@@ -50,7 +50,7 @@ void in_job(const Options& o, const Config& cfg, const std::function<void()>& wo
 
 struct EvaluateArgs {
   Options o;
-  std::string checkpoint, intents;
+  std::string checkpoint, intents, online_intents;
 };
 
 // Evaluates a checkpoint on a split (load_trained: the settings and intents recorded beside it).
@@ -59,7 +59,7 @@ void run_evaluate(const EvaluateArgs& a) {
   if (!cfg.has("model")) cfg.set("model", "srgnn");
   configure_runtime(cfg.get<int>("threads", 0));
   const auto ds = data::read_prepared(a.o.data);
-  const auto result = train::evaluate_checkpoint(cfg, ds, a.checkpoint, a.o.split, a.intents);
+  const auto result = train::evaluate_checkpoint(cfg, ds, a.checkpoint, a.o.split, a.intents, a.online_intents);
   fmt::print("\n{} split, {} samples{}:\n\n{}\n", a.o.split, ds.split(a.o.split).size(),
              result.intents.empty() ? "" : ", intents from " + result.intents,
              train::results_table({result}, train::train_options_from_config(cfg).ks, false));
@@ -143,6 +143,10 @@ std::vector<Command> add_train_commands(CLI::App& app) {
   e->add_option("--intents", evaluate->intents,
                 "for an LLM4SBR checkpoint: the intents folder of its run (runs/X/stages/intents-<key>); default: "
                 "the one recorded in its checkpoint.yaml");
+  e->add_option("--online-intents", evaluate->online_intents,
+                "for an LLM4SBR checkpoint: instead of the stored intents, those `llm4sbr serve` falls back to: titles "
+                "(computed now with the recorded encoder) or none (zero intents)")
+      ->check(CLI::IsMember({"titles", "none"}));
   add_config(e, evaluate->o, false);
 
   auto run = std::make_shared<Options>();

@@ -98,6 +98,13 @@ TEST(EndToEnd, RunComparesSrGnnWithLlm4sbrOnTitlesIntentsAndReusesTheStages) {
       << read_all(dir / "eval.txt");
   const double hr20 = metrics["models"]["LLM4SBR(SR-GNN) [titles]"]["test"]["HR@20"].get<double>();
   EXPECT_NE(read_all(dir / "eval.txt").find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << read_all(dir / "eval.txt");
+  // The service's titles fallback computed now for every test session is the titles stage run offline.
+  ASSERT_EQ(evaluate(checkpoint, "--online-intents titles", dir / "eval-titles.txt"), 0) << read_all(dir / "eval-titles.txt");
+  EXPECT_NE(read_all(dir / "eval-titles.txt").find(fmt::format(" {:.2f} ", hr20)), std::string::npos)
+      << read_all(dir / "eval-titles.txt");
+  EXPECT_NE(read_all(dir / "eval-titles.txt").find("titles (computed now)"), std::string::npos);
+  ASSERT_EQ(evaluate(checkpoint, "--online-intents none", dir / "eval-none.txt"), 0) << read_all(dir / "eval-none.txt");
+  EXPECT_NE(read_all(dir / "eval-none.txt").find("LLM4SBR(SR-GNN)"), std::string::npos);
   // Without --intents, the settings and intents recorded beside the checkpoint (checkpoint.yaml) are used.
   ASSERT_EQ(evaluate(checkpoint, "", dir / "eval2.txt"), 0) << read_all(dir / "eval2.txt");
   EXPECT_NE(read_all(dir / "eval2.txt").find(fmt::format(" {:.2f} ", hr20)), std::string::npos) << read_all(dir / "eval2.txt");

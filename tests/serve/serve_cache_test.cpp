@@ -1,11 +1,15 @@
 // The `cache` intent source (serve/service.hpp): a service over a run whose intents came from an LLM (the tiny
 // random-weight GGUF chat model) answers a session the run asked the LLM about with that answer, keyed by the
 // prompt's hash as responses.jsonl is, and the model's ranking is then exactly offline evaluation's on the
-// stored intents; a session nobody asked about falls back to titles intents, and says so.
+// stored intents; a session nobody asked about falls back to titles intents, and says so. With --llm (a real
+// llama-server on the tiny model), such a session's prompts are asked at request time: the answer is the `llm`
+// source, then the `cache`, kept in a responses.jsonl; killing the LLM server changes only the source.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -13,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "llm/llama_server.hpp"
 #include "llm4sbr/llm/response_store.hpp"
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
@@ -23,16 +28,27 @@ using nlohmann::json;
 
 namespace {
 
+// A run whose intents came from the tiny chat model on 150 Beauty sessions.
+const std::vector<std::string> kLlmRun{
+    "--set", "intent.source=llm", "--set", "llm.model=llama:" + llm4sbr::testing::tiny_model("tiny-qwen2-chat.gguf").string(),
+    "--set", "llm.max_tokens=3", "--set", "prompt.max_items=3", "--set", "data.min_item_count=2"};
+
 class ServeCache : public llm4sbr::testing::ServeFixture {
  protected:
-  static void SetUpTestSuite() {
-    start_server({}, {},
-                 {"--set", "intent.source=llm", "--set",
-                  "llm.model=llama:" + llm4sbr::testing::tiny_model("tiny-qwen2-chat.gguf").string(), "--set",
-                  "llm.max_tokens=3", "--set", "prompt.max_items=3", "--set", "data.min_item_count=2"},
-                 150);
-  }
+  static void SetUpTestSuite() { start_server({}, {}, kLlmRun, 150); }
   static fs::path llm_checkpoint() { return *dir_ / "run" / "llm4sbr-sr-gnn" / "best.pt"; }
+  // A session no sample of the data has: the longest test prefix backwards, then the first catalogue item.
+  static json new_session(std::size_t extra = 0) {
+    auto trained = llm4sbr::train::load_trained(llm_checkpoint(), torch::kCPU, {.text = false});
+    const auto& ds = *trained.dataset;
+    const auto longest = *std::max_element(ds.test.begin(), ds.test.end(),
+                                           [](const auto& a, const auto& b) { return a.prefix.size() < b.prefix.size(); });
+    json items = json::array();
+    for (auto it = longest.prefix.rbegin(); it != longest.prefix.rend(); ++it)
+      items.push_back(ds.items[static_cast<std::size_t>(*it - 1)].raw_id);
+    items.push_back(ds.items[extra % ds.items.size()].raw_id);
+    return items;
+  }
 };
 
 TEST_F(ServeCache, ASessionTheRunAskedAboutGetsItsLlmAnswerAndTheOfflineRanking) {
@@ -63,19 +79,60 @@ TEST_F(ServeCache, ASessionTheRunAskedAboutGetsItsLlmAnswerAndTheOfflineRanking)
 }
 
 TEST_F(ServeCache, ASessionNobodyAskedAboutFallsBackToTitles) {
-  auto trained = llm4sbr::train::load_trained(llm_checkpoint(), torch::kCPU, {.text = false});
-  const auto& ds = *trained.dataset;
-  // Three items no sample of the data has as a prefix in this order: the most recent first.
-  const auto longest = *std::max_element(ds.test.begin(), ds.test.end(),
-                                         [](const auto& a, const auto& b) { return a.prefix.size() < b.prefix.size(); });
-  ASSERT_GE(longest.prefix.size(), 2u);
-  json items = json::array();
-  for (auto it = longest.prefix.rbegin(); it != longest.prefix.rend(); ++it)
-    items.push_back(ds.items[static_cast<std::size_t>(*it - 1)].raw_id);
-  items.push_back(ds.items[0].raw_id);
-  const auto answer = post("/v1/recommend", json{{"items", items}, {"k", 5}}.dump(), 200);
+  const auto answer = post("/v1/recommend", json{{"items", new_session()}, {"k", 5}}.dump(), 200);
   EXPECT_EQ(answer["intent"]["source"], "titles") << answer.dump();
   EXPECT_FALSE(answer["intent"]["views"]["long"]["text"].get<std::string>().empty());
+}
+
+class ServeLlm : public ServeCache {
+ protected:
+  static void SetUpTestSuite() {
+    llama_dir_ = new llm4sbr::testing::TempDir;
+    llama_ = new llm4sbr::testing::LlamaServer(llm4sbr::testing::tiny_model("tiny-qwen2-chat.gguf"),
+                                               llm4sbr::testing::tiny_chat_server_args(), *llama_dir_ / "llama.log");
+    start_server({"--llm", "openai:" + llama_->url(), "--intent-wait-ms", "8000", "--set", "llm.max_tokens=3"}, {},
+                 kLlmRun, 150);
+  }
+  static void TearDownTestSuite() {
+    ServeCache::TearDownTestSuite();
+    delete llama_;
+    delete llama_dir_;
+  }
+  inline static llm4sbr::testing::TempDir* llama_dir_ = nullptr;
+  inline static llm4sbr::testing::LlamaServer* llama_ = nullptr;
+};
+
+TEST_F(ServeLlm, ANewSessionIsAskedThenCachedAndALostServerOnlyChangesTheSource) {
+  const auto body = json{{"items", new_session()}, {"k", 5}}.dump();
+  const auto first = post("/v1/recommend", body, 200);
+  ASSERT_EQ(first["intent"]["source"], "llm") << first.dump() << llm4sbr::testing::read_text(*dir_ / "server.log");
+  const auto again = post("/v1/recommend", body, 200);
+  EXPECT_EQ(again["intent"]["source"], "cache");
+  for (const auto* view : {"long", "short"})
+    EXPECT_EQ(again["intent"]["views"][view]["text"], first["intent"]["views"][view]["text"]);
+  const auto store = llm_checkpoint().parent_path() / "serve-responses.jsonl";
+  EXPECT_EQ(llm4sbr::llm::read_response_file(store).size(), 2u) << "one answer per view, kept";
+
+  // The LLM server dies while 4 clients send new sessions: every request is answered, with titles intents.
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c)
+    clients.emplace_back([&, c] {
+      auto cl = client();
+      for (std::size_t i = 1 + static_cast<std::size_t>(c); !stop; i += 4) {
+        auto res = cl.Post("/v1/recommend", json{{"items", new_session(i)}, {"k", 5}}.dump(), "application/json");
+        (res && res->status == 200 ? ok : failed)++;
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  llama_->stop();
+  const auto after = post("/v1/recommend", json{{"items", new_session(999)}, {"k", 5}}.dump(), 200);
+  EXPECT_EQ(after["intent"]["source"], "titles") << after.dump();
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_GT(ok, 0);
 }
 
 }  // namespace

@@ -3,8 +3,6 @@
 // unknown and empty sessions fall back with flags; batch, search, health and metrics; SIGTERM stops it cleanly.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <torch/torch.h>
@@ -164,12 +162,8 @@ TEST_F(Serve, BatchSearchHealthAndMetrics) {
 TEST_F(Serve, IdleConnectionsChunkedBodiesAndAPortInUseDoNotTakeItDown) {
   std::vector<int> idle;
   for (int i = 0; i < 24; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const int fd = llm4sbr::testing::connect_loopback(port_);
+    ASSERT_GE(fd, 0);
     idle.push_back(fd);
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -194,6 +188,32 @@ TEST_F(Serve, IdleConnectionsChunkedBodiesAndAPortInUseDoNotTakeItDown) {
       LLM4SBR_SOURCE_DIR);
   EXPECT_EQ(second.exit_code, 2) << second.output;
   EXPECT_NE(second.output.find("cannot listen"), std::string::npos) << second.output;
+}
+
+// --intent-source none: the model fed zero intents (no encoding, no localization), said in the answer.
+class ServeWithoutIntents : public llm4sbr::testing::ServeFixture {
+ protected:
+  static void SetUpTestSuite() { start_server({"--intent-source", "none"}); }
+};
+
+TEST_F(ServeWithoutIntents, AnswersAreTheOfflineRankingOnZeroIntents) {
+  auto trained = llm4sbr::train::load_trained(checkpoint(), torch::kCPU, {.text = false});
+  const auto& ds = *trained.dataset;
+  const std::vector<llm4sbr::data::Sample> samples(ds.test.begin(), ds.test.begin() + 10);
+  auto batch = llm4sbr::models::make_batch(samples);
+  batch.intents = torch::zeros({10, 2, trained.text_dim});
+  torch::NoGradGuard no_grad;
+  const auto offline = trained.model->forward(batch).scores;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    json items = json::array();
+    for (const auto id : samples[i].prefix) items.push_back(ds.items[static_cast<std::size_t>(id - 1)].raw_id);
+    const auto answer = post("/v1/recommend", json{{"items", items}, {"k", 10}}.dump(), 200);
+    EXPECT_EQ(answer["intent"]["source"], "none");
+    EXPECT_TRUE(answer["intent"]["views"].empty());
+    const auto top = std::get<0>(offline[static_cast<std::int64_t>(i)].topk(10));
+    for (std::int64_t j = 0; j < 10; ++j)
+      EXPECT_NEAR(answer["items"][static_cast<std::size_t>(j)]["score"].get<float>(), top[j].item<float>(), 1e-4);
+  }
 }
 
 // Last (gtest runs a suite's tests in order): SIGTERM lets the server finish and exit 0.

@@ -6,11 +6,16 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +26,32 @@
 #include "test_support.hpp"
 
 namespace llm4sbr::testing {
+
+/// A TCP port free now on 127.0.0.1 (the kernel picks it).
+inline int free_port() {
+  const int sock = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("free_port: cannot bind port 0");
+  ::close(sock);
+  return ntohs(addr.sin_port);
+}
+
+/// A raw TCP connection to 127.0.0.1:port (for clients that misbehave), or -1.
+inline int connect_loopback(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+  ::close(fd);
+  return -1;
+}
 
 class ServeFixture : public ::testing::Test {
  protected:

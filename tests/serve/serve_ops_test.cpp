@@ -4,8 +4,6 @@
 // answer right), and a client that sends its headers one byte a second.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <torch/torch.h>
@@ -180,12 +178,8 @@ TEST_F(ServeOps, SixtyFourClientsMixingGoodAndBadRequestsGetNoServerError) {
 // A client that sends its request line one byte a second is cut off at --header-timeout (3 s), and the server
 // answers others meanwhile.
 TEST_F(ServeOps, AClientSendingOneByteASecondIsTimedOut) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port_));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int fd = llm4sbr::testing::connect_loopback(port_);
+  ASSERT_GE(fd, 0);
   const std::string request = "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"items\":[]}";
   const auto t0 = std::chrono::steady_clock::now();
   bool cut = false;

@@ -36,18 +36,7 @@ constexpr const char* kChromium = "/usr/bin/chromium";
 constexpr const char* kChromedriver = "/usr/bin/chromedriver";
 constexpr const char* kElement = "element-6066-11e4-a52e-4f735466cecf";  // W3C: the key of an element reference
 
-int free_port() {
-  const int sock = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-    throw std::runtime_error("free_port: cannot bind port 0");
-  ::close(sock);
-  return ntohs(addr.sin_port);
-}
+using llm4sbr::testing::free_port;
 
 std::string base64_decode(const std::string& text) {
   static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

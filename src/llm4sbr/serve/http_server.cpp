@@ -122,8 +122,10 @@ void json_route(httplib::Response& res, const std::function<nlohmann::json()>& r
 // A request as the model reads it: its own items, or the clicks the server keeps for its session_id, the new
 // click appended.
 RecommendRequest parse_with_session(const nlohmann::json& body, const ServiceSlot& slot, SessionStore& sessions) {
-  auto request = parse_recommend_request(body, slot.current()->n_items());
+  const auto service = slot.current();
+  auto request = parse_recommend_request(body, service->n_items());
   if (!request.session_id.empty()) request.items = sessions.click(request.session_id, request.click);
+  service->ask_llm(request);  // with --llm: waits for its answers at most --intent-wait-ms
   return request;
 }
 

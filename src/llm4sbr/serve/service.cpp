@@ -109,8 +109,14 @@ Service::Service(train::TrainedModel trained, ServeOptions options)
     // The blocked localizer: identical results to FAISS's (localizer.hpp), and for the few queries of a request
     // a matrix product, where FAISS scans the catalogue with its scalar inner product.
     index_ = intent::catalogue_index(trained_.catalogue, "blocked");
-    load_cached_answers();
+    if (options_.intent_source == "auto") load_cached_answers();
+    if (options_.llm && trained_.responses_dir.empty())
+      spdlog::warn("serve: {} was trained on titles intents: the LLM's answers at request time are not what it learned "
+                   "from", trained_.model->label());
+    prompt_template_ = text::prompt_template_from_config(trained_.config);
   }
+  if (options_.intent_source != "auto" && options_.intent_source != "titles" && options_.intent_source != "none")
+    throw ConfigError(fmt::format("serve: intent source '{}': auto, titles or none", options_.intent_source));
 }
 
 // Every answer of the run's responses.jsonl files, by prompt hash (the same prompt asked for two samples has
@@ -123,7 +129,6 @@ void Service::load_cached_answers() {
                  dir.string());
     return;
   }
-  prompt_template_ = text::prompt_template_from_config(trained_.config);
   for (const char* split : {"train", "valid", "test"}) {
     const auto file = dir / split / "responses.jsonl";
     if (!std::filesystem::exists(file)) continue;
@@ -132,23 +137,42 @@ void Service::load_cached_answers() {
   spdlog::info("serve: {} cached LLM answers from {}", cached_answers_.size(), dir.string());
 }
 
+// A Stage-1 answer of the run, else one the LLM gave at request time.
+std::optional<std::string> Service::known_answer(const std::string& prompt_hash) const {
+  if (auto it = cached_answers_.find(prompt_hash); it != cached_answers_.end()) return it->second;
+  if (options_.llm) return options_.llm->answer(prompt_hash);
+  return std::nullopt;
+}
+
+void Service::ask_llm(RecommendRequest& request) const {
+  if (!options_.llm || !with_intents() || options_.intent_source != "auto") return;
+  const auto session = resolve(request);
+  if (session.items.empty()) return;
+  std::vector<std::pair<std::string, std::string>> missing;
+  llm::for_each_prompt(*trained_.dataset, {{0, 0, session.items, 1}}, trained_.views, prompt_template_,
+                       [&](llm::PromptKey&& key) {
+                         if (!known_answer(key.hash)) missing.emplace_back(key.hash, std::move(key.prompt));
+                       });
+  if (!missing.empty()) request.intents_generated = options_.llm->ask(missing, options_.intent_wait);
+}
+
 // The view texts of a pass: a session's cached LLM answers when every view's prompt has one (cached[row] = 1),
 // else its titles. Sample::id is the row in the pass.
 intent::ViewTextSource Service::view_texts(const std::vector<data::Sample>& samples, std::vector<char>& cached) const {
   const auto& ds = *trained_.dataset;
   cached.assign(samples.size(), 0);
   auto titles = intent::titles_text_source(ds);
-  if (cached_answers_.empty()) return titles;
+  if (cached_answers_.empty() && !options_.llm) return titles;
   const auto n_views = trained_.views.size();
   const auto keys = llm::prompt_keys(ds, samples, trained_.views, prompt_template_);  // sample-major, view-minor
   auto answers = std::make_shared<std::map<std::pair<std::int64_t, std::string>, std::string>>();
   for (std::size_t i = 0; i < samples.size(); ++i) {
-    std::size_t hits = 0;
-    for (std::size_t v = 0; v < n_views; ++v) hits += cached_answers_.count(keys[i * n_views + v].hash);
-    if (hits < n_views) continue;  // all views from one source: the model never saw answers mixed with titles
+    std::vector<std::optional<std::string>> found;
+    for (std::size_t v = 0; v < n_views; ++v) found.push_back(known_answer(keys[i * n_views + v].hash));
+    // All views from one source: the model never saw answers mixed with titles.
+    if (!std::all_of(found.begin(), found.end(), [](const auto& a) { return a.has_value(); })) continue;
     cached[i] = 1;
-    for (std::size_t v = 0; v < n_views; ++v)
-      (*answers)[{samples[i].id, trained_.views[v]}] = cached_answers_.at(keys[i * n_views + v].hash);
+    for (std::size_t v = 0; v < n_views; ++v) (*answers)[{samples[i].id, trained_.views[v]}] = *found[v];
   }
   return [titles, answers](const std::vector<data::Sample>& s, const std::string& view) {
     auto texts = titles(s, view);
@@ -198,12 +222,16 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
   if (!samples.empty()) {
     const auto device = train::device_of(*trained_.model);
     auto batch = models::make_batch(samples, device);
-    if (!trained_.views.empty()) {
+    if (with_intents()) {
       std::unique_lock<std::mutex> lock(encoder_mutex_, std::defer_lock);
       if (!trained_.encoder->concurrent()) lock.lock();
       intents = intent::intents_in_memory(ds, samples, view_texts(samples, cached), *trained_.encoder, *index_,
                                           intents_options_);
       batch.intents = intents.intents.to(device);
+    } else if (!trained_.views.empty()) {  // --intent-source none: the head fed zero intents
+      batch.intents = torch::zeros({static_cast<std::int64_t>(samples.size()),
+                                    static_cast<std::int64_t>(trained_.views.size()), trained_.text_dim},
+                                   torch::TensorOptions().device(device));
     }
     auto out = trained_.model->forward(batch);
     scores = out.scores.to(torch::kCPU);
@@ -242,7 +270,7 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
       answer["items"].push_back(std::move(item));
     }
     nlohmann::json views = nlohmann::json::object();
-    if (request.explain && !trained_.views.empty()) {
+    if (request.explain && with_intents()) {
       const auto n_views = trained_.views.size();
       const auto loc_ids = intents.localized.distinct.ids.accessor<std::int64_t, 2>();      // [texts, r]
       const auto loc_sims = intents.localized.distinct.scores.accessor<float, 2>();
@@ -263,7 +291,10 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
                                     {"items", std::move(localized)}};
       }
     }
-    const char* source = trained_.views.empty() ? "none" : cached[static_cast<std::size_t>(row)] ? "cache" : "titles";
+    const char* source = !with_intents()                            ? "none"
+                         : !cached[static_cast<std::size_t>(row)] ? "titles"
+                         : request.intents_generated             ? "llm"
+                                                                  : "cache";
     answer["intent"] = {{"source", source}, {"views", std::move(views)}};
     answers.push_back(std::move(answer));
   }

@@ -14,6 +14,7 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -25,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/intent/intents.hpp"
+#include "llm4sbr/serve/intent_generator.hpp"
 #include "llm4sbr/text/prompts.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
 
@@ -47,6 +49,7 @@ struct RecommendRequest {
   std::int64_t k = 20;             ///< how many items to answer, 1..N
   bool explain = true;             ///< include the intents behind the answer
   bool exclude_seen = false;       ///< leave the session's own items out
+  bool intents_generated = false;  ///< set by Service::ask_llm: its intents were generated for it just now
 };
 
 /// Reads a request object: {"items": [ids (strings or numbers)] | "session_id" [+ "click": id], "k", "explain",
@@ -56,6 +59,13 @@ RecommendRequest parse_recommend_request(const nlohmann::json& body, std::int64_
 
 struct ServeOptions {
   std::int64_t max_session_length = 50;  ///< only the last clicks of a longer session are used (flagged)
+  /// Intents for an LLM4SBR model: "auto" (cache, else titles), "titles" (always computed from the titles),
+  /// "none" (zero intents: no encoding or localization, the fastest; README "Serving" says what each costs).
+  std::string intent_source = "auto";
+  /// With "auto": asks this LLM the prompts of a session with no cached answer (intent_generator.hpp); shared
+  /// by the services a reload makes, as is its store. Null: no LLM at request time.
+  std::shared_ptr<IntentGenerator> llm;
+  std::chrono::milliseconds intent_wait{0};  ///< how long a request waits for its LLM answers
 };
 
 /// A trained model answering sessions. Thread-safe: concurrent calls share the model (no-grad forward), the
@@ -73,6 +83,11 @@ class Service {
   /// "session_truncated". Scores are the model's logits (higher is better).
   std::vector<nlohmann::json> recommend(const std::vector<RecommendRequest>& requests) const;
 
+  /// With an LLM (ServeOptions::llm): asks it the session's prompts that have no answer yet and waits for them at
+  /// most ServeOptions::intent_wait; sets request.intents_generated when they all came. Call before recommend,
+  /// outside the micro-batch (the wait must hold up only this request).
+  void ask_llm(RecommendRequest& request) const;
+
   /// Catalogue items whose title contains every word of `query` (case-insensitive), most clicked first.
   std::vector<nlohmann::json> search_items(const std::string& query, std::int64_t limit) const;
 
@@ -83,6 +98,8 @@ class Service {
   struct Session;
   Session resolve(const RecommendRequest& request) const;
   void load_cached_answers();
+  std::optional<std::string> known_answer(const std::string& prompt_hash) const;
+  bool with_intents() const { return !trained_.views.empty() && options_.intent_source != "none"; }
   intent::ViewTextSource view_texts(const std::vector<data::Sample>& samples, std::vector<char>& cached) const;
   nlohmann::json item_json(std::int64_t id) const;
 

@@ -117,20 +117,55 @@ data::PreparedDataset prepare_into(const Config& cfg, const fs::path& data_dir, 
 
 
 
+namespace {
+
+// A split's intents as the service computes them for a session it has no answer for: the titles of each view,
+// encoded with the recorded encoder and localized (intents_in_memory), or none (zeros). [n, V, d_text], row =
+// Sample::id.
+torch::Tensor online_split_intents(const TrainedModel& trained, const std::vector<data::Sample>& samples,
+                                   const std::string& kind) {
+  std::int64_t rows = 0;
+  for (const auto& s : samples) rows = std::max(rows, s.id + 1);
+  auto out = torch::zeros({rows, static_cast<std::int64_t>(trained.views.size()), trained.text_dim});
+  if (kind == "none") return out;
+  const auto index = intent::catalogue_index(trained.catalogue, "blocked");
+  auto opt = intent::intents_options_from_config(trained.config, trained.views);
+  opt.write_records = false;
+  const auto computed =
+      intent::intents_in_memory(*trained.dataset, samples, intent::titles_text_source(*trained.dataset), *trained.encoder,
+                                *index, opt);
+  std::vector<std::int64_t> ids;
+  for (const auto& s : samples) ids.push_back(s.id);
+  return out.index_copy_(0, torch::tensor(ids), computed.intents);
+}
+
+}  // namespace
+
 ModelRun evaluate_checkpoint(const Config& given_cfg, const data::PreparedDataset& ds, const fs::path& checkpoint,
-                             const std::string& split, const fs::path& given_intents_dir) {
+                             const std::string& split, const fs::path& given_intents_dir, const std::string& online_intents) {
+  if (!online_intents.empty() && online_intents != "titles" && online_intents != "none")
+    throw ConfigError(fmt::format("--online-intents '{}': titles or none", online_intents));
   LoadOptions load;
   load.config = given_cfg;
   // The caller owns ds and outlives the loaded model: share it without a copy (an aliasing pointer).
   load.dataset = std::shared_ptr<const data::PreparedDataset>(std::shared_ptr<void>{}, &ds);
   load.intents = given_intents_dir;
-  load.text = false;  // the stored intents are evaluated: no encoder needed
+  load.text = online_intents == "titles";  // the stored intents need no encoder
   if (ds.split(split).empty())
     throw ConfigError(fmt::format("the {} split of this dataset is empty (data.valid_fraction = 0?)", split));
   const auto trained = load_trained(checkpoint, device_from_config(given_cfg), load);
   const auto opt = train_options_from_config(trained.config);
-  const auto intents = trained.intents(split);
-  ModelRun run{trained.model->label(), {}, trained.intents_dir.empty() ? "" : (trained.intents_dir / split).string()};
+  if (!online_intents.empty() && trained.views.empty())
+    throw ConfigError(fmt::format("--online-intents: {} has no intents to replace", trained.model->label()));
+  if (online_intents == "titles" && !trained.encoder)
+    throw ConfigError("--online-intents titles: this checkpoint records no text encoder");
+  const auto intents = online_intents.empty()
+                           ? trained.intents(split)
+                           : online_split_intents(trained, ds.split(split), online_intents).to(device_of(*trained.model));
+  ModelRun run{trained.model->label(), {},
+               !online_intents.empty() ? online_intents + " (computed now)"
+               : trained.intents_dir.empty() ? ""
+                                             : (trained.intents_dir / split).string()};
   run.result.test = evaluate(*trained.model, ds.split(split), opt, opt.paper_compatible, intents);
   return run;
 }

@@ -42,10 +42,13 @@ data::PreparedDataset prepare_into(const Config& cfg, const std::filesystem::pat
 
 /// Evaluates `checkpoint` on a split ("train", "valid", "test") of ds: the model comes from load_trained
 /// (checkpoint.hpp) with `cfg` as the caller's settings, ds as its data and `intents_dir` (if given) instead
-/// of the intents it was trained with. Throws ConfigError for an empty split, InputError (from
-/// load_trained) when the checkpoint does not fit the model and dataset.
+/// of the intents it was trained with. `online_intents` replaces the stored intents as `llm4sbr serve`'s
+/// fallbacks would: "titles" (each sample's titles intents computed now with the recorded encoder), "none"
+/// (zero intents); "" keeps the stored ones. Throws ConfigError for an empty split or another online_intents,
+/// InputError (from load_trained) when the checkpoint does not fit the model and dataset.
 ModelRun evaluate_checkpoint(const Config& cfg, const data::PreparedDataset& ds, const std::filesystem::path& checkpoint,
-                             const std::string& split, const std::filesystem::path& intents_dir = {});
+                             const std::string& split, const std::filesystem::path& intents_dir = {},
+                             const std::string& online_intents = "");
 
 /// The fingerprint of what a trained model depends on (data, model settings, training, evaluation, the head,
 /// and `intents_dir` for LLM4SBR), recorded in its resumable state (resume.hpp): a re-run with another
