@@ -136,6 +136,17 @@ def npy_and_responses_seeds(data, out):
     write(out, "fuzz_responses_jsonl", "torn", ("\n".join(lines[:3]) + "\n" + lines[3][:20]).encode())
 
 
+def serve_request_seeds(data, out):
+    rows = list(csv.reader(io.StringIO(head(os.path.join(data, "amazon-beauty-2014", "products_lookup.csv"), 6).decode())))[1:]
+    ids = [r[1] for r in rows]
+    bodies = {"items": {"items": ids[:3], "k": 20, "explain": True, "exclude_seen": False},
+              "integers": {"items": [int(i) for i in ids[:2]], "k": 5},
+              "session": {"session_id": "visitor-17", "click": ids[0], "k": 10, "explain": False},
+              "empty": {"items": []}}
+    for name, body in bodies.items():
+        write(out, "fuzz_serve_request", name, json.dumps(body).encode())
+
+
 def main():
     data, configs, out = sys.argv[1:4]
     movielens_seeds(data, out)
@@ -143,6 +154,7 @@ def main():
         beauty_seed(data, out, n)
     config_seeds(configs, out)
     npy_and_responses_seeds(data, out)
+    serve_request_seeds(data, out)
 
 
 if __name__ == "__main__":
