@@ -61,6 +61,18 @@ fs::path checkpoint_of_run(const fs::path& run, const std::string& model) {
   return run / picked.front() / "best.pt";
 }
 
+// The settings of --llm: the run's own (checkpoint.yaml: llm.max_tokens, prompt.system ... as its Stage-1
+// answers were made), the user's --set on top, and HTTP limits shorter than a batch job's (a live request
+// cannot wait minutes for a server that stopped answering).
+Config llm_config(const fs::path& checkpoint, const Options& o) {
+  Config c;
+  if (auto record = train::read_checkpoint_record(checkpoint)) c = record->config;
+  if (!c.has("llm.http.timeout_seconds")) c.set("llm.http.timeout_seconds", "30");
+  if (!c.has("llm.http.give_up_seconds")) c.set("llm.http.give_up_seconds", "30");
+  c.apply_overrides(o.overrides);
+  return c;
+}
+
 void run_serve(ServeArgs a) {
   Config cfg = load_config(a.o);
   set_blas_threads(1);  // many small batches: requests run side by side instead
@@ -73,7 +85,7 @@ void run_serve(ServeArgs a) {
   if (!a.llm.empty()) {
     const fs::path first = a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model) : fs::path(a.checkpoint);
     const fs::path store = a.llm_store.empty() ? first.parent_path() / "serve-responses.jsonl" : fs::path(a.llm_store);
-    a.service.llm = std::make_shared<serve::IntentGenerator>(llm::make_llm_backend(a.llm, cfg), store);
+    a.service.llm = std::make_shared<serve::IntentGenerator>(llm::make_llm_backend(a.llm, llm_config(first, a.o)), store);
     a.service.intent_wait = std::chrono::milliseconds(a.intent_wait_ms);
   }
   // The first load and every reload: a reload without a path re-reads the same source (for --run, the row
@@ -144,7 +156,7 @@ std::vector<Command> add_serve_commands(CLI::App& app) {
                 "connections served at once (a worker each; more wait in the listen backlog)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  s->add_option("--header-timeout", args->http.header_timeout_s,
+  s->add_option("--request-timeout", args->http.request_timeout_s,
                 "seconds a connection has to send a request's headers (slow clients are cut off)")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();

@@ -135,4 +135,22 @@ TEST_F(ServeLlm, ANewSessionIsAskedThenCachedAndALostServerOnlyChangesTheSource)
   EXPECT_GT(ok, 0);
 }
 
+// A hung LLM server (stopped: it accepts connections and never answers) costs a request its --intent-wait-ms,
+// and SIGTERM still stops the service at once, leaving the batch in flight behind.
+TEST_F(ServeLlm, AHungLlmDoesNotHoldUpAStop) {
+  ASSERT_EQ(::kill(llama_->pid(), SIGSTOP), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto answer = post("/v1/recommend", json{{"items", new_session(7)}, {"k", 5}}.dump(), 200);
+  EXPECT_EQ(answer["intent"]["source"], "titles") << answer.dump();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 15);
+  const auto stop = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(server_->pid, SIGTERM), 0);
+  const auto finished = llm4sbr::testing::wait_process(*server_);
+  delete server_;
+  server_ = nullptr;
+  EXPECT_EQ(finished.result.exit_code, 0) << finished.result.output;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - stop).count(), 10) << "the stop waited";
+  EXPECT_NE(finished.result.output.find("not waiting for it"), std::string::npos) << finished.result.output;
+}
+
 }  // namespace

@@ -29,7 +29,7 @@ constexpr const char* kToken = "LLM4SBR_ADMIN_TOKEN=let-me-in";
 class ServeOps : public llm4sbr::testing::ServeFixture {
  protected:
   static void SetUpTestSuite() {
-    start_server({"--session-ttl", "2", "--max-sessions", "3", "--max-session-length", "4", "--header-timeout", "3"},
+    start_server({"--session-ttl", "2", "--max-sessions", "3", "--max-session-length", "4", "--request-timeout", "3"},
                  {kToken});
   }
   // Raw ids of the first test sessions' prefixes.
@@ -65,6 +65,7 @@ TEST_F(ServeOps, ASessionSentClickByClickIsAnsweredAsTheWholeSession) {
   json last;
   for (const auto& click : longest) last = post("/v1/recommend", json{{"session_id", "visitor-1"}, {"click", click}, {"k", 10}}.dump(), 200);
   EXPECT_EQ(last["session_id"], "visitor-1");
+  if (longest.size() > 4) EXPECT_NE(last["flags"].dump().find("session_truncated"), std::string::npos) << last.dump();
   // The server keeps the last --max-session-length (4) clicks: the answer to those four.
   json window(longest.end() - std::min<std::ptrdiff_t>(4, static_cast<std::ptrdiff_t>(longest.size())), longest.end());
   expect_same_answer(last, post("/v1/recommend", json{{"items", window}, {"k", 10}}.dump(), 200));
@@ -175,25 +176,30 @@ TEST_F(ServeOps, SixtyFourClientsMixingGoodAndBadRequestsGetNoServerError) {
   EXPECT_EQ(::waitpid(server_->pid, nullptr, WNOHANG), 0) << "the server died";
 }
 
-// A client that sends its request line one byte a second is cut off at --header-timeout (3 s), and the server
-// answers others meanwhile.
+// A client that sends its request one byte a second, headers or body, is cut off at --request-timeout (3 s),
+// and the server answers others meanwhile.
 TEST_F(ServeOps, AClientSendingOneByteASecondIsTimedOut) {
-  const int fd = llm4sbr::testing::connect_loopback(port_);
-  ASSERT_GE(fd, 0);
-  const std::string request = "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"items\":[]}";
-  const auto t0 = std::chrono::steady_clock::now();
-  bool cut = false;
-  for (std::size_t i = 0; i < request.size() && !cut; ++i) {
-    cut = ::send(fd, &request[i], 1, MSG_NOSIGNAL) != 1;
-    EXPECT_EQ(client().Get("/healthz")->status, 200);
-    char byte;
-    if (!cut && ::recv(fd, &byte, 1, MSG_DONTWAIT) == 0) cut = true;  // closed by the server
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+  const std::string headers = "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n";
+  const std::string body = "{\"items\":[]}";
+  for (const bool headers_at_once : {false, true}) {
+    const int fd = llm4sbr::testing::connect_loopback(port_);
+    ASSERT_GE(fd, 0);
+    if (headers_at_once) ASSERT_EQ(::send(fd, headers.data(), headers.size(), MSG_NOSIGNAL), static_cast<ssize_t>(headers.size()));
+    const std::string slow = headers_at_once ? body : headers + body;
+    const auto t0 = std::chrono::steady_clock::now();
+    bool cut = false;
+    for (std::size_t i = 0; i < slow.size() && !cut; ++i) {
+      cut = ::send(fd, &slow[i], 1, MSG_NOSIGNAL) != 1;
+      EXPECT_EQ(client().Get("/healthz")->status, 200);
+      char byte;
+      if (!cut && ::recv(fd, &byte, 1, MSG_DONTWAIT) == 0) cut = true;  // closed by the server
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ::close(fd);
+    EXPECT_TRUE(cut) << (headers_at_once ? "the slow body" : "the slow headers") << " never cut off";
+    EXPECT_LT(seconds, 8) << "cut off after " << seconds << " s";
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ::close(fd);
-  EXPECT_TRUE(cut) << "the slow client was never cut off";
-  EXPECT_LT(seconds, 8) << "cut off after " << seconds << " s";
 }
 
 }  // namespace

@@ -21,7 +21,7 @@
 #include <thread>
 
 #include "llm4sbr/core/error.hpp"
-#include "llm4sbr/serve/header_deadline.hpp"
+#include "llm4sbr/serve/request_deadline.hpp"
 #include "llm4sbr/serve/micro_batcher.hpp"
 #include "llm4sbr/serve/web_page.hpp"
 
@@ -102,9 +102,17 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// No request needs more than a few levels; a deeper one is refused while it is parsed (nlohmann's dump and
+// other recursive walks of a 100,000-level array overflowed the stack: a crash).
+constexpr int kMaxJsonDepth = 16;
+
 nlohmann::json parse_body(const httplib::Request& req) {
   try {
-    return nlohmann::json::parse(req.body);
+    return nlohmann::json::parse(req.body, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+      if (depth > kMaxJsonDepth)
+        throw RequestError(400, fmt::format("the body is nested deeper than {} levels", kMaxJsonDepth));
+      return true;
+    });
   } catch (const nlohmann::json::parse_error& e) {
     throw RequestError(400, fmt::format("the body is not valid JSON: {}", e.what()));
   }
@@ -124,7 +132,11 @@ void json_route(httplib::Response& res, const std::function<nlohmann::json()>& r
 RecommendRequest parse_with_session(const nlohmann::json& body, const ServiceSlot& slot, SessionStore& sessions) {
   const auto service = slot.current();
   auto request = parse_recommend_request(body, service->n_items());
-  if (!request.session_id.empty()) request.items = sessions.click(request.session_id, request.click);
+  if (!request.session_id.empty()) {
+    auto kept = sessions.click(request.session_id, request.click);
+    request.items = std::move(kept.clicks);
+    request.truncated = kept.truncated;
+  }
   service->ask_llm(request);  // with --llm: waits for its answers at most --intent-wait-ms
   return request;
 }
@@ -158,9 +170,12 @@ nlohmann::json reload_route(const httplib::Request& req, ServiceSlot& slot, cons
   return {{"status", "reloaded"}, {"version", reloaded.version}, {"model", slot.current()->model_label()}};
 }
 
+// `request_read(req)` starts each POST handler: cpp-httplib has read the body by then (request_deadline.hpp).
 void add_routes(httplib::Server& server, ServiceSlot& slot, SessionStore& sessions, MicroBatcher& batcher,
-                const HttpOptions& options, Metrics& metrics) {
+                const HttpOptions& options, Metrics& metrics,
+                const std::function<void(const httplib::Request&)>& request_read) {
   server.Post("/v1/recommend", [&](const httplib::Request& req, httplib::Response& res) {
+    request_read(req);
     json_route(res, [&] {
       const auto t0 = std::chrono::steady_clock::now();
       const std::vector<RecommendRequest> requests{parse_with_session(parse_body(req), slot, sessions)};
@@ -172,6 +187,7 @@ void add_routes(httplib::Server& server, ServiceSlot& slot, SessionStore& sessio
     });
   });
   server.Post("/v1/recommend:batch", [&](const httplib::Request& req, httplib::Response& res) {
+    request_read(req);
     json_route(res, [&] {
       const auto t0 = std::chrono::steady_clock::now();
       const auto body = parse_body(req);
@@ -222,6 +238,7 @@ void add_routes(httplib::Server& server, ServiceSlot& slot, SessionStore& sessio
                     "text/plain; version=0.0.4");
   });
   server.Post("/admin/reload", [&](const httplib::Request& req, httplib::Response& res) {
+    request_read(req);
     json_route(res, [&] { return reload_route(req, slot, options); });
   });
 }
@@ -263,12 +280,16 @@ void serve_http(ServiceSlot& slot, const HttpOptions& options) {
   server.set_write_timeout(options.timeout_s, 0);
   MicroBatcher batcher(slot, options.max_batch, std::chrono::microseconds(options.max_wait_us), options.workers,
                        [&](std::size_t sessions) { metrics.forward_pass(sessions); });
-  add_routes(server, slot, sessions, batcher, options, metrics);
+  std::unique_ptr<RequestDeadline> request_deadline;  // watches the port once it is bound, before any request
+  // A std::function that outlives the routes: they keep a reference to it.
+  const std::function<void(const httplib::Request&)> request_read = [&](const httplib::Request& req) {
+    request_deadline->request_read(req.remote_addr, req.remote_port);
+  };
+  add_routes(server, slot, sessions, batcher, options, metrics, request_read);
   std::mutex start_mutex;
   std::map<const httplib::Request*, std::chrono::steady_clock::time_point> started;
-  std::unique_ptr<HeaderDeadline> header_deadline;  // watches the port once it is bound, before any request
   server.set_pre_routing_handler([&](const httplib::Request& req, httplib::Response& res) {
-    header_deadline->headers_read(req.remote_addr, req.remote_port);
+    if (req.method != "POST") request_read(req);  // a POST's body is still to come
     {
       std::lock_guard<std::mutex> lock(start_mutex);
       started[&req] = std::chrono::steady_clock::now();
@@ -286,7 +307,7 @@ void serve_http(ServiceSlot& slot, const HttpOptions& options) {
       std::lock_guard<std::mutex> lock(start_mutex);
       if (auto it = started.find(&req); it != started.end()) ms = ms_since(it->second), started.erase(it);
     }
-    header_deadline->answered(req.remote_addr, req.remote_port);
+    request_deadline->answered(req.remote_addr, req.remote_port);
     metrics.request(route_of(req), res.status, ms);
     spdlog::info("{} {} {} {} {:.2f} ms", req.remote_addr, req.method, req.path, res.status, ms);
   });
@@ -320,7 +341,7 @@ void serve_http(ServiceSlot& slot, const HttpOptions& options) {
   if (port == 0 ? (port = server.bind_to_any_port(options.host)) < 0 : !server.bind_to_port(options.host, port))
     throw Error(fmt::format("serve: cannot listen on {}:{} (in use, or not an address of this machine)", options.host,
                             options.port));
-  header_deadline = std::make_unique<HeaderDeadline>(port, std::chrono::seconds(options.header_timeout_s));
+  request_deadline = std::make_unique<RequestDeadline>(port, std::chrono::seconds(options.request_timeout_s));
   // Signals only set a flag (any thread may take them: OpenBLAS's start before main); a watcher acts on them:
   // SIGTERM and SIGINT stop the server, which finishes the requests in flight; SIGHUP reloads the model on a
   // thread of its own, so that a stop is not held up by a load.

@@ -31,7 +31,7 @@ struct HttpOptions {
   int port = 8080;                        ///< 0 = a free port the kernel picks (printed)
   std::size_t max_body_bytes = 1 << 20;   ///< larger bodies get 413
   int timeout_s = 5;                      ///< read and write timeout of a connection (restarts with each byte)
-  int header_timeout_s = 10;              ///< a request's headers must arrive within this (header_deadline.hpp)
+  int request_timeout_s = 10;             ///< a whole request must arrive within this (request_deadline.hpp)
   std::size_t max_batch_sessions = 1000;  ///< sessions in one :batch call
   std::size_t max_batch = 64;             ///< sessions in one forward pass (micro-batching, micro_batcher.hpp)
   int max_wait_us = 0;                    ///< how long a pass waits for more sessions (0: batch only under load)

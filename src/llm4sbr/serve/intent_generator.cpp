@@ -8,112 +8,129 @@ namespace llm4sbr::serve {
 
 IntentGenerator::IntentGenerator(std::unique_ptr<llm::LlmBackend> backend, const std::filesystem::path& store,
                                  IntentGeneratorOptions options)
-    : backend_(std::move(backend)), options_(options) {
+    : state_(std::make_shared<State>()) {
+  state_->backend = std::move(backend);
+  state_->options = options;
   std::filesystem::create_directories(store.parent_path());
-  store_ = std::make_unique<llm::ResponseStore>(store);
-  for (const auto& [key, record] : store_->records()) {
-    answers_[record.prompt_hash] = record.response;
-    next_record_ = std::max(next_record_, record.sample + 1);
+  state_->store = std::make_unique<llm::ResponseStore>(store);
+  for (const auto& [key, record] : state_->store->records()) {
+    state_->answers[record.prompt_hash] = record.response;
+    state_->next_record = std::max(state_->next_record, record.sample + 1);
   }
-  spdlog::info("serve: {} asks for intents nobody asked yet; {} answers in {}", backend_->model_name(), answers_.size(),
-               store.string());
-  worker_ = std::thread([this] { work(); });
+  spdlog::info("serve: {} asks for intents nobody asked yet; {} answers in {}", state_->backend->model_name(),
+               state_->answers.size(), store.string());
+  worker_ = std::thread([state = state_] { work(state); });
 }
 
 IntentGenerator::~IntentGenerator() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+  std::unique_lock<std::mutex> lock(state_->mutex);
+  state_->stopping = true;
+  state_->changed.notify_all();
+  if (state_->changed.wait_for(lock, std::chrono::seconds(2), [&] { return state_->done; })) {
+    lock.unlock();
+    worker_.join();
+  } else {
+    spdlog::warn("serve: the LLM is still answering a batch: not waiting for it");
+    worker_.detach();  // it holds the state; the process ends without it
   }
-  changed_.notify_all();
-  worker_.join();
 }
 
 std::optional<std::string> IntentGenerator::answer(const std::string& hash) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (auto it = answers_.find(hash); it != answers_.end()) return it->second;
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  if (auto it = state_->answers.find(hash); it != state_->answers.end()) return it->second;
   return std::nullopt;
 }
 
 bool IntentGenerator::ask(const std::vector<std::pair<std::string, std::string>>& prompts, std::chrono::milliseconds wait) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  auto& s = *state_;
+  std::unique_lock<std::mutex> lock(s.mutex);
   const auto now = std::chrono::steady_clock::now();
   bool queued = false;
   for (const auto& [hash, prompt] : prompts) {
-    if (answers_.count(hash) || pending_.count(hash)) continue;
-    if (queue_.size() >= options_.max_queue) {
-      spdlog::warn("serve: the LLM queue is full ({} prompts): a prompt is left unasked", queue_.size());
+    if (s.answers.count(hash) || s.pending.count(hash)) continue;
+    if (s.queue.size() >= s.options.max_queue) {
+      spdlog::warn("serve: the LLM queue is full ({} prompts): a prompt is left unasked", s.queue.size());
       break;
     }
-    queue_.push_back({hash, prompt, now});
-    pending_.insert(hash);
-    failed_.erase(hash);
+    s.queue.push_back({hash, prompt, now});
+    s.pending.insert(hash);
+    s.failed.erase(hash);
     queued = true;
   }
-  if (queued) changed_.notify_all();
+  if (queued) s.changed.notify_all();
   const auto all_answered = [&] {
-    return std::all_of(prompts.begin(), prompts.end(), [&](const auto& p) { return answers_.count(p.first) > 0; });
+    return std::all_of(prompts.begin(), prompts.end(), [&](const auto& p) { return s.answers.count(p.first) > 0; });
   };
   const auto one_failed = [&] {
-    return std::any_of(prompts.begin(), prompts.end(), [&](const auto& p) { return failed_.count(p.first) > 0; });
+    return std::any_of(prompts.begin(), prompts.end(), [&](const auto& p) { return s.failed.count(p.first) > 0; });
   };
-  changed_.wait_for(lock, wait, [&] { return stopping_ || all_answered() || one_failed(); });
+  if (s.llm_down) wait = std::chrono::milliseconds(0);  // a failing LLM must not slow every new session down
+  s.changed.wait_for(lock, wait, [&] { return s.stopping || all_answered() || one_failed(); });
   return all_answered();
 }
 
 std::size_t IntentGenerator::answers() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return answers_.size();
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->answers.size();
 }
 
 std::size_t IntentGenerator::queued() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return queue_.size();
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->queue.size();
 }
 
-void IntentGenerator::work() {
-  std::unique_lock<std::mutex> lock(mutex_);
+void IntentGenerator::work(const std::shared_ptr<State>& state) {
+  auto& s = *state;
+  std::unique_lock<std::mutex> lock(s.mutex);
   for (;;) {
-    changed_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (stopping_) return;
+    s.changed.wait(lock, [&] { return s.stopping || !s.queue.empty(); });
+    if (s.stopping) break;
     std::vector<Queued> batch;
     const auto now = std::chrono::steady_clock::now();
-    while (!queue_.empty() && batch.size() < options_.batch) {
-      auto q = std::move(queue_.front());
-      queue_.pop_front();
-      if (now - q.since > options_.deadline) {  // too old: whoever asked has moved on
-        pending_.erase(q.hash);
-        failed_.insert(q.hash);
+    while (!s.queue.empty() && batch.size() < s.options.batch) {
+      auto q = std::move(s.queue.front());
+      s.queue.pop_front();
+      if (now - q.since > s.options.deadline) {  // too old: whoever asked has moved on
+        s.pending.erase(q.hash);
+        s.failed.insert(q.hash);
+      } else {
+        batch.push_back(std::move(q));
       }
-      else batch.push_back(std::move(q));
     }
     if (batch.empty()) continue;
     lock.unlock();
     std::vector<std::string> prompts;
     for (const auto& q : batch) prompts.push_back(q.prompt);
+    bool failed = false;
     try {
-      backend_->generate(prompts, [&](std::size_t i, const llm::Generation& g) {
-        llm::ResponseRecord record{0, "serve", batch[i].hash, backend_->model_name(), g.text, g.prompt_tokens,
+      s.backend->generate(prompts, [&](std::size_t i, const llm::Generation& g) {
+        llm::ResponseRecord record{0, "serve", batch[i].hash, s.backend->model_name(), g.text, g.prompt_tokens,
                                    g.completion_tokens, g.seconds};
-        std::lock_guard<std::mutex> guard(mutex_);
-        record.sample = next_record_++;
-        store_->append(record);  // flushed: a killed server keeps what it was told
-        answers_[batch[i].hash] = g.text;
-        pending_.erase(batch[i].hash);
-        changed_.notify_all();
+        std::lock_guard<std::mutex> guard(s.mutex);
+        record.sample = s.next_record++;
+        s.store->append(record);  // flushed: a killed server keeps what it was told
+        s.answers[batch[i].hash] = g.text;
+        s.pending.erase(batch[i].hash);
+        s.llm_down = false;
+        s.changed.notify_all();
       });
     } catch (const std::exception& e) {
-      spdlog::warn("serve: the LLM failed on {} prompts (their sessions keep the titles intent): {}", batch.size(),
-                   e.what());
+      failed = true;
+      spdlog::warn("serve: the LLM failed on {} prompts (their sessions keep the titles intent; requests do not "
+                   "wait for it until it answers again): {}",
+                   batch.size(), e.what());
     }
     lock.lock();
-    if (failed_.size() > 100000) failed_.clear();  // bounded through a long outage (waiters then time out)
+    if (failed) s.llm_down = true;
+    if (s.failed.size() > 100000) s.failed.clear();  // bounded through a long outage (waiters then time out)
     for (const auto& q : batch) {
-      pending_.erase(q.hash);  // unanswered ones may be asked again
-      if (!answers_.count(q.hash)) failed_.insert(q.hash);
+      s.pending.erase(q.hash);  // unanswered ones may be asked again
+      if (!s.answers.count(q.hash)) s.failed.insert(q.hash);
     }
-    changed_.notify_all();
+    s.changed.notify_all();
   }
+  s.done = true;
+  s.changed.notify_all();
 }
 
 }  // namespace llm4sbr::serve

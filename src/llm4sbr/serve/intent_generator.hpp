@@ -33,14 +33,14 @@ struct IntentGeneratorOptions {
   std::size_t batch = 8;                       ///< prompts per LLM call
 };
 
-/// Thread-safe.
+/// Thread-safe. While the LLM is failing (its last batch failed), requests do not wait for answers.
 class IntentGenerator {
  public:
   /// Opens (or creates) `store` and keeps its answers. Throws what ResponseStore throws (another process holds
   /// it, a corrupt line).
   IntentGenerator(std::unique_ptr<llm::LlmBackend> backend, const std::filesystem::path& store,
                   IntentGeneratorOptions options = {});
-  /// Stops the worker after the batch in flight.
+  /// Stops the worker after the batch in flight, or leaves it behind after 2 s (an LLM call can take minutes).
   ~IntentGenerator();
   IntentGenerator(const IntentGenerator&) = delete;
   IntentGenerator& operator=(const IntentGenerator&) = delete;
@@ -59,19 +59,25 @@ class IntentGenerator {
     std::string hash, prompt;
     std::chrono::steady_clock::time_point since;
   };
-  void work();
+  // Everything the worker touches, shared with it: at shutdown a worker stuck in a slow LLM call is left to
+  // finish on its own (detached) instead of holding the process, and what it uses stays alive.
+  struct State {
+    std::unique_ptr<llm::LlmBackend> backend;
+    IntentGeneratorOptions options;
+    std::unique_ptr<llm::ResponseStore> store;
+    std::int64_t next_record = 0;  ///< the `sample` field of the next record (the store keys records by it)
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::unordered_map<std::string, std::string> answers;  ///< prompt hash -> answer
+    std::deque<Queued> queue;
+    std::unordered_set<std::string> pending;  ///< queued or being asked
+    std::unordered_set<std::string> failed;   ///< asked last time without an answer: their waiters stop waiting
+    bool llm_down = false;                    ///< the last batch failed: requests do not wait until one succeeds
+    bool stopping = false, done = false;
+  };
+  static void work(const std::shared_ptr<State>& state);
 
-  std::unique_ptr<llm::LlmBackend> backend_;
-  IntentGeneratorOptions options_;
-  std::unique_ptr<llm::ResponseStore> store_;
-  std::int64_t next_record_ = 0;  ///< the `sample` field of the next record (the store keys records by it)
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  std::unordered_map<std::string, std::string> answers_;  ///< prompt hash -> answer
-  std::deque<Queued> queue_;
-  std::unordered_set<std::string> pending_;  ///< queued or being asked
-  std::unordered_set<std::string> failed_;   ///< asked last time without an answer: their waiters stop waiting
-  bool stopping_ = false;
+  std::shared_ptr<State> state_;
   std::thread worker_;
 };
 

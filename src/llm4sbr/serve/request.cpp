@@ -14,10 +14,18 @@ bool boolean_field(const nlohmann::json& body, const char* name, bool fallback) 
   return body[name].get<bool>();
 }
 
+// A value as an error message quotes it: scalars in full up to 100 characters, containers by their type (a
+// deep one would be written out whole, recursively).
+std::string quoted(const nlohmann::json& value) {
+  if (value.is_structured()) return std::string("an ") + (value.is_array() ? "array" : "object");
+  auto text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return text.size() > 100 ? text.substr(0, 100) + "..." : text;
+}
+
 std::string item_id_field(const nlohmann::json& value, const std::string& field) {
   if (value.is_string()) return value.get<std::string>();
   if (value.is_number_integer()) return std::to_string(value.get<std::int64_t>());
-  throw RequestError(400, fmt::format("field '{}': {} is not an item id (a string or an integer)", field, value.dump()));
+  throw RequestError(400, fmt::format("field '{}': {} is not an item id (a string or an integer)", field, quoted(value)));
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ struct RecommendRequest {
   bool explain = true;             ///< include the intents behind the answer
   bool exclude_seen = false;       ///< leave the session's own items out
   bool intents_generated = false;  ///< set by Service::ask_llm: its intents were generated for it just now
+  bool truncated = false;          ///< set for a kept session that had more clicks than it keeps
 };
 
 /// Reads a request object: {"items": [ids (strings or numbers)] | "session_id" [+ "click": id], "k", "explain",

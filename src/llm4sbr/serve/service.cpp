@@ -148,6 +148,8 @@ Service::Session Service::resolve(const RecommendRequest& request) const {
   if (static_cast<std::int64_t>(s.items.size()) > options_.max_session_length) {
     s.items.erase(s.items.begin(), s.items.end() - options_.max_session_length);
     s.flags.push_back("session_truncated");
+  } else if (request.truncated) {
+    s.flags.push_back("session_truncated");
   }
   if (s.items.empty()) s.flags.push_back("empty_session_popularity");
   return s;

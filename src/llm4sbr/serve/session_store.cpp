@@ -12,13 +12,13 @@ void SessionStore::forget_expired(Clock::time_point now) {
   }
 }
 
-std::vector<std::string> SessionStore::click(const std::string& id, const std::optional<std::string>& click,
-                                             Clock::time_point now) {
+SessionStore::Kept SessionStore::click(const std::string& id, const std::optional<std::string>& click,
+                                       Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mutex_);
   forget_expired(now);
   auto it = index_.find(id);
   if (it == index_.end()) {
-    by_recency_.push_front({id, {}, now});
+    by_recency_.push_front({id, {}, now, false});
     it = index_.emplace(id, by_recency_.begin()).first;
     if (by_recency_.size() > std::max<std::size_t>(1, options_.max_sessions)) {
       index_.erase(by_recency_.back().id);
@@ -31,10 +31,12 @@ std::vector<std::string> SessionStore::click(const std::string& id, const std::o
   entry.last_seen = now;
   if (click) {
     entry.clicks.push_back(*click);
-    if (entry.clicks.size() > options_.max_clicks)
+    if (entry.clicks.size() > options_.max_clicks) {
       entry.clicks.erase(entry.clicks.begin(), entry.clicks.end() - static_cast<std::ptrdiff_t>(options_.max_clicks));
+      entry.truncated = true;
+    }
   }
-  return entry.clicks;
+  return {entry.clicks, entry.truncated};
 }
 
 std::size_t SessionStore::size() const {

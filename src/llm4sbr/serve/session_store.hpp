@@ -27,10 +27,12 @@ class SessionStore {
   using Clock = std::chrono::steady_clock;
   explicit SessionStore(SessionStoreOptions options = {}) : options_(options) {}
 
-  /// Appends `click` (when given) to session `id`, a new one when unknown or expired, and returns its clicks,
-  /// oldest first (the last max_clicks).
-  std::vector<std::string> click(const std::string& id, const std::optional<std::string>& click,
-                                 Clock::time_point now = Clock::now());
+  struct Kept {
+    std::vector<std::string> clicks;  ///< oldest first, the last max_clicks
+    bool truncated = false;           ///< the session had more clicks than it keeps
+  };
+  /// Appends `click` (when given) to session `id`, a new one when unknown or expired, and returns its clicks.
+  Kept click(const std::string& id, const std::optional<std::string>& click, Clock::time_point now = Clock::now());
 
   /// Sessions held now (expired ones count until a request finds them).
   std::size_t size() const;
@@ -40,6 +42,7 @@ class SessionStore {
     std::string id;
     std::vector<std::string> clicks;
     Clock::time_point last_seen;
+    bool truncated = false;
   };
   void forget_expired(Clock::time_point now);
 

@@ -1,4 +1,4 @@
-#include "llm4sbr/serve/header_deadline.hpp"
+#include "llm4sbr/serve/request_deadline.hpp"
 
 #include <netdb.h>
 #include <netinet/in.h>
@@ -41,25 +41,25 @@ bool peer_of(int fd, int port, std::pair<std::string, int>& peer) {
 
 }  // namespace
 
-HeaderDeadline::HeaderDeadline(int port, std::chrono::milliseconds deadline)
+RequestDeadline::RequestDeadline(int port, std::chrono::milliseconds deadline)
     : port_(port), deadline_(deadline), watcher_([this] { watch(); }) {}
 
-HeaderDeadline::~HeaderDeadline() {
+RequestDeadline::~RequestDeadline() {
   stop_ = true;
   watcher_.join();
 }
 
-void HeaderDeadline::headers_read(const std::string& peer_address, int peer_port) {
+void RequestDeadline::request_read(const std::string& peer_address, int peer_port) {
   std::lock_guard<std::mutex> lock(mutex_);
   connections_[{peer_address, peer_port}] = {Clock::now(), true};
 }
 
-void HeaderDeadline::answered(const std::string& peer_address, int peer_port) {
+void RequestDeadline::answered(const std::string& peer_address, int peer_port) {
   std::lock_guard<std::mutex> lock(mutex_);
   connections_[{peer_address, peer_port}] = {Clock::now(), false};
 }
 
-void HeaderDeadline::watch() {
+void RequestDeadline::watch() {
   const auto period = std::min<std::chrono::milliseconds>(deadline_ / 4 + std::chrono::milliseconds(1),
                                                            std::chrono::milliseconds(250));
   while (!stop_) {
@@ -68,7 +68,7 @@ void HeaderDeadline::watch() {
   }
 }
 
-void HeaderDeadline::scan() {
+void RequestDeadline::scan() {
   const auto now = Clock::now();
   std::set<Peer> open;
   std::error_code ec;
@@ -83,7 +83,7 @@ void HeaderDeadline::scan() {
     // Checked again just before: the descriptor may have been closed and reused since the listing.
     Peer again;
     if (!peer_of(fd, port_, again) || again != peer) continue;
-    spdlog::warn("serve: closing the connection from {}:{}: no complete request headers within {} ms", peer.first,
+    spdlog::warn("serve: closing the connection from {}:{}: no complete request within {} ms", peer.first,
                  peer.second, deadline_.count());
     ::shutdown(fd, SHUT_RDWR);  // the worker's read returns, and cpp-httplib closes the socket
     connections_.erase(it);

@@ -1,9 +1,10 @@
-// A whole-request deadline for the headers (issue 12, "Bad input": a client that sends its headers one byte a
+// A whole-request deadline (issue 12, "Bad input": a client that sends its headers, or its body, one byte a
 // second). cpp-httplib's read timeout restarts with every byte, so such a client would hold a worker forever.
 // A watcher looks at the server's connections a few times a second (the sockets of this process whose local
-// port is the server's, from /proc/self/fd) and shuts down any that has not delivered a request's headers
-// within the deadline since it opened or since its last answer. The server reports both events by the peer's
-// address: the pre-routing handler (headers read) and the logger (answered).
+// port is the server's, from /proc/self/fd) and shuts down any that has not delivered a whole request within
+// the deadline since it opened or since its last answer. The server reports both events by the peer's
+// address: a route starting (the request read: for GET at pre-routing, for a POST when its handler runs, after
+// cpp-httplib read the body) and the logger (answered).
 #pragma once
 
 #include <atomic>
@@ -16,17 +17,17 @@
 
 namespace llm4sbr::serve {
 
-class HeaderDeadline {
+class RequestDeadline {
  public:
   /// Watches the connections to local `port`; `deadline` ≥ 1 ms.
-  HeaderDeadline(int port, std::chrono::milliseconds deadline);
-  ~HeaderDeadline();
-  HeaderDeadline(const HeaderDeadline&) = delete;
-  HeaderDeadline& operator=(const HeaderDeadline&) = delete;
+  RequestDeadline(int port, std::chrono::milliseconds deadline);
+  ~RequestDeadline();
+  RequestDeadline(const RequestDeadline&) = delete;
+  RequestDeadline& operator=(const RequestDeadline&) = delete;
 
-  /// A request's headers arrived on the connection from this peer: no deadline until it is answered.
-  void headers_read(const std::string& peer_address, int peer_port);
-  /// The request was answered: the connection has `deadline` again for its next request's headers.
+  /// A whole request arrived on the connection from this peer: no deadline until it is answered.
+  void request_read(const std::string& peer_address, int peer_port);
+  /// The request was answered: the connection has `deadline` again for its next request.
   void answered(const std::string& peer_address, int peer_port);
 
  private:
