@@ -138,17 +138,19 @@ std::vector<Command> add_serve_commands(CLI::App& app) {
                 "intents: fastest, least accurate)")
       ->check(CLI::IsMember({"auto", "titles", "none"}))
       ->capture_default_str();
-  s->add_option("--llm", args->llm,
+  auto* llm_option = s->add_option("--llm", args->llm,
                 "ask this LLM (llama:PATH.gguf, or openai:URL[,URL]) the prompts of sessions with no cached answer, in "
                 "the background (settings llm.*)");
   s->add_option("--intent-wait-ms", args->intent_wait_ms,
                 "with --llm: milliseconds a request waits for its LLM answers (0: answer with titles, the next request "
                 "finds them)")
       ->check(CLI::Range(0, 600000))
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(llm_option);
   s->add_option("--llm-store", args->llm_store,
                 "with --llm: the responses.jsonl the answers are kept in (default: serve-responses.jsonl beside the "
-                "checkpoint)");
+                "checkpoint)")
+      ->needs(llm_option);
   s->add_option("--workers", args->http.workers, "forward passes run at once (one core each; 0: one per core)")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();

@@ -71,6 +71,10 @@ TEST_F(ServeOps, ASessionSentClickByClickIsAnsweredAsTheWholeSession) {
   expect_same_answer(last, post("/v1/recommend", json{{"items", window}, {"k", 10}}.dump(), 200));
   // Without a click: the session as it is.
   expect_same_answer(post("/v1/recommend", json{{"session_id", "visitor-1"}, {"k", 10}}.dump(), 200), last);
+  // An unknown click is listed, and not kept: it would push a known click out of the window.
+  const auto unknown = post("/v1/recommend", json{{"session_id", "visitor-1"}, {"click", "no-such-item"}, {"k", 10}}.dump(), 200);
+  EXPECT_EQ(unknown["unknown_items"], json::array({"no-such-item"}));
+  expect_same_answer(post("/v1/recommend", json{{"session_id", "visitor-1"}, {"k", 10}}.dump(), 200), last);
 
   EXPECT_NE(post("/v1/recommend", json{{"session_id", ""}}.dump(), 400)["error"].get<std::string>().find("'session_id'"),
             std::string::npos);

@@ -133,8 +133,11 @@ RecommendRequest parse_with_session(const nlohmann::json& body, const ServiceSlo
   const auto service = slot.current();
   auto request = parse_recommend_request(body, service->n_items());
   if (!request.session_id.empty()) {
-    auto kept = sessions.click(request.session_id, request.click);
+    // An unknown click is not kept (it would take a place in the session's window) but is listed in this answer.
+    const bool unknown = request.click && !service->knows(*request.click);
+    auto kept = sessions.click(request.session_id, unknown ? std::nullopt : request.click);
     request.items = std::move(kept.clicks);
+    if (unknown) request.items.push_back(*request.click);
     request.truncated = kept.truncated;
   }
   service->ask_llm(request);  // with --llm: waits for its answers at most --intent-wait-ms

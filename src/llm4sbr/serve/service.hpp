@@ -68,6 +68,8 @@ class Service {
   std::vector<nlohmann::json> search_items(const std::string& query, std::int64_t limit) const;
 
   std::int64_t n_items() const { return trained_.dataset->n_items(); }
+  /// Whether `raw_id` is an item of the model's catalogue.
+  bool knows(const std::string& raw_id) const { return id_of_raw_.count(raw_id) > 0; }
   std::string model_label() const { return trained_.model->label(); }
 
  private:
