@@ -73,6 +73,12 @@ Config llm_config(const fs::path& checkpoint, const Options& o) {
   return c;
 }
 
+// The checkpoint the server was started with: --checkpoint, or the row of --run (looked up again each call, so
+// that a rerun's new best.pt is found).
+fs::path started_checkpoint(const ServeArgs& a) {
+  return a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model) : fs::path(a.checkpoint);
+}
+
 void run_serve(ServeArgs a) {
   Config cfg = load_config(a.o);
   set_blas_threads(1);  // many small batches: requests run side by side instead
@@ -83,7 +89,7 @@ void run_serve(ServeArgs a) {
   a.http.sessions.ttl = std::chrono::seconds(a.session_ttl_s);
   // --llm: one generator for every model a reload brings (its store is locked while open).
   if (!a.llm.empty()) {
-    const fs::path first = a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model) : fs::path(a.checkpoint);
+    const fs::path first = started_checkpoint(a);
     const fs::path store = a.llm_store.empty() ? first.parent_path() / "serve-responses.jsonl" : fs::path(a.llm_store);
     a.service.llm = std::make_shared<serve::IntentGenerator>(llm::make_llm_backend(a.llm, llm_config(first, a.o)), store);
     a.service.intent_wait = std::chrono::milliseconds(a.intent_wait_ms);
@@ -91,9 +97,7 @@ void run_serve(ServeArgs a) {
   // The first load and every reload: a reload without a path re-reads the same source (for --run, the row
   // is looked up again, so that a rerun's new best.pt is found).
   serve::ServiceSlot slot([&](const std::string& path) {
-    const fs::path checkpoint = !path.empty()            ? fs::path(path)
-                                : a.checkpoint.empty() ? checkpoint_of_run(a.run, a.model)
-                                                       : fs::path(a.checkpoint);
+    const fs::path checkpoint = path.empty() ? started_checkpoint(a) : fs::path(path);
     if (!fs::is_regular_file(checkpoint)) throw ConfigError(fmt::format("checkpoint {}: no such file", checkpoint.string()));
     spdlog::info("serve: loading {}", checkpoint.string());
     train::LoadOptions load;
@@ -159,7 +163,7 @@ std::vector<Command> add_serve_commands(CLI::App& app) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   s->add_option("--request-timeout", args->http.request_timeout_s,
-                "seconds a connection has to send a request's headers (slow clients are cut off)")
+                "seconds a connection has to send a whole request, headers and body (slow clients are cut off)")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   s->add_option("--max-sessions", args->http.sessions.max_sessions,
