@@ -11,6 +11,7 @@ SANITIZE ?= address,undefined
 SANITIZE_BUILD ?= build-sanitize
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
 
 .PHONY: all deps configure build run serve test bench check-sanitize fuzz clean
 
@@ -47,13 +48,14 @@ check-sanitize: deps
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR)/scripts/sanitizers/ubsan.supp \
 	  ctest --output-on-failure -j $(JOBS) --timeout 1800
 
-# Every libFuzzer target of fuzz/ for FUZZ_SECONDS each, on seeds made from $$LLM4SBR_DATA_DIR (clang and
-# libFuzzer come from scripts/install-fuzz-deps.sh, so that `make test` never needs them).
+# Every libFuzzer target of fuzz/ for FUZZ_SECONDS each (FUZZ_RUNS executions each when set), on seeds made
+# from $$LLM4SBR_DATA_DIR (clang and libFuzzer come from scripts/install-fuzz-deps.sh, so that `make test`
+# never needs them).
 fuzz:
 	bash scripts/install-fuzz-deps.sh
 	CC=clang CXX=clang++ cmake -S fuzz -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
-	bash fuzz/run-all.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	FUZZ_RUNS=$(FUZZ_RUNS) bash fuzz/run-all.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 bench: build
 	$(BUILD)/bin/backbone_bench --model srgnn

@@ -5,6 +5,8 @@
 # BUILD_DIR/crashes/. Prints one line per target (executions, crash or not) and fails if any crashed.
 #
 # usage: fuzz/run-all.sh BUILD_DIR SECONDS [TARGET...]
+# With FUZZ_RUNS=N in the environment each target runs N executions instead (SECONDS is then ignored), e.g.
+# FUZZ_RUNS=1000000 for the million executions a release asks of every parser.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 seconds=$2
@@ -23,7 +25,8 @@ for name in "${targets[@]}"; do
   mkdir -p "$build/corpus/$name"
   log="$build/logs/$name.log"
   # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: a parser must not blow up on a small file.
-  "$build/bin/$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  if [ -n "${FUZZ_RUNS:-}" ]; then budget=(-runs="$FUZZ_RUNS"); else budget=(-max_total_time="$seconds"); fi
+  "$build/bin/$name" "${budget[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$build/crashes/$name-" "$build/corpus/$name" "$build/seeds/$name" >"$log" 2>&1
   rc=$?
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)

@@ -58,10 +58,17 @@ TEST(LlamaBackend, GeneratesForEveryPromptInParallel) {
     texts.push_back(gens[i].text);
   }
   llm4sbr::testing::expect_real_answers(texts);
-  // Greedy decoding is deterministic, whatever the batching: one prompt alone gives the same answer.
-  std::string alone;
-  backend.generate({prompts[2]}, [&](std::size_t, const llm::Generation& g) { alone = g.text; });
-  EXPECT_EQ(alone, gens[2].text);
+  // Greedy decoding repeats itself exactly in the same batches (the same arithmetic).
+  std::vector<std::string> again(prompts.size());
+  backend.generate(prompts, [&](std::size_t i, const llm::Generation& g) { again[i] = g.text; });
+  EXPECT_EQ(again, texts);
+  // A prompt alone is decoded in other batch shapes, which changes the last bits of its logits (llama.cpp is not
+  // batch-invariant); the random-weight model's logits are nearly flat, so such bits flip a greedy choice now
+  // and then (about one token in a thousand): the same answers alone but for near-ties.
+  std::size_t same = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    backend.generate({prompts[i]}, [&](std::size_t, const llm::Generation& g) { same += g.text == texts[i]; });
+  EXPECT_GE(same, prompts.size() - 1) << "answers alone differ from the same prompts' answers in a batch beyond near-ties";
 }
 
 // With temperature > 0 the seed of an answer is llm.seed mixed with its prompt: the same answer whatever its

@@ -113,9 +113,13 @@ TEST(OpenAiBackend, AnswersEveryPromptOverTwoServers) {
   EXPECT_GT(summary_of(stats, a.url()).p99, 0);
   EXPECT_NE(backend.pool().summary_table().find(a.url()), std::string::npos);
 
-  // Greedy decoding: a prompt sent again alone gets the same answer.
-  const auto again = generate_all(backend, {prompts[5]});
-  EXPECT_EQ(again[0].text, gens[5].text);
+  // Greedy decoding: prompts sent again one at a time get the same answers but for near-ties. Not every one:
+  // llama-server decodes a prompt alone in other batch shapes than beside others, which changes the last bits
+  // of its logits (llama.cpp is not batch-invariant), and the random-weight model's logits are nearly flat,
+  // so such bits flip a greedy choice now and then (about one token in a thousand here).
+  std::size_t same = 0;
+  for (std::size_t i = 0; i < 8; ++i) same += generate_all(backend, {prompts[i]})[0].text == gens[i].text;
+  EXPECT_GE(same, 6u) << "answers alone differ from the same prompts' answers in a batch beyond near-ties";
 }
 
 TEST(OpenAiBackend, FailingEndpointIsRetriedElsewhereAndLeavesRotation) {

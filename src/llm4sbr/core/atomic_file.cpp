@@ -1,16 +1,41 @@
 #include "llm4sbr/core/atomic_file.hpp"
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/kill_point.hpp"
 
 namespace llm4sbr {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// Removes the temporary files ("NAME.tmp.PID") that killed processes left beside `target`: a kill between
+// create and rename leaves one, which nothing reads (the PID differs) but a user would find. A file of a
+// process that is still alive (another writer of the same name) is left alone.
+void remove_orphaned_temporaries(const fs::path& target) {
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(target.parent_path().empty() ? "." : target.parent_path(), ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    pid_t pid = 0;
+    const char* digits = name.data() + prefix.size();
+    const auto [rest, err] = std::from_chars(digits, name.data() + name.size(), pid);
+    if (err != std::errc() || rest != name.data() + name.size() || pid <= 0) continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) fs::remove(it->path(), ec), ec.clear();
+  }
+}
+
+}  // namespace
 
 AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
   tmp_ = target_;
@@ -54,6 +79,7 @@ void AtomicFile::commit() {
   if (!file_) throw Error(fmt::format("{}: committed twice", target_.string()));
   const bool flushed = std::fflush(file_) == 0;
   const int flush_errno = errno;  // the cause, before fclose can overwrite it
+  if (kill_points_armed()) kill_point("write:" + target_.filename().string());
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;
   if (!flushed || !closed)
@@ -62,6 +88,7 @@ void AtomicFile::commit() {
   fs::rename(tmp_, target_, ec);
   if (ec) fail(fmt::format("cannot rename {} into place: {}", tmp_.string(), ec.message()));
   tmp_.clear();
+  remove_orphaned_temporaries(target_);
 }
 
 void write_file_atomically(const fs::path& file, std::string_view text) {

@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/kill_point.hpp"
 
 namespace llm4sbr::llm {
 
@@ -128,6 +130,14 @@ std::optional<ResponseRecord> ResponseStore::find_prompt(const std::string& prom
 void ResponseStore::append(const ResponseRecord& r) {
   // One write of the whole line: a kill leaves either the full line or a torn tail that has no '\n'.
   const std::string line = to_jsonl(r);
+  if (kill_points_armed()) {
+    static std::atomic<std::int64_t> appended{0};
+    if (const auto point = fmt::format("answer:{}", ++appended); is_kill_point(point)) {
+      std::fwrite(line.data(), 1, line.size() / 2, out_);  // the torn line a kill mid-write leaves
+      std::fflush(out_);
+      kill_point(point);
+    }
+  }
   if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0)
     throw Error(fmt::format("{}: write failed (disk full?): {}", file_.string(), std::strerror(errno)));
   by_prompt_[r.prompt_hash] = {r.sample, r.view};

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <csignal>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +13,7 @@
 
 #include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/kill_point.hpp"
 #include "llm4sbr/train/device.hpp"
 #include "llm4sbr/train/distributed.hpp"
 
@@ -130,14 +130,10 @@ std::string load_training_state(const fs::path& file, const std::string& bytes, 
 }
 
 void kill_point(const char* stage, std::int64_t epoch, std::int64_t batch) {
-  static const char* target = std::getenv("LLM4SBR_KILL_AT");
-  if (!target) return;
+  if (!kill_points_armed()) return;
   auto point = batch < 0 ? fmt::format("{}:{}", stage, epoch) : fmt::format("{}:{}:{}", stage, epoch, batch);
-  if (std::strchr(target, '@')) point += fmt::format("@{}", distributed().rank());
-  if (point == target) {
-    spdlog::default_logger()->flush();
-    std::raise(SIGKILL);
-  }
+  if (std::strchr(std::getenv("LLM4SBR_KILL_AT"), '@')) point += fmt::format("@{}", distributed().rank());
+  llm4sbr::kill_point(point);
 }
 
 }  // namespace llm4sbr::train

@@ -50,10 +50,9 @@ std::string load_training_state(const std::filesystem::path& file, const std::st
 /// The bytes of a state file. Throws InputError naming it when it cannot be read.
 std::string read_training_state(const std::filesystem::path& file);
 
-/// Test hook for the kill tests: when $LLM4SBR_KILL_AT names this point ("train:2:5": epoch 2, batch 5;
-/// "eval:2"; "state:2": half of epoch 2's state written), the process kills itself with SIGKILL there, as a
-/// crash or an OOM kill would; "train:2:5@1" kills only rank 1 of a distributed job. Costs one comparison when
-/// the variable is unset.
+/// Training's kill points (core/kill_point.hpp): "train:2:5" (epoch 2, batch 5), "eval:2", "state:2" (half of
+/// epoch 2's state written); "train:2:5@1" kills only rank 1 of a distributed job. Costs one comparison when
+/// $LLM4SBR_KILL_AT is unset.
 void kill_point(const char* stage, std::int64_t epoch, std::int64_t batch = -1);
 
 }  // namespace llm4sbr::train
