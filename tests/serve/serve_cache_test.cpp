@@ -112,6 +112,9 @@ TEST_F(ServeLlm, ANewSessionIsAskedThenCachedAndALostServerOnlyChangesTheSource)
     EXPECT_EQ(again["intent"]["views"][view]["text"], first["intent"]["views"][view]["text"]);
   const auto store = llm_checkpoint().parent_path() / "serve-responses.jsonl";
   EXPECT_EQ(llm4sbr::llm::read_response_file(store).size(), 2u) << "one answer per view, kept";
+  const auto metrics = client().Get("/metrics")->body;
+  EXPECT_NE(metrics.find("llm4sbr_llm_answers_held 2\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("llm4sbr_llm_queued 0\n"), std::string::npos) << metrics;
 
   // The LLM server dies while 4 clients send new sessions: every request is answered, with titles intents.
   std::atomic<bool> stop{false};

@@ -55,7 +55,7 @@ class Metrics {
     ++pass_count_;
     pass_sessions_ += static_cast<std::int64_t>(sessions);
   }
-  std::string text(const std::string& model, std::int64_t version, std::size_t sessions_held) const {
+  std::string text(const Service& service, std::int64_t version, std::size_t sessions_held) const {
     std::lock_guard<std::mutex> lock(mutex_);
     std::string out = "# TYPE llm4sbr_requests_total counter\n";
     for (const auto& [key, n] : requests_)
@@ -76,8 +76,12 @@ class Metrics {
     for (const auto& [source, n] : intent_sources_)
       out += fmt::format("llm4sbr_intent_source_total{{source=\"{}\"}} {}\n", source, n);
     out += fmt::format("# TYPE llm4sbr_sessions_held gauge\nllm4sbr_sessions_held {}\n", sessions_held);
-    out += fmt::format("# TYPE llm4sbr_model_info gauge\nllm4sbr_model_info{{model=\"{}\",version=\"{}\"}} 1\n", model,
-                       version);
+    if (const auto* llm = service.llm())  // --llm: prompts waiting for the LLM, and its answers kept
+      out += fmt::format("# TYPE llm4sbr_llm_queued gauge\nllm4sbr_llm_queued {}\n# TYPE llm4sbr_llm_answers_held gauge\n"
+                         "llm4sbr_llm_answers_held {}\n",
+                         llm->queued(), llm->answers());
+    out += fmt::format("# TYPE llm4sbr_model_info gauge\nllm4sbr_model_info{{model=\"{}\",version=\"{}\"}} 1\n",
+                       service.model_label(), version);
     return out;
   }
 
@@ -237,7 +241,7 @@ void add_routes(httplib::Server& server, ServiceSlot& slot, SessionStore& sessio
     reply_json(res, 200, {{"status", "ready"}, {"model", slot.current()->model_label()}, {"version", slot.version()}});
   });
   server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.text(slot.current()->model_label(), slot.version(), sessions.size()),
+    res.set_content(metrics.text(*slot.current(), slot.version(), sessions.size()),
                     "text/plain; version=0.0.4");
   });
   server.Post("/admin/reload", [&](const httplib::Request& req, httplib::Response& res) {

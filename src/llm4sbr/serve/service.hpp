@@ -71,6 +71,8 @@ class Service {
   /// Whether `raw_id` is an item of the model's catalogue.
   bool knows(const std::string& raw_id) const { return id_of_raw_.count(raw_id) > 0; }
   std::string model_label() const { return trained_.model->label(); }
+  /// The LLM asked at request time (--llm), or nullptr.
+  const IntentGenerator* llm() const { return options_.llm.get(); }
 
  private:
   struct Session;
