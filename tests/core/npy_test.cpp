@@ -1,6 +1,8 @@
 #include "llm4sbr/core/npy.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -225,6 +227,24 @@ TEST(Npy, AtomicFileTextAndNoLeftovers) {
   std::size_t files = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp.path())) ++files;
   EXPECT_EQ(files, 1u);
+}
+
+// A killed writer leaves "NAME.tmp.PID": the next whole write of NAME removes it, not the temporary file of a
+// process still alive (another writer of NAME).
+TEST(Npy, AWholeWriteRemovesTheTemporariesOfKilledWritersOnly) {
+  TempDir tmp;
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);  // a process that is gone
+  const auto orphan = tmp / ("c.npy.tmp." + std::to_string(child));
+  const auto alive = tmp / ("c.npy.tmp." + std::to_string(::getppid()));
+  const auto other = tmp / ("d.npy.tmp." + std::to_string(child));
+  for (const auto& f : {orphan, alive, other}) std::ofstream(f) << "part";
+  write_file_atomically(tmp / "c.npy", "whole");
+  EXPECT_FALSE(fs::exists(orphan));
+  EXPECT_TRUE(fs::exists(alive)) << "a live writer's file was removed";
+  EXPECT_TRUE(fs::exists(other)) << "only NAME's temporaries are NAME's to remove";
+  EXPECT_EQ(slurp(tmp / "c.npy"), "whole");
 }
 
 }  // namespace
