@@ -46,6 +46,9 @@ TEST(ConfigCheck, AWrongTypeNamesTheExpectedType) {
   EXPECT_EQ(error_of("intent.views=[long]"), "");
   EXPECT_EQ(error_of("embed.tfidf.dim=64"), "");
   EXPECT_EQ(error_of("train.lr=1"), "") << "an integer is a number";
+  EXPECT_NE(error_of("threads=-3").find("'threads' must be 0 (every core) or a number of threads, not -3"), std::string::npos)
+      << error_of("threads=-3");
+  EXPECT_EQ(error_of("threads=0"), "");
 }
 
 TEST(ConfigCheck, EveryShippedConfigPasses) {

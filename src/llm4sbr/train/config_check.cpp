@@ -57,6 +57,9 @@ const std::vector<SettingsSchema>& config_settings() {
 void check_config(const Config& cfg) {
   check_settings(cfg, config_settings());
   check_model_sections(cfg);
+  // 0 means every core; a negative count was taken as 0 without a word.
+  if (const auto threads = cfg.get<std::int64_t>("threads", 0); threads < 0)
+    throw ConfigError(fmt::format("config key 'threads' must be 0 (every core) or a number of threads, not {}", threads));
 }
 
 }  // namespace llm4sbr::train
