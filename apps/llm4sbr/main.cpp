@@ -25,7 +25,13 @@ int main(int argc, char** argv) {
   for (auto group : {cli::add_data_commands, cli::add_stage1_commands, cli::add_train_commands, cli::add_serve_commands})
     for (auto& command : group(app)) commands.push_back(std::move(command));
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help is a "ParseError" that exits 0; a usage error exits 2 like every other bad input (CLI11's own
+    // codes, 105 for a missing folder, say, would read as a crash to a script).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
 

@@ -14,6 +14,7 @@
 #include <thread>
 #include <nlohmann/json.hpp>
 
+#include "e2e/limited_process.hpp"
 #include "llm_answers.hpp"
 #include "test_support.hpp"
 
@@ -441,4 +442,22 @@ TEST(EndToEnd, RunKilledInStageOneResumesWithOneRecordPerPromptWhenTitlesHoldTab
     EXPECT_EQ(records.size(), per_key.size()) << split << ": a (sample, view) has two records";
     llm4sbr::testing::expect_real_answers(llm4sbr::testing::answers_in(responses / split / "responses.jsonl"));
   }
+}
+
+// A usage error (a missing folder, an unknown option or command) exits 2 with CLI11's message, like every
+// other bad input; --help exits 0.
+TEST(EndToEnd, UsageErrorsExitTwoAndHelpExitsZero) {
+  const auto cli = [](const std::vector<std::string>& args) {
+    std::vector<std::string> argv{LLM4SBR_CLI};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return llm4sbr::testing::run_with_file_size_limit(argv, -1, 60, LLM4SBR_SOURCE_DIR);
+  };
+  const auto missing = cli({"train", "--data", "/nonexistent/prepared", "--out", "/tmp/unused"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("/nonexistent/prepared"), std::string::npos) << missing.output;
+  EXPECT_EQ(cli({"run", "--no-such-option"}).exit_code, 2);
+  EXPECT_EQ(cli({"no-such-command"}).exit_code, 2);
+  const auto help = cli({"run", "--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  EXPECT_NE(help.output.find("--config"), std::string::npos) << help.output;
 }
