@@ -245,6 +245,10 @@ TEST(Npy, AWholeWriteRemovesTheTemporariesOfKilledWritersOnly) {
   EXPECT_TRUE(fs::exists(alive)) << "a live writer's file was removed";
   EXPECT_TRUE(fs::exists(other)) << "only NAME's temporaries are NAME's to remove";
   EXPECT_EQ(slurp(tmp / "c.npy"), "whole");
+  // A whole folder (training's clean-up before it writes): every gone writer's file, a live one's kept.
+  const auto removed = remove_orphaned_temporaries(tmp.path());
+  EXPECT_EQ(removed, std::vector<fs::path>{other});
+  EXPECT_TRUE(fs::exists(alive)) << "a live writer's file was removed";
 }
 
 }  // namespace

@@ -15,28 +15,6 @@ namespace llm4sbr {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// Removes the temporary files ("NAME.tmp.PID") that killed processes left beside `target`: a kill between
-// create and rename leaves one, which nothing reads (the PID differs) but a user would find. A file of a
-// process that is still alive (another writer of the same name) is left alone.
-void remove_orphaned_temporaries(const fs::path& target) {
-  const std::string prefix = target.filename().string() + ".tmp.";
-  std::error_code ec;
-  for (fs::directory_iterator it(target.parent_path().empty() ? "." : target.parent_path(), ec), end; !ec && it != end;
-       it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (!name.starts_with(prefix)) continue;
-    pid_t pid = 0;
-    const char* digits = name.data() + prefix.size();
-    const auto [rest, err] = std::from_chars(digits, name.data() + name.size(), pid);
-    if (err != std::errc() || rest != name.data() + name.size() || pid <= 0) continue;
-    if (::kill(pid, 0) != 0 && errno == ESRCH) fs::remove(it->path(), ec), ec.clear();
-  }
-}
-
-}  // namespace
-
 AtomicFile::AtomicFile(fs::path target) : target_(std::move(target)) {
   tmp_ = target_;
   tmp_ += fmt::format(".tmp.{}", ::getpid());
@@ -88,7 +66,26 @@ void AtomicFile::commit() {
   fs::rename(tmp_, target_, ec);
   if (ec) fail(fmt::format("cannot rename {} into place: {}", tmp_.string(), ec.message()));
   tmp_.clear();
-  remove_orphaned_temporaries(target_);
+  remove_orphaned_temporaries(target_.parent_path(), target_.filename().string());
+}
+
+std::vector<fs::path> remove_orphaned_temporaries(const fs::path& dir, std::string_view name) {
+  std::vector<fs::path> removed;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir.empty() ? "." : dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string file = it->path().filename().string();
+    const auto at = file.rfind(".tmp.");
+    if (at == std::string::npos || (!name.empty() && std::string_view(file).substr(0, at) != name)) continue;
+    const char* digits = file.data() + at + 5;
+    pid_t pid = 0;
+    const auto [rest, err] = std::from_chars(digits, file.data() + file.size(), pid);
+    if (err != std::errc() || rest != file.data() + file.size() || pid <= 0) continue;
+    // kill(pid, 0) fails with ESRCH only when no such process exists: a live writer's file stays.
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    if (fs::remove(it->path(), rm)) removed.push_back(it->path());
+  }
+  return removed;
 }
 
 void write_file_atomically(const fs::path& file, std::string_view text) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace llm4sbr {
 
@@ -35,6 +36,12 @@ class AtomicFile {
   std::filesystem::path tmp_;
   std::FILE* file_ = nullptr;
 };
+
+/// Removes from `dir` the temporary files ("NAME.tmp.PID") of writers that are gone (a kill between create and
+/// rename leaves one): those of `name` only, or every one when `name` is empty. The file of a process still
+/// alive (another run writing the same folder) is kept. Returns the files removed. AtomicFile::commit calls it
+/// for its own name.
+std::vector<std::filesystem::path> remove_orphaned_temporaries(const std::filesystem::path& dir, std::string_view name = {});
 
 /// Writes `text` to `file` atomically (AtomicFile).
 void write_file_atomically(const std::filesystem::path& file, std::string_view text);

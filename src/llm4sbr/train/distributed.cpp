@@ -209,7 +209,9 @@ std::string Distributed::broadcast_bytes(const std::string& bytes) {
   if (!active()) return bytes;
   auto size = torch::tensor({static_cast<std::int64_t>(bytes.size())}, torch::kInt64);
   broadcast(size);
-  auto data = torch::empty({size.item<std::int64_t>()}, torch::kUInt8);
+  const auto n = size.item<std::int64_t>();
+  if (n == 0) return {};  // an empty tensor has no storage: memcpy into its null pointer is undefined (UBSan)
+  auto data = torch::empty({n}, torch::kUInt8);
   if (is_main()) std::memcpy(data.data_ptr(), bytes.data(), bytes.size());
   broadcast(data);
   return {reinterpret_cast<const char*>(data.data_ptr()), static_cast<std::size_t>(data.numel())};

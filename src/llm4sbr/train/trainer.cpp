@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/models/batch.hpp"
@@ -51,15 +52,11 @@ void attach_intents(models::SessionBatch& batch, const torch::Tensor& intents) {
   if (intents.defined()) batch.intents = intents.index_select(0, batch.sample_ids);
 }
 
-// A run killed while writing (SIGKILL, power loss) leaves its temporary "NAME.tmp.PID" files; the folder has
-// one writer, this run, so they are removed before it writes again.
+// A run killed while writing (SIGKILL, power loss) leaves its temporary "NAME.tmp.PID" files: removed before
+// this run writes again, unless their process is alive (a second run started into the same folder).
 void remove_stale_temporaries(const std::filesystem::path& dir) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-    if (e.is_regular_file() && e.path().filename().string().find(".tmp.") != std::string::npos) {
-      spdlog::info("removing {}, left by a run that was killed while writing it", e.path().string());
-      std::filesystem::remove(e.path(), ec);
-    }
+  for (const auto& file : remove_orphaned_temporaries(dir))
+    spdlog::info("removed {}, left by a run that was killed while writing it", file.string());
 }
 
 // The loss of every training step must be finite; reading it waits for the device. On the CPU that costs
