@@ -111,6 +111,18 @@ class ServeFixture : public ::testing::Test {
     EXPECT_EQ(res->status, expected_status) << path << " " << body.substr(0, 200) << "\n" << res->body;
     return nlohmann::json::parse(res->body, nullptr, false);
   }
+  // /metrics once it holds `line`, or after 5 s as it is. The server counts a request in cpp-httplib's logger,
+  // which runs after the response went out: a client can ask for /metrics before its last request is counted.
+  static std::string metrics_with(const std::string& line) {
+    std::string body;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    do {
+      if (auto res = client().Get("/metrics")) body = res->body;
+      if (body.find(line) != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } while (std::chrono::steady_clock::now() < deadline);
+    return body;
+  }
   static std::filesystem::path checkpoint() { return *dir_ / "run" / "llm4sbr-sr-gnn-titles" / "best.pt"; }
 
   inline static TempDir* dir_ = nullptr;

@@ -210,7 +210,8 @@ TEST_F(ServePage, GetRootIsOneSelfContainedHtmlPage) {
   ASSERT_TRUE(posted);
   EXPECT_EQ(posted->status, 405);
   EXPECT_EQ(posted->get_header_value("Allow"), "GET");
-  EXPECT_NE(client().Get("/metrics")->body.find(R"(llm4sbr_requests_total{route="/",code="200"})"), std::string::npos);
+  const std::string counted = R"(llm4sbr_requests_total{route="/",code="200"})";
+  EXPECT_NE(metrics_with(counted).find(counted), std::string::npos);
 }
 
 TEST_F(ServePage, APersonSearchesClicksAndSeesRecommendationsWithTheirIntents) {
