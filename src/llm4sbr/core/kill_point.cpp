@@ -16,6 +16,11 @@ const char* kill_target() {
 
 bool kill_points_armed() { return kill_target() != nullptr; }
 
+bool kill_point_names_a_rank() {
+  const char* target = kill_target();
+  return target && std::string_view(target).find('@') != std::string_view::npos;
+}
+
 bool is_kill_point(std::string_view point) {
   const char* target = kill_target();
   return target && point == target;

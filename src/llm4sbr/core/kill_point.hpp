@@ -14,6 +14,10 @@ namespace llm4sbr {
 /// cost one comparison in a normal run.
 bool kill_points_armed();
 
+/// Whether the point $LLM4SBR_KILL_AT names ends in "@RANK", the rank of a distributed job to kill: hooks that
+/// run on every rank then append their own.
+bool kill_point_names_a_rank();
+
 /// Whether `point` is the one $LLM4SBR_KILL_AT names (for a hook that does something half-way first).
 bool is_kill_point(std::string_view point);
 

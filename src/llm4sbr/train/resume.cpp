@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -132,7 +131,7 @@ std::string load_training_state(const fs::path& file, const std::string& bytes, 
 void kill_point(const char* stage, std::int64_t epoch, std::int64_t batch) {
   if (!kill_points_armed()) return;
   auto point = batch < 0 ? fmt::format("{}:{}", stage, epoch) : fmt::format("{}:{}:{}", stage, epoch, batch);
-  if (std::strchr(std::getenv("LLM4SBR_KILL_AT"), '@')) point += fmt::format("@{}", distributed().rank());
+  if (kill_point_names_a_rank()) point += fmt::format("@{}", distributed().rank());
   llm4sbr::kill_point(point);
 }
 
