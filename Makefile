@@ -12,6 +12,7 @@ SANITIZE_BUILD ?= build-sanitize
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?=
+BENCH_BATCHES ?= 200
 
 .PHONY: all deps configure build run serve test bench check-sanitize fuzz clean
 
@@ -57,8 +58,9 @@ fuzz:
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
 	FUZZ_RUNS=$(FUZZ_RUNS) bash fuzz/run-all.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
+# Every backbone's epoch against the scoring GEMMs' floor, plain and with the head (BENCH_BATCHES=0: whole epochs).
 bench: build
-	$(BUILD)/bin/backbone_bench --model srgnn
+	$(BUILD)/bin/epoch_bench --batches $(BENCH_BATCHES)
 
 clean:
 	rm -rf $(BUILD) $(SANITIZE_BUILD) $(FUZZ_BUILD)

@@ -1,43 +1,113 @@
-// Seconds per full training epoch on Amazon Beauty through the real trainer (train::fit: batches, forward,
-// loss, backward, Adam, the loss checks), for a backbone or LLM4SBR(backbone), on the CPU or a GPU.
-// LLM4SBR rows are fed seeded random unit intents of --text-dim (the head's cost depends on their shape
-// only), so the figure needs no Stage 1. Evaluation of the test split is timed separately.
+// `make bench`: how close each backbone's training epoch on full Amazon Beauty comes to this machine's floor.
 //
-//   build/bin/epoch_bench [--model srgnn] [--head] [--device auto] [--epochs 1] [--text-dim 768]
-//                         [--threads 0] [--data-dir DIR] [--set key=value ...]
+// The floor: every backbone's training step does at least the three products of its scores against the
+// whole catalogue, S = H Eᵀ ([B, d] x [d, N]) and its two gradients dH = dS E and dE = dSᵀ H; the probe times
+// them on random tensors of the step's shapes, over an epoch's batch count. Then, in the same process, each
+// backbone trains one epoch through the real trainer (train::fit: batches, forward, loss, backward, Adam, the
+// loss checks, the progress bar) and evaluates the test split, plain and as LLM4SBR(backbone) with the titles
+// intents (Stage 1 without an LLM, cached in --cache). One table: seconds, samples/s, the epoch's ratio to the
+// floor, the head's overhead and the peak RSS of each row.
+//
+// --batches N trains N batches of evenly spaced training samples and extrapolates the epoch from them (said in
+// the table); evaluation always covers the whole test split.
+//
+//   build/bin/epoch_bench [--models srgnn,tagnn,gcegnn,dhcn,gru4rec,sasrec] [--rows plain,head] [--batches 0]
+//                         [--device auto] [--threads 0] [--cache runs/bench] [--data-dir DIR] [--set key=value ...]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/core/runtime.hpp"
 #include "llm4sbr/data/data_dir.hpp"
-#include "llm4sbr/data/prepare.hpp"
-#include "llm4sbr/data/readers.hpp"
+#include "llm4sbr/intent/intent_stage.hpp"
 #include "llm4sbr/train/build.hpp"
-#include "llm4sbr/train/device.hpp"
+#include "llm4sbr/train/experiment.hpp"
 #include "llm4sbr/train/trainer.hpp"
 
 using namespace llm4sbr;
 
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Seconds of the floor's three products for one training step of batch `b`, width `d`, catalogue `n`, on
+/// `device` (the mean of `reps` steps after a warm-up). Reading one value of the last product waits for a GPU.
+double floor_step_seconds(std::int64_t b, std::int64_t d, std::int64_t n, torch::Device device, int reps) {
+  torch::NoGradGuard no_grad;
+  const auto opts = torch::TensorOptions().device(device);
+  const auto h = torch::randn({b, d}, opts), e = torch::randn({n, d}, opts), ds = torch::randn({b, n}, opts);
+  auto step = [&] {
+    auto s = torch::mm(h, e.t());
+    auto dh = torch::mm(ds, e);
+    auto de = torch::mm(ds.t(), h);
+    return s[0][0].item<float>() + dh[0][0].item<float>() + de[0][0].item<float>();
+  };
+  for (int i = 0; i < 5; ++i) step();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) step();
+  return seconds_since(t0) / reps;
+}
+
+/// The process's peak resident set (VmHWM, MB) since the last reset_peak_rss.
+double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // "VmHWM:  123 kB"
+  return 0;
+}
+
+/// Starts a new peak RSS window (Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current RSS).
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+/// `n` of `samples`, evenly spaced (every length of prefix, as the whole split has them), or all of them.
+std::vector<data::Sample> evenly_spaced(const std::vector<data::Sample>& samples, std::size_t n) {
+  if (n == 0 || n >= samples.size()) return samples;
+  std::vector<data::Sample> out;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) out.push_back(samples[i * samples.size() / n]);
+  return out;
+}
+
+struct Row {
+  std::string label;
+  double train_s = 0;  ///< a full epoch (extrapolated when --batches)
+  double samples_per_s = 0;
+  double floor_s = 0;
+  double eval_s = 0;
+  double hr20 = 0;
+  double rss_mb = 0;
+  std::optional<double> head_overhead;  ///< vs. the plain backbone's epoch, for a head row
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   ensure_fast_blas(argv);
-  CLI::App app{"Seconds per training epoch on Amazon Beauty"};
-  std::string model_name = "srgnn", device = "auto", data_dir;
+  CLI::App app{"Each backbone's Beauty training epoch against the scoring GEMMs' floor, plain and with the LLM4SBR head"};
+  std::vector<std::string> names{"srgnn", "tagnn", "gcegnn", "dhcn", "gru4rec", "sasrec"}, rows{"plain", "head"};
   std::vector<std::string> overrides;
-  bool head = false;
-  std::int64_t epochs = 1, text_dim = 768;
+  std::string device = "auto", data_dir, cache = "runs/bench";
+  std::int64_t batches = 0;
   int threads = 0;
-  app.add_option("--model", model_name, "registered backbone (srgnn, tagnn, gcegnn, dhcn, gru4rec, sasrec)")->capture_default_str();
-  app.add_flag("--head", head, "LLM4SBR(backbone): the head with random intents");
+  app.add_option("--models,--model", names, "registered backbones, comma-separated")->delimiter(',')->capture_default_str();
+  app.add_option("--rows", rows, "plain (the backbone), head (LLM4SBR(backbone), titles intents)")
+      ->delimiter(',')->check(CLI::IsMember({"plain", "head"}))->capture_default_str();
+  app.add_option("--batches", batches, "training batches to time per row, the epoch extrapolated (0 = the whole epoch)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--device", device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--epochs", epochs, "epochs to train (each is timed)")->capture_default_str();
-  app.add_option("--text-dim", text_dim, "width of the random intents (768: a BERT-base embedding)")->capture_default_str();
   app.add_option("--threads", threads, "LibTorch intra-op threads (0 = automatic)")->capture_default_str();
+  app.add_option("--cache", cache, "folder of the cached stages (prepared data, titles intents)")->capture_default_str();
   app.add_option("--data-dir", data_dir, "raw data directory");
   app.add_option("--set", overrides, "override a config key (repeatable)");
   CLI11_PARSE(app, argc, argv);
@@ -45,39 +115,67 @@ int main(int argc, char** argv) {
   const auto rt = configure_runtime(threads);
   Config cfg = Config::load("configs/beauty.yaml");
   cfg.set("paths.configs", "configs");
-  cfg.set("model", model_name);
   cfg.set("device", device);
-  cfg.apply_overrides({"data.valid_fraction=0", "train.epochs=" + std::to_string(epochs)});
+  cfg.apply_overrides({"data.valid_fraction=0", "train.epochs=1", "intent.source=titles"});
   cfg.apply_overrides(overrides);
-  const auto raw = data::read_dataset("beauty", data::resolve_data_dir(data_dir) / "amazon-beauty-2014");
-  const auto ds = data::prepare(raw, data::prepare_options_from_config(cfg));
+  const auto raw_dir = data::resolve_data_dir(data_dir);
+  const auto stages = std::filesystem::path(cache) / "stages";
+  const auto ds = train::prepare_cached(cfg, raw_dir, stages);
+  const auto data_key = train::prepare_key(cfg, raw_dir);
+  std::optional<intent::IntentStage> intents;  // made for the first head row
 
-  train::SplitIntents intents;
-  models::Recommender model;
-  if (head) {
-    torch::manual_seed(1);
-    const auto unit = [&](const std::vector<data::Sample>& split) {  // one row per sample id
-      std::int64_t rows = 0;
-      for (const auto& s : split) rows = std::max(rows, s.id + 1);
-      const auto x = torch::randn({rows, 2, text_dim});
-      return x / x.norm(2, -1, true);
-    };
-    intents = {unit(ds.train), {}, unit(ds.test)};
-    model = train::build_llm4sbr(cfg, ds, {"long", "short"}, text_dim);
-  } else {
-    model = train::build_backbone(cfg, ds);
+  auto opt = train::train_options_from_config(cfg);
+  const auto n_batches = static_cast<std::int64_t>((ds.train.size() + opt.batch_size - 1) / opt.batch_size);
+  const auto timed = batches == 0 ? n_batches : std::min(batches, n_batches);
+  auto part = ds;
+  part.train = evenly_spaced(ds.train, static_cast<std::size_t>(timed * opt.batch_size));
+  const double scale = static_cast<double>(ds.train.size()) / static_cast<double>(part.train.size());
+
+  std::vector<Row> table;
+  for (const auto& name : names) {
+    Config mcfg = cfg;
+    mcfg.set("model", name);
+    const auto d = train::model_settings(mcfg).get<std::int64_t>("hidden_size", 100);
+    const double floor_s = n_batches * floor_step_seconds(opt.batch_size, d, ds.n_items(), opt.device, 50);
+    std::optional<double> plain_s;
+    for (const auto& kind : rows) {
+      reset_peak_rss();
+      models::Recommender model;
+      train::SplitIntents split;
+      if (kind == "head") {
+        if (!intents) intents = intent::run_intent_stage(mcfg, ds, data_key, stages);
+        split = {intents->train, {}, intents->test};
+        model = train::build_llm4sbr(mcfg, ds, intents->views, intents->dim);
+      } else {
+        model = train::build_backbone(mcfg, ds);
+      }
+      opt.label = model->label();
+      const auto e = train::fit(*model, part, opt, split).epochs.at(0);
+      Row row{model->label(), e.train_seconds * scale, e.train_samples_per_second, floor_s, e.eval_seconds,
+              e.test.count("HR@20") ? e.test.at("HR@20") : 0.0, peak_rss_mb(), std::nullopt};
+      if (kind == "plain") plain_s = row.train_s;
+      if (kind == "head" && plain_s) row.head_overhead = row.train_s / *plain_s - 1;
+      table.push_back(row);
+    }
   }
-  const auto opt = train::train_options_from_config(cfg);
-  const auto result = train::fit(*model, ds, opt, intents);
 
-  const std::string where = opt.device.is_cuda() ? fmt::format("{} ({})", opt.device.str(), "CUDA")
-                                                 : fmt::format("cpu ({} LibTorch threads, {})", rt.intra_op_threads, rt.blas_kind);
-  for (const auto& e : result.epochs)
-    fmt::print("{:<18} {:<28} epoch {}: train {:7.2f} s ({:8.0f} samples/s), evaluation of {} test samples {:6.2f} s, "
-               "loss {:.4f}, HR@20 {:.2f}\n",
-               model->label(), where, e.epoch, e.train_seconds, e.train_samples_per_second, ds.test.size(),
-               e.eval_seconds, e.train_loss, e.test.count("HR@20") ? e.test.at("HR@20") : 0.0);
-  fmt::print("command: build/bin/epoch_bench --model {}{} --device {} --epochs {}{}\n", model_name, head ? " --head" : "",
-             device, epochs, overrides.empty() ? "" : " --set " + fmt::format("{}", fmt::join(overrides, " --set ")));
+  const std::string where = opt.device.is_cuda() ? opt.device.str()
+                                                 : fmt::format("cpu, {} LibTorch thread(s), {} {} thread(s) ({})",
+                                                               rt.intra_op_threads, rt.blas_kind, rt.blas_threads, rt.blas_core);
+  fmt::print("\nAmazon Beauty: {} training samples ({} batches of {}), {} test samples, {} items; {}\n", ds.train.size(),
+             n_batches, opt.batch_size, ds.test.size(), ds.n_items(), where);
+  if (timed < n_batches)
+    fmt::print("training seconds extrapolated from {} batches of evenly spaced samples (x{:.2f})\n", timed, scale);
+  fmt::print("floor: the scoring GEMMs of an epoch, S = H Eᵀ, dH = dS E, dE = dSᵀ H ([{} x d] x [d x {}], {} times)\n\n",
+             opt.batch_size, ds.n_items(), n_batches);
+  fmt::print("| model | epoch s | samples/s | floor s | epoch / floor | head overhead | test eval s | test HR@20 | peak RSS MB |\n");
+  fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (const auto& r : table)
+    fmt::print("| {} | {:.1f} | {:.0f} | {:.1f} | {:.1f} | {} | {:.2f} | {:.2f} | {:.0f} |\n", r.label, r.train_s,
+               r.samples_per_s, r.floor_s, r.train_s / r.floor_s,
+               r.head_overhead ? fmt::format("{:+.1f} %", 100 * *r.head_overhead) : "-", r.eval_s, r.hr20, r.rss_mb);
+  fmt::print("\ncommand: build/bin/epoch_bench --models {} --rows {} --batches {} --device {}{}\n", fmt::join(names, ","),
+             fmt::join(rows, ","), batches, device,
+             overrides.empty() ? "" : " --set " + fmt::format("{}", fmt::join(overrides, " --set ")));
   return 0;
 }

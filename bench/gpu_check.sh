@@ -48,14 +48,14 @@ step gpu-tests 120 bash -c "cd $BUILD && ctest -L gpu --output-on-failure --time
 
 nvidia-smi dmon -s u -d 1 > "$OUT/dmon.txt" 2>&1 &
 DMON=$!
-step epoch-srgnn 60 "$BUILD/bin/epoch_bench" --model srgnn --device cuda
-step epoch-llm4sbr-srgnn 60 "$BUILD/bin/epoch_bench" --model srgnn --head --device cuda
+# SR-GNN plain and LLM4SBR(SR-GNN) (its titles intents made on the CPU first, then cached in runs/bench).
+step epoch-srgnn 180 "$BUILD/bin/epoch_bench" --models srgnn --rows plain,head --device cuda
 if [ "${LLAMA_CUDA:-ON}" != OFF ]; then
 wait "$MAKE7B"; cat "$OUT/make-7b.log" | tail -2 | tee -a "$OUT/summary.txt"
 step infer-7b 200 env THREADS=16 BATCH=8192 bench/infer_vs_batched_bench.sh /tmp/llm4sbr-models/qwen2-7b-shaped.gguf \
   "${SAMPLES:-256}" "${PARALLEL:-128}" 32
 fi
-for m in gru4rec sasrec tagnn gcegnn dhcn; do step "epoch-$m" 90 "$BUILD/bin/epoch_bench" --model "$m" --device cuda; done
+step epoch-others 300 "$BUILD/bin/epoch_bench" --models gru4rec,sasrec,tagnn,gcegnn,dhcn --rows plain --device cuda
 kill "$DMON" 2>/dev/null
 # GPU utilisation while the epochs and the LLM ran: dmon's "sm" column over the seconds the GPU was busy.
 awk '!/^#/ && $2+0 > 0 {s += $2; n++} END {if (n) printf "GPU SM utilisation while busy: %.0f %% over %d one-second samples\n", s/n, n}' \
