@@ -1,6 +1,6 @@
 // Throughput of a backbone on full Amazon Beauty: training samples/s (forward + loss, with the model's
 // auxiliary loss, + backward + Adam step, batch 100) and evaluation samples/s (scores over the whole
-// catalogue + ranks). `make bench` runs it for SR-GNN.
+// catalogue + ranks), and where a training step goes. `make bench` (epoch_bench) gives the table of all of them.
 //
 //   build/bin/backbone_bench [--model srgnn] [--batches 300] [--threads 0] [--data-dir DIR] [--set key=value ...]
 #include <CLI/CLI.hpp>
