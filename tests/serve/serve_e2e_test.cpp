@@ -164,7 +164,7 @@ TEST_F(Serve, BatchSearchHealthAndMetrics) {
 
 // Connections that cost a server its workers or its memory: idle ones held open, a chunked body (which
 // cpp-httplib would read past the body limit), bytes that are not UTF-8, and a second server on the same port.
-TEST_F(Serve, IdleConnectionsChunkedBodiesAndAPortInUseDoNotTakeItDown) {
+TEST_F(Serve, IdleConnectionsOddBodiesAndAPortInUseDoNotTakeItDown) {
   std::vector<int> idle;
   for (int i = 0; i < 24; ++i) {
     const int fd = llm4sbr::testing::connect_loopback(port_);
@@ -184,6 +184,17 @@ TEST_F(Serve, IdleConnectionsChunkedBodiesAndAPortInUseDoNotTakeItDown) {
   auto c = client();
   auto res = c.Post("/v1/recommend", chunked, std::string("5\r\n{\"ite\r\n0\r\n\r\n"), "application/json");
   if (res) EXPECT_EQ(res->status, 411) << res->body;
+
+  // A Content-Length that is not one number (a proxy may have read another length): 400 and the connection
+  // closed, so the body is never read as a request of its own.
+  for (const std::string lengths : {"Content-Length: 9\r\nContent-Length: 5", "Content-Length: -5", "Content-Length: 5, 9"}) {
+    const auto answer = llm4sbr::testing::raw_exchange(
+        port_, "POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + lengths +
+                   "\r\n\r\n{\"items\": []}GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(answer.rfind("HTTP/1.1 400", 0), 0u) << lengths << "\n" << answer;
+    EXPECT_NE(answer.find("Content-Length"), std::string::npos) << answer;
+    EXPECT_EQ(answer.find("HTTP/1.1 200"), std::string::npos) << "a second request was read from the body:\n" << answer;
+  }
 
   // The parser's message quotes the bad bytes; the answer must still be JSON (a 400, not a 500).
   const auto odd = post("/v1/recommend", "{\"items\": [\"\xff\xfe\"], \"k\": 1}", 400);

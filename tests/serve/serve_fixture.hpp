@@ -53,6 +53,21 @@ inline int connect_loopback(int port) {
   return -1;
 }
 
+/// Sends `request` as it is over a raw connection to 127.0.0.1:port and returns what comes back until the server
+/// closes the connection or 10 s pass ("" when it cannot connect).
+inline std::string raw_exchange(int port, const std::string& request) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return "";
+  timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return answer;
+}
+
 class ServeFixture : public ::testing::Test {
  protected:
   static constexpr unsigned kTimeoutSeconds = 600;

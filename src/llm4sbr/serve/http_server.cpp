@@ -96,6 +96,23 @@ class Metrics {
   std::map<std::string, std::int64_t> intent_sources_;
 };
 
+// Why the Content-Length headers of `req` do not give one length, or "" when they do (or there is none).
+// cpp-httplib reads the first one with strtoull: "-5" would be a huge length and "5, 7" or a second,
+// different header would be read as 5, where a proxy in front may have read another length (request
+// smuggling, RFC 9112 §6.3).
+std::string content_length_problem(const httplib::Request& req) {
+  const auto n = req.get_header_value_count("Content-Length");
+  if (n == 0) return "";
+  const auto first = req.get_header_value("Content-Length", 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto value = req.get_header_value("Content-Length", i);
+    if (value.empty() || value.size() > 18 || value.find_first_not_of("0123456789") != std::string::npos)
+      return fmt::format("Content-Length: '{}' is not a length in bytes", value.substr(0, 40));
+    if (value != first) return fmt::format("Content-Length: {} headers disagree ('{}', '{}')", n, first, value);
+  }
+  return "";
+}
+
 void reply_json(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
   // Request strings echoed back (unknown ids) may hold invalid UTF-8: replaced, never an exception.
@@ -304,6 +321,11 @@ void serve_http(ServiceSlot& slot, const HttpOptions& options) {
     // cpp-httplib does not apply the body limit to chunked bodies: they must come with a Content-Length.
     if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
       reply_json(res, 411, {{"error", "send the body with a Content-Length, not chunked"}});
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (const auto why = content_length_problem(req); !why.empty()) {
+      reply_json(res, 400, {{"error", why}});
+      res.set_header("Connection", "close");  // where this body ends is unknown: nothing after it can be read
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
