@@ -56,14 +56,9 @@ Service::Service(train::TrainedModel trained, ServeOptions options)
   std::stable_sort(by_popularity_.begin(), by_popularity_.end(),
                    [&](std::int64_t a, std::int64_t b) { return clicks[static_cast<std::size_t>(a)] > clicks[static_cast<std::size_t>(b)]; });
   if (!trained_.views.empty()) {
-    if (!trained_.encoder || !trained_.catalogue.defined())
-      throw Error(fmt::format("serve: {} needs its fitted text encoder to compute intents for new sessions",
-                              trained_.model->label()));
-    intents_options_ = intent::intents_options_from_config(trained_.config, trained_.views);
-    intents_options_.write_records = false;
-    // The blocked localizer: identical results to FAISS's (localizer.hpp), and for the few queries of a request
-    // a matrix product, where FAISS scans the catalogue with its scalar inner product.
-    index_ = intent::catalogue_index(trained_.catalogue, "blocked");
+    auto online = train::online_intents(trained_);
+    index_ = std::move(online.index);
+    intents_options_ = online.options;
     if (options_.intent_source == "auto") load_cached_answers();
     if (options_.llm && trained_.responses_dir.empty())
       spdlog::warn("serve: {} was trained on titles intents: the LLM's answers at request time are not what it learned "

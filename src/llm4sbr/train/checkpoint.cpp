@@ -13,6 +13,7 @@
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/intent/intents.hpp"
+#include "llm4sbr/intent/intent_stage.hpp"
 #include "llm4sbr/train/build.hpp"
 
 namespace llm4sbr::train {
@@ -240,6 +241,15 @@ TrainedModel load_trained(const fs::path& checkpoint, const torch::Device& devic
   out.model->to(device);
   out.model->eval();
   return out;
+}
+
+OnlineIntents online_intents(const TrainedModel& trained) {
+  if (!trained.encoder || !trained.catalogue.defined())
+    throw Error(fmt::format("{} needs its fitted text encoder to compute intents for new sessions", trained.model->label()));
+  OnlineIntents online{intent::catalogue_index(trained.catalogue, "blocked"),
+                       intent::intents_options_from_config(trained.config, trained.views)};
+  online.options.write_records = false;
+  return online;
 }
 
 }  // namespace llm4sbr::train

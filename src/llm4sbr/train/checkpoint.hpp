@@ -26,6 +26,7 @@
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/data/dataset.hpp"
 #include "llm4sbr/embed/text_encoder.hpp"
+#include "llm4sbr/intent/intents.hpp"
 #include "llm4sbr/models/recommender.hpp"
 
 namespace llm4sbr::train {
@@ -97,6 +98,18 @@ struct TrainedModel {
   /// undefined for a plain backbone. Throws InputError if the split's intents are missing or unfinished.
   torch::Tensor intents(const std::string& split) const;
 };
+
+/// What computing the intents of new sessions needs (`serve`, `evaluate --online-intents`): the model's
+/// catalogue indexed for localization and its recorded intent.* settings (top-r, weights), no records written.
+struct OnlineIntents {
+  std::unique_ptr<intent::IntentLocalizer> index;
+  intent::IntentsOptions options;
+};
+
+/// The OnlineIntents of `trained` (an LLM4SBR model). The index is the blocked localizer: the same results
+/// as FAISS's (localizer.hpp), and for the few queries of a request a matrix product where FAISS scans the
+/// catalogue with its scalar inner product. Throws Error naming the model when it has no fitted encoder.
+OnlineIntents online_intents(const TrainedModel& trained);
 
 /// Rebuilds the model saved in `checkpoint` (best.pt or last.pt with checkpoint.yaml beside it) on `device`.
 /// Throws InputError naming the file when the checkpoint, its record, data, intents or encoder are missing

@@ -128,12 +128,9 @@ torch::Tensor online_split_intents(const TrainedModel& trained, const std::vecto
   for (const auto& s : samples) rows = std::max(rows, s.id + 1);
   auto out = torch::zeros({rows, static_cast<std::int64_t>(trained.views.size()), trained.text_dim});
   if (kind == "none") return out;
-  const auto index = intent::catalogue_index(trained.catalogue, "blocked");
-  auto opt = intent::intents_options_from_config(trained.config, trained.views);
-  opt.write_records = false;
-  const auto computed =
-      intent::intents_in_memory(*trained.dataset, samples, intent::titles_text_source(*trained.dataset), *trained.encoder,
-                                *index, opt);
+  const auto online = online_intents(trained);
+  const auto computed = intent::intents_in_memory(*trained.dataset, samples, intent::titles_text_source(*trained.dataset),
+                                                  *trained.encoder, *online.index, online.options);
   std::vector<std::int64_t> ids;
   for (const auto& s : samples) ids.push_back(s.id);
   return out.index_copy_(0, torch::tensor(ids), computed.intents);
