@@ -139,11 +139,11 @@ int main(int argc, char** argv) {
     const double floor_s = n_batches * floor_step_seconds(opt.batch_size, d, ds.n_items(), opt.device, 50);
     std::optional<double> plain_s;
     for (const auto& kind : rows) {
-      reset_peak_rss();
+      if (kind == "head" && !intents) intents = intent::run_intent_stage(mcfg, ds, data_key, stages);
+      reset_peak_rss();  // the row's peak: its model and training (the intents, if any, are held already)
       models::Recommender model;
       train::SplitIntents split;
       if (kind == "head") {
-        if (!intents) intents = intent::run_intent_stage(mcfg, ds, data_key, stages);
         split = {intents->train, {}, intents->test};
         model = train::build_llm4sbr(mcfg, ds, intents->views, intents->dim);
       } else {
