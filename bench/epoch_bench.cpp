@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/core/runtime.hpp"
 #include "llm4sbr/data/data_dir.hpp"
@@ -36,10 +37,6 @@
 using namespace llm4sbr;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 /// Seconds of the floor's three products for one training step of batch `b`, width `d`, catalogue `n`, on
 /// `device` (the mean of `reps` steps after a warm-up). Reading one value of the last product waits for a GPU.

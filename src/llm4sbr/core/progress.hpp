@@ -38,6 +38,11 @@ class ProgressBar {
   std::chrono::steady_clock::time_point last_draw_;
 };
 
+/// Seconds from `t0` to now on the steady clock.
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 /// "1h02m", "3m05s", "12.3s": a duration a person reads at a glance.
 std::string format_duration(double seconds);
 

@@ -27,10 +27,6 @@ namespace {
 
 constexpr int kFormatVersion = 1;
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 void check_options(const IntentsOptions& o) {
   if (o.views.empty()) throw ConfigError("intents: at least one view is needed");
   if (std::set<std::string>(o.views.begin(), o.views.end()).size() != o.views.size())

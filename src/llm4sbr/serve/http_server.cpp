@@ -20,6 +20,7 @@
 #include <mutex>
 #include <thread>
 
+#include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/serve/request_deadline.hpp"
 #include "llm4sbr/serve/micro_batcher.hpp"
@@ -119,9 +120,7 @@ void reply_json(httplib::Response& res, int status, const nlohmann::json& body) 
   res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
+double ms_since(std::chrono::steady_clock::time_point t0) { return 1e3 * seconds_since(t0); }
 
 // No request needs more than a few levels; a deeper one is refused while it is parsed (nlohmann's dump and
 // other recursive walks of a 100,000-level array overflowed the stack: a crash).

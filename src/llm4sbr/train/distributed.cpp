@@ -7,6 +7,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/core/error.hpp"
 
 // c10d's Gloo process group is compiled only where the Gloo headers are (Debian: libgloo-dev; PyTorch's
@@ -25,10 +26,6 @@
 namespace llm4sbr::train {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);

@@ -23,10 +23,6 @@ namespace llm4sbr::train {
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 void set_learning_rate(torch::optim::Adam& optimizer, double lr) {
   for (auto& group : optimizer.param_groups())
     static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
@@ -415,11 +411,13 @@ void resume_from_state(FitContext& c, FitProgress& p) {
   bytes = job.broadcast_bytes(bytes);
   if (bytes.empty()) return;
   const auto why_not = load_training_state(state_path, bytes, c.model, c.optimizer, p, c.opt.state_key, c.opt.epochs);
-  if (why_not.empty())
-    spdlog::info("{}: resuming from {} after epoch {}{}", c.label, state_path.string(), p.epoch,
-                 p.finished ? " (training had stopped early)" : "");
-  else
+  if (!why_not.empty())
     spdlog::warn("{}: {} {}: training from scratch (it will be replaced)", c.label, state_path.string(), why_not);
+  else if (p.finished || p.epoch >= c.opt.epochs)  // a re-run of a finished run: say so, not "resuming"
+    spdlog::info("{}: already trained ({} epoch(s){}, {}): nothing left to train", c.label, p.epoch,
+                 p.epoch < c.opt.epochs ? ", stopped early" : "", state_path.string());
+  else
+    spdlog::info("{}: resuming from {} after epoch {}", c.label, state_path.string(), p.epoch);
 }
 
 // Every rank starts from rank 0's parameters and buffers, as torch's DistributedDataParallel does.
