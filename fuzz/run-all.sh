@@ -22,7 +22,7 @@ targets=("$@")
 
 # ASan keeps freed memory in a 256 MB quarantine to catch late use-after-free; a fuzz input allocates and frees
 # in microseconds, and cycling through that much fresh memory doubled the time of the YAML targets (page
-# faults, on every input). 16 MB still holds thousands of inputs' frees.
+# faults, on every input). 16 MB still holds the frees of the last dozens of inputs.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=16}
 
 failed=0
