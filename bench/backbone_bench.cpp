@@ -17,6 +17,7 @@
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
 #include "llm4sbr/train/experiment.hpp"
+#include "llm4sbr/train/fused_adam.hpp"
 #include "llm4sbr/core/runtime.hpp"
 
 using namespace llm4sbr;
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
   auto raw = data::read_dataset("beauty", data::resolve_data_dir(data_dir) / "amazon-beauty-2014");
   auto ds = data::prepare(raw, data::prepare_options_from_config(cfg));
   auto model = train::build_backbone(cfg, ds);
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-5));
+  train::FusedAdam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-5));  // the trainer's
 
   auto batches = models::batch_indices(static_cast<std::int64_t>(ds.train.size()), 100, true, 1);
   n_batches = std::min<std::int64_t>(n_batches, static_cast<std::int64_t>(batches.size()));

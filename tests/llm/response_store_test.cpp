@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "llm4sbr/core/error.hpp"
 #include "test_support.hpp"
@@ -52,6 +55,29 @@ TEST(ResponseStore, CorruptCompleteLineNamesFileAndLine) {
   } catch (const llm4sbr::InputError& e) {
     EXPECT_EQ(e.line(), 2u);
     EXPECT_NE(std::string(e.what()).find("r.jsonl"), std::string::npos);
+  }
+}
+
+// Found by fuzz/responses_jsonl_fuzz.cpp: a count of 7.7e91 was cast to int64 (undefined behaviour), and a
+// sample of 2.5 was read as 2. Every integer field must be an integer that fits.
+TEST(ResponseStore, ANumberThatIsNotAnIntegerIsAnErrorNamingItsField) {
+  const std::string head = R"({"view": "long", "prompt_hash": "h", "response": "a", )";
+  for (const auto& [fields, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"("sample": 0, "completion_tokens": 76666666666666666666666666666666666666666666666666666666666666666666666666666666666666666666)",
+            "completion_tokens"},
+           {R"("sample": 2.5)", "sample"},
+           {R"("sample": 9223372036854775808)", "sample"},
+           {R"("sample": 1, "prompt_tokens": "12")", "prompt_tokens"},
+           {R"("view2": 1)", "sample"}}) {
+    llm4sbr::testing::TempDir dir;
+    std::ofstream(dir / "r.jsonl") << head << fields << "}\n";
+    try {
+      ResponseStore s(dir / "r.jsonl");
+      ADD_FAILURE() << "accepted: " << fields;
+    } catch (const llm4sbr::InputError& e) {
+      EXPECT_EQ(e.line(), 1u);
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/json_number.hpp"
 
 namespace llm4sbr::llm {
 
@@ -16,8 +17,9 @@ Generation parse_completion(const http::Response& r) {
     g.text = trim_answer(message.at("content").get<std::string>());
     // `usage` is optional in the protocol; a server without it leaves the counts at 0.
     if (const auto usage = r.body.find("usage"); usage != r.body.end() && usage->is_object()) {
-      g.prompt_tokens = usage->value("prompt_tokens", std::int64_t{0});
-      g.completion_tokens = usage->value("completion_tokens", std::int64_t{0});
+      // A count that is not an integer (a float, a string) is left at 0 too: it only feeds the progress line.
+      if (const auto n = usage->find("prompt_tokens"); n != usage->end()) g.prompt_tokens = as_int64(*n).value_or(0);
+      if (const auto n = usage->find("completion_tokens"); n != usage->end()) g.completion_tokens = as_int64(*n).value_or(0);
     }
     g.seconds = r.seconds;
     return g;

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/json_number.hpp"
 #include "llm4sbr/core/kill_point.hpp"
 
 namespace llm4sbr::llm {
@@ -30,15 +31,25 @@ ResponseRecord parse_record(const std::string& line, const std::string& file, st
   } catch (const nlohmann::json::parse_error& e) {
     throw InputError(file, line_no, "", std::string("not a JSON object: ") + e.what());
   }
+  if (!j.is_object()) throw InputError(file, line_no, "", "not a JSON object");
+  // An integer field: absent gives `fallback` (none: required), anything but an integer that fits is an error.
+  const auto integer = [&](const char* key, std::optional<std::int64_t> fallback) -> std::int64_t {
+    if (!j.contains(key)) {
+      if (fallback) return *fallback;
+      throw InputError(file, line_no, key, "missing");
+    }
+    if (const auto v = as_int64(j[key])) return *v;
+    throw InputError(file, line_no, key, fmt::format("must be an integer, not {}", j[key].dump().substr(0, 40)));
+  };
   ResponseRecord r;
+  r.sample = integer("sample", std::nullopt);
+  r.prompt_tokens = integer("prompt_tokens", 0);
+  r.completion_tokens = integer("completion_tokens", 0);
   try {
-    r.sample = j.at("sample").get<std::int64_t>();
     r.view = j.at("view").get<std::string>();
     r.prompt_hash = j.at("prompt_hash").get<std::string>();
     r.model = j.value("model", "");
     r.response = j.at("response").get<std::string>();
-    r.prompt_tokens = j.value("prompt_tokens", std::int64_t{0});
-    r.completion_tokens = j.value("completion_tokens", std::int64_t{0});
     r.seconds = j.value("seconds", 0.0);
   } catch (const nlohmann::json::exception& e) {
     throw InputError(file, line_no, "", std::string("bad response record: ") + e.what());

@@ -17,6 +17,7 @@
 #include "llm4sbr/train/checkpoint.hpp"
 #include "llm4sbr/train/device.hpp"
 #include "llm4sbr/train/distributed.hpp"
+#include "llm4sbr/train/fused_adam.hpp"
 #include "llm4sbr/train/resume.hpp"
 
 namespace llm4sbr::train {
@@ -446,7 +447,7 @@ TrainResult fit(models::RecommenderImpl& model, const data::PreparedDataset& ds,
   model.to(opt.device);
   const auto on_device = [&](const torch::Tensor& t) { return t.defined() ? t.to(opt.device) : t; };
   const SplitIntents device_intents{on_device(intents.train), on_device(intents.valid), on_device(intents.test)};
-  torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(opt.lr).weight_decay(opt.l2));
+  FusedAdam optimizer(model.parameters(), torch::optim::AdamOptions(opt.lr).weight_decay(opt.l2));
   const bool writes = !opt.run_dir.empty() && job.is_main();
   if (writes) std::filesystem::create_directories(opt.run_dir);
   if (writes) remove_stale_temporaries(opt.run_dir);
