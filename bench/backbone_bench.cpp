@@ -2,12 +2,14 @@
 // auxiliary loss, + backward + Adam step, batch 100) and evaluation samples/s (scores over the whole
 // catalogue + ranks), and where a training step goes. `make bench` (epoch_bench) gives the table of all of them.
 //
-//   build/bin/backbone_bench [--model srgnn] [--batches 300] [--threads 0] [--data-dir DIR] [--set key=value ...]
+//   build/bin/backbone_bench [--model srgnn] [--batches 300] [--threads 0] [--torch-adam] [--data-dir DIR]
+//                            [--set key=value ...]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,8 @@ int main(int argc, char** argv) {
   app.add_option("--batches", n_batches, "training batches to time")->capture_default_str();
   app.add_option("--threads", threads, "LibTorch intra-op threads (0 = automatic, see core/runtime.hpp)")->capture_default_str();
   app.add_option("--data-dir", data_dir, "raw data directory");
+  bool torch_adam = false;
+  app.add_flag("--torch-adam", torch_adam, "step with torch::optim::Adam instead of the trainer's FusedAdam");
   CLI11_PARSE(app, argc, argv);
 
   auto rt = configure_runtime(threads);
@@ -47,7 +51,10 @@ int main(int argc, char** argv) {
   auto raw = data::read_dataset("beauty", data::resolve_data_dir(data_dir) / "amazon-beauty-2014");
   auto ds = data::prepare(raw, data::prepare_options_from_config(cfg));
   auto model = train::build_backbone(cfg, ds);
-  train::FusedAdam optimizer(model->parameters(), torch::optim::AdamOptions(1e-3).weight_decay(1e-5));  // the trainer's
+  const auto adam = torch::optim::AdamOptions(1e-3).weight_decay(1e-5);
+  std::unique_ptr<torch::optim::Optimizer> optimizer;  // the trainer's FusedAdam, or torch's own to compare
+  if (torch_adam) optimizer = std::make_unique<torch::optim::Adam>(model->parameters(), adam);
+  else optimizer = std::make_unique<train::FusedAdam>(model->parameters(), adam);
 
   auto batches = models::batch_indices(static_cast<std::int64_t>(ds.train.size()), 100, true, 1);
   n_batches = std::min<std::int64_t>(n_batches, static_cast<std::int64_t>(batches.size()));
@@ -59,14 +66,14 @@ int main(int argc, char** argv) {
     auto c0 = now();
     auto batch = models::make_batch(ds.train, batches[b]);
     auto c1 = now();
-    optimizer.zero_grad();
+    optimizer->zero_grad();
     auto out = model->forward(batch);
     auto loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
     if (out.aux_loss.defined()) loss = loss + out.aux_loss;  // as the trainer does (S²-DHCN's SSL)
     auto c2 = now();
     loss.backward();
     auto c3 = now();
-    optimizer.step();
+    optimizer->step();
     auto c4 = now();
     t_batch += secs(c0, c1), t_forward += secs(c1, c2), t_backward += secs(c2, c3), t_step += secs(c3, c4);
   };
@@ -93,7 +100,8 @@ int main(int argc, char** argv) {
   fmt::print("              per batch: make_batch {:.1f} ms, forward+loss {:.1f} ms, backward {:.1f} ms, Adam {:.1f} ms\n",
              1e3 * t_batch / n_batches, 1e3 * t_forward / n_batches, 1e3 * t_backward / n_batches, 1e3 * t_step / n_batches);
   fmt::print("  evaluation: {:8.0f} samples/s ({} test samples in {:.2f} s)\n", eval_rate, ranks.size(), eval_s);
-  fmt::print("  command: build/bin/backbone_bench --model {} --batches {} --threads {}{}\n", model_name, n_batches, threads,
+  fmt::print("  command: build/bin/backbone_bench --model {} --batches {} --threads {}{}{}\n", model_name, n_batches, threads,
+             torch_adam ? " --torch-adam" : "",
              overrides.empty() ? "" : " --set " + fmt::format("{}", fmt::join(overrides, " --set ")));
   return 0;
 }
