@@ -108,3 +108,24 @@ TEST(Shard, MergeNamesWhatIsMissingDoubledOrUnexpected) {
 
   EXPECT_THROW(llm::merge_shards(expected, {tmp / "nope.jsonl"}, out), InputError);
 }
+
+// Shards answered by two models (another llm.model on one machine) are refused, naming both and where they are.
+TEST(Shard, MergeRefusesAnswersOfTwoModels) {
+  TempDir tmp;
+  const auto expected = expected_keys(2);
+  write_store(tmp / "s1.jsonl", {record(0, "long"), record(0, "short")});
+  auto other = [](llm::ResponseRecord r) {
+    r.model = "llama:other.gguf";
+    return r;
+  };
+  write_store(tmp / "s2.jsonl", {other(record(1, "long")), other(record(1, "short"))});
+  const auto out = tmp / "out/responses.jsonl";
+  const std::string e = merge_error(expected, {tmp / "s1.jsonl", tmp / "s2.jsonl"}, out);
+  EXPECT_NE(e.find("2 models answering"), std::string::npos) << e;
+  EXPECT_NE(e.find("'test' at " + (tmp / "s1.jsonl").string() + ":1"), std::string::npos) << e;
+  EXPECT_NE(e.find("'llama:other.gguf' at " + (tmp / "s2.jsonl").string() + ":1"), std::string::npos) << e;
+  EXPECT_FALSE(std::filesystem::exists(out));
+
+  write_store(tmp / "s2.jsonl", {record(1, "long"), record(1, "short")});  // the same model: merged
+  EXPECT_EQ(llm::merge_shards(expected, {tmp / "s1.jsonl", tmp / "s2.jsonl"}, out), 4u);
+}

@@ -126,11 +126,19 @@ std::vector<ResponseRecord> collect_answers(const std::vector<PromptKey>& expect
   for (const auto& k : expected)
     if (!found.count({k.sample, k.view}))
       problems.add("(sample, view) pairs without a record (an unfinished shard?)", fmt::format("sample {} view {}", k.sample, k.view));
+  // One LLM answers every prompt: shards made with other models would mix their intents in one run. A record
+  // without a model name (written by hand) matches any.
+  std::map<std::string, std::string> first_of_model;
+  for (const auto& [key, f] : found)
+    if (!f.record.model.empty()) first_of_model.try_emplace(f.record.model, f.where);
+  if (first_of_model.size() > 1)
+    for (const auto& [model, where] : first_of_model)
+      problems.add("models answering (one model must answer every prompt)", fmt::format("'{}' at {}", model, where));
   if (!problems.empty()) {
     std::vector<std::string> names;
     for (const auto& f : files) names.push_back(f.string());
-    throw Error(fmt::format("{} refused; the answers ({}) do not hold every expected prompt exactly once:{}", what,
-                            fmt::join(names, ", "), problems.describe()));
+    throw Error(fmt::format("{} refused; the answers ({}) do not hold every expected prompt exactly once, from one "
+                            "model:{}", what, fmt::join(names, ", "), problems.describe()));
   }
   std::vector<ResponseRecord> out;
   out.reserve(expected.size());
