@@ -50,6 +50,17 @@ void run_steps(Optimizer& optimizer, std::vector<torch::Tensor>& params, int fro
   }
 }
 
+// `to` continues from `from`'s state, through the bytes a state.pt holds.
+void copy_state(const torch::optim::Optimizer& from, torch::optim::Optimizer& to) {
+  std::stringstream bytes;
+  torch::serialize::OutputArchive out;
+  from.save(out);
+  out.save_to(bytes);
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  to.load(in);
+}
+
 const auto kOptions = torch::optim::AdamOptions(1e-2).weight_decay(1e-5);
 
 }  // namespace
@@ -75,31 +86,11 @@ TEST(FusedAdam, StatesLoadIntoTorchAdamAndBack) {
   auto params = parameters();
   llm4sbr::train::FusedAdam first(params, kOptions);
   run_steps(first, params, 0, 2);
-  std::stringstream saved;
-  {
-    torch::serialize::OutputArchive archive;
-    first.save(archive);
-    archive.save_to(saved);
-  }
   torch::optim::Adam second(params, kOptions);
-  {
-    torch::serialize::InputArchive archive;
-    archive.load_from(saved);
-    second.load(archive);
-  }
+  copy_state(first, second);
   run_steps(second, params, 2, 4);
-  std::stringstream saved_again;
-  {
-    torch::serialize::OutputArchive archive;
-    second.save(archive);
-    archive.save_to(saved_again);
-  }
   llm4sbr::train::FusedAdam third(params, kOptions);
-  {
-    torch::serialize::InputArchive archive;
-    archive.load_from(saved_again);
-    third.load(archive);
-  }
+  copy_state(second, third);
   run_steps(third, params, 4, 6);
   // A state under another key would start from zero moments: the parameters would end ~lr away.
   EXPECT_LT(max_difference(params, whole_params), kRounding);
