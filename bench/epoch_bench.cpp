@@ -64,8 +64,14 @@ double peak_rss_mb() {
   return 0;
 }
 
-/// Starts a new peak RSS window (Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current RSS).
-void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+/// Starts a new peak RSS window (Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current RSS); false
+/// where that is not allowed (then the peak counts from the start of the process).
+bool reset_peak_rss() {
+  std::ofstream clear_refs("/proc/self/clear_refs");
+  clear_refs << "5";
+  clear_refs.flush();
+  return static_cast<bool>(clear_refs);
+}
 
 /// `n` of `samples`, evenly spaced (every length of prefix, as the whole split has them), or all of them.
 std::vector<data::Sample> evenly_spaced(const std::vector<data::Sample>& samples, std::size_t n) {
@@ -129,6 +135,7 @@ int main(int argc, char** argv) {
   const double scale = static_cast<double>(ds.train.size()) / static_cast<double>(part.train.size());
 
   std::vector<Row> table;
+  bool rss_per_row = true;
   for (const auto& name : names) {
     Config mcfg = cfg;
     mcfg.set("model", name);
@@ -137,7 +144,8 @@ int main(int argc, char** argv) {
     std::optional<double> plain_s;
     for (const auto& kind : rows) {
       if (kind == "head" && !intents) intents = intent::run_intent_stage(mcfg, ds, data_key, stages);
-      reset_peak_rss();  // the row's peak: its model and training (the intents, if any, are held already)
+      // The row's peak: its model and training (the intents, if any, are held already).
+      rss_per_row = reset_peak_rss() && rss_per_row;
       models::Recommender model;
       train::SplitIntents split;
       if (kind == "head") {
@@ -165,6 +173,7 @@ int main(int argc, char** argv) {
     fmt::print("training seconds extrapolated from {} batches of evenly spaced samples (x{:.2f})\n", timed, scale);
   fmt::print("floor: the scoring GEMMs of an epoch, S = H Eᵀ, dH = dS E, dE = dSᵀ H ([{} x d] x [d x {}], {} times)\n\n",
              opt.batch_size, ds.n_items(), n_batches);
+  if (!rss_per_row) fmt::print("peak RSS: since the process started (/proc/self/clear_refs cannot be written here)\n");
   fmt::print("| model | epoch s | samples/s | floor s | epoch / floor | head overhead | test eval s | test HR@20 | peak RSS MB |\n");
   fmt::print("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : table)
