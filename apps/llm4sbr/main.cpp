@@ -4,6 +4,9 @@
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <csignal>
 #include <vector>
 
 #include "cli.hpp"
@@ -12,6 +15,19 @@
 #include "llm4sbr/core/runtime.hpp"
 
 using namespace llm4sbr;
+
+namespace {
+
+// Ctrl-C: one line saying that nothing finished is lost, then the default action (the process ends by SIGINT,
+// status 130 in a shell). Only async-signal-safe calls. `serve` and the `--nproc` launcher set their own.
+extern "C" void on_interrupt(int sig) {
+  static const char kLine[] = "\ninterrupted: the finished work is kept; run the same command again to continue\n";
+  [[maybe_unused]] const auto n = ::write(STDERR_FILENO, kLine, sizeof kLine - 1);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   ensure_fast_blas(argv);
@@ -35,6 +51,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
 
+  std::signal(SIGINT, on_interrupt);
   try {
     for (const auto& command : commands)
       if (command.app->parsed()) command.run();

@@ -5,14 +5,19 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <signal.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "e2e/background_process.hpp"
 #include "e2e/checkpoint_tensors.hpp"
 #include "e2e/limited_process.hpp"
 #include "test_support.hpp"
@@ -32,10 +37,13 @@ ProcessResult cli(std::vector<std::string> args, const std::vector<std::string>&
 }
 
 // GRU4Rec, whose dropout draws from the CPU generator: its state must be restored too.
+std::vector<std::string> train_args(const fs::path& prepared, const fs::path& out) {
+  return {"train", "--data", prepared.string(), "--out", out.string(), "--set", "model=gru4rec", "--set",
+          "train.epochs=3", "--set", "threads=1", "--set", "train.batch_size=64"};
+}
+
 ProcessResult train(const fs::path& prepared, const fs::path& out, const std::vector<std::string>& env = {}) {
-  return cli({"train", "--data", prepared.string(), "--out", out.string(), "--set", "model=gru4rec", "--set",
-              "train.epochs=3", "--set", "threads=1", "--set", "train.batch_size=64"},
-             env);
+  return cli(train_args(prepared, out), env);
 }
 
 nlohmann::json metrics(const fs::path& out) {
@@ -90,6 +98,28 @@ TEST_F(Resume, KilledDuringEvaluationEndsAsTheUninterruptedRun) { expect_resumes
 TEST_F(Resume, KilledWhileTheStateIsWrittenEndsAsTheUninterruptedRun) {
   expect_resumes_exactly("state:1", /*from_a_state=*/false);
   expect_resumes_exactly("state:3");
+}
+
+// Ctrl-C in the middle of training: a line that says to run again, the process ends by SIGINT, and the same
+// command then ends as the uninterrupted run (from the last finished epoch, or from scratch if none was).
+TEST_F(Resume, CtrlCSaysToRunAgainAndTheRunEndsAsTheUninterruptedOne) {
+  const auto out = *dir_ / "interrupted";
+  auto args = train_args(prepared(), out);
+  args.insert(args.begin(), LLM4SBR_CLI);
+  const auto started = llm4sbr::testing::start_process(args, {}, *dir_ / "interrupted.log", 600, LLM4SBR_SOURCE_DIR);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (llm4sbr::testing::read_text(started.log).find("GRU4Rec epoch 1: loss") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ::kill(started.pid, SIGINT);
+  const auto interrupted = llm4sbr::testing::wait_process(started);
+  EXPECT_EQ(interrupted.result.signal, SIGINT) << interrupted.result.output;
+  EXPECT_NE(interrupted.result.output.find("interrupted: the finished work is kept; run the same command again"),
+            std::string::npos)
+      << interrupted.result.output;
+  const auto again = train(prepared(), out);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(metrics(out), metrics(reference()));
 }
 
 TEST_F(Resume, AFinishedRunIsNotTrainedAgain) {
