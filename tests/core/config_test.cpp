@@ -66,6 +66,17 @@ TEST(Config, IncludeCycleIsAnErrorNamingTheCycle) {
       EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
     }
   }
+  // An include the file system refuses (a name too long; found by fuzz/config_yaml_fuzz.cpp, where it escaped as
+  // a std::filesystem exception): an InputError naming the including file.
+  std::ofstream(dir / "long.yaml") << "include: " << std::string(300, 'x') << ".yaml\n";
+  try {
+    Config::load(dir / "long.yaml");
+    ADD_FAILURE() << "an include with a 300-character name was loaded";
+  } catch (const llm4sbr::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("long.yaml"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot read"), std::string::npos) << e.what();
+    EXPECT_EQ(e.field(), "include");
+  }
   // The same file included twice along different branches is not a cycle.
   std::ofstream(dir / "base.yaml") << "train: {epochs: 3}\n";
   std::ofstream(dir / "left.yaml") << "include: base.yaml\n";

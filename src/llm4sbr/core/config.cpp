@@ -98,14 +98,22 @@ std::vector<std::string> include_list(const YAML::Node& inc, const std::filesyst
 // Loads `file` and, depth first, the files it includes; `chain` holds the files being loaded above it, so
 // that an include cycle is an error naming the cycle instead of an endless recursion.
 YAML::Node load_with_includes(const std::filesystem::path& file, std::vector<std::filesystem::path>& chain) {
-  if (!std::filesystem::exists(file)) {
-    if (chain.empty()) throw InputError(file.string(), 0, "", "config file not found");
-    throw InputError(chain.back().string(), 0, "include", "included file " + file.string() + " not found");
-  }
-  if (!std::filesystem::is_regular_file(file))
+  std::filesystem::path canonical;
+  try {
+    if (!std::filesystem::exists(file)) {
+      if (chain.empty()) throw InputError(file.string(), 0, "", "config file not found");
+      throw InputError(chain.back().string(), 0, "include", "included file " + file.string() + " not found");
+    }
+    if (!std::filesystem::is_regular_file(file))
+      throw InputError(chain.empty() ? file.string() : chain.back().string(), 0, chain.empty() ? "" : "include",
+                       file.string() + " is not a config file (a directory?)");
+    canonical = std::filesystem::weakly_canonical(file);
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A name the file system refuses (too long, say; found by fuzz/config_yaml_fuzz.cpp): an error naming the
+    // config, not a std::filesystem exception that names neither it nor the key.
     throw InputError(chain.empty() ? file.string() : chain.back().string(), 0, chain.empty() ? "" : "include",
-                     file.string() + " is not a config file (a directory?)");
-  const auto canonical = std::filesystem::weakly_canonical(file);
+                     fmt::format("cannot read {}: {}", file.string(), e.code().message()));
+  }
   if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
     std::string cycle;
     for (const auto& f : chain) cycle += f.string() + " -> ";

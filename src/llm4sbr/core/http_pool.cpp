@@ -97,7 +97,7 @@ Outcome classify(long status, const std::string& text, const std::string& url, c
     try {
       o.body = nlohmann::json::parse(text);
       o.kind = Outcome::kOk;
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {  // parse_error, or out_of_range: a number beyond double
       o.error = fmt::format("HTTP {} but the answer is not JSON: {}", status, excerpt(text));
     }
     return o;

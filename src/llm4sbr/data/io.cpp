@@ -236,7 +236,7 @@ PreparedDataset read_prepared(const fs::path& dir) {
     const std::string text = read_all(stats_path);
     try {
       stats = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range: a number beyond double
       throw InputError(stats_path.string(), 0, "", std::string("invalid JSON: ") + e.what());
     }
     ds.name = stats.is_object() && stats.contains("name") && stats["name"].is_string()

@@ -273,6 +273,8 @@ nlohmann::json read_json_file(const fs::path& path) {
     const std::size_t byte = std::min<std::size_t>(e.byte, text.size());
     const std::size_t line = 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + byte, '\n'));
     throw InputError(path.string(), line, "", std::string("invalid JSON: ") + e.what());
+  } catch (const nlohmann::json::exception& e) {  // a number beyond double's range (fuzz/dataset_reader_fuzz.cpp)
+    throw InputError(path.string(), 0, "", std::string("invalid JSON: ") + e.what());
   }
 }
 

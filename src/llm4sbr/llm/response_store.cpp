@@ -28,7 +28,7 @@ ResponseRecord parse_record(const std::string& line, const std::string& file, st
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range: a number beyond double
     throw InputError(file, line_no, "", std::string("not a JSON object: ") + e.what());
   }
   if (!j.is_object()) throw InputError(file, line_no, "", "not a JSON object");

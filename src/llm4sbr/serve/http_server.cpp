@@ -133,7 +133,7 @@ nlohmann::json parse_body(const httplib::Request& req) {
         throw RequestError(400, fmt::format("the body is nested deeper than {} levels", kMaxJsonDepth));
       return true;
     });
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range: a number beyond double
     throw RequestError(400, fmt::format("the body is not valid JSON: {}", e.what()));
   }
 }
