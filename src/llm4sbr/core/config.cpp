@@ -192,15 +192,20 @@ void Config::set_node(const std::string& dotted_key, const YAML::Node& value) {
 }
 
 YAML::Node Config::node(const std::string& dotted_key) const {
-  if (dotted_key.empty()) return YAML::Clone(root_);
-  YAML::Node cur = YAML::Clone(root_);
-  for (const auto& part : split_key(dotted_key)) {
-    if (!cur.IsMap()) return YAML::Node();
-    YAML::Node next = cur[part];
-    if (!next) return YAML::Node();
-    cur = next;
+  // Walk by const handles, then clone only the sub-tree found: a const operator[] never inserts a missing
+  // key, and reset() rebinds a handle where `cur = next` would overwrite the node cur refers to (yaml-cpp's
+  // assignment writes through). Cloning the whole tree for each lookup made every get cost O(config size).
+  YAML::Node cur(root_);
+  if (!dotted_key.empty()) {
+    for (const auto& part : split_key(dotted_key)) {
+      if (!cur.IsMap()) return YAML::Node();
+      const YAML::Node& map = cur;
+      const YAML::Node next = map[part];
+      if (!next) return YAML::Node();
+      cur.reset(next);
+    }
   }
-  return cur;
+  return YAML::Clone(cur);
 }
 
 bool Config::has(const std::string& dotted_key) const {
