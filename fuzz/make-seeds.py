@@ -147,8 +147,16 @@ def serve_request_seeds(data, out):
         write(out, "fuzz_serve_request", name, json.dumps(body).encode())
 
 
+# The dataset folders the seeds are cut from (every target's seeds are made in one pass).
+DATASETS = ("ml-100k", "ml-1m", "ml-latest-small", "amazon-beauty-2014")
+
+
 def main():
     data, configs, out = sys.argv[1:4]
+    missing = [d for d in DATASETS if not os.path.isdir(os.path.join(data, d))]
+    if missing:
+        sys.exit(f"make-seeds.py: the seeds are cut from real data, and {data} lacks {', '.join(missing)}; "
+                 f"set LLM4SBR_DATA_DIR to the folder holding {', '.join(DATASETS)} (README, Data)")
     movielens_seeds(data, out)
     for n in (4, 12):
         beauty_seed(data, out, n)

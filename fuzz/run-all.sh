@@ -8,8 +8,19 @@
 # With FUZZ_RUNS=N in the environment each target runs N executions instead (SECONDS is then ignored), e.g.
 # FUZZ_RUNS=1000000 for the million executions a release asks of every parser.
 set -uo pipefail
-build=$(cd "$1" && pwd)
+usage="usage: fuzz/run-all.sh BUILD_DIR SECONDS [TARGET...]"
+[ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
+# A misspelled folder must stop here: with an empty $build the seeds, logs and crashes would go to /.
+build=$(cd "$1" 2>/dev/null && pwd) || { echo "run-all.sh: no build folder '$1' (make fuzz builds build-fuzz)" >&2; exit 2; }
+[ -d "$build/bin" ] || { echo "run-all.sh: $build has no bin/ with fuzz targets (make fuzz builds them)" >&2; exit 2; }
 seconds=$2
+# libFuzzer reads -max_total_time=0 as no limit at all.
+if [ -z "${FUZZ_RUNS:-}" ] && ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
+  echo "run-all.sh: SECONDS must be a whole number > 0, got '$seconds'" >&2; exit 2
+fi
+if [ -n "${FUZZ_RUNS:-}" ] && ! [[ "$FUZZ_RUNS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "run-all.sh: FUZZ_RUNS must be a whole number > 0, got '$FUZZ_RUNS'" >&2; exit 2
+fi
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 data=${LLM4SBR_DATA_DIR:-$root/../shared/data}
@@ -18,7 +29,13 @@ data=${LLM4SBR_DATA_DIR:-$root/../shared/data}
 /usr/bin/python3 "$root/fuzz/make-seeds.py" "$data" "$root/configs" "$build/seeds" || exit 1
 mkdir -p "$build/crashes" "$build/logs"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=($(cd "$build/bin" && ls fuzz_*))
+[ ${#targets[@]} -gt 0 ] || targets=($(cd "$build/bin" && ls fuzz_* 2>/dev/null))
+[ ${#targets[@]} -gt 0 ] || { echo "run-all.sh: no fuzz_* target in $build/bin (make fuzz builds them)" >&2; exit 2; }
+for name in "${targets[@]}"; do
+  [ -x "$build/bin/$name" ] && continue
+  echo "run-all.sh: no target '$name'; the targets are: $(cd "$build/bin" && ls fuzz_* 2>/dev/null | tr '\n' ' ')" >&2
+  exit 2
+done
 
 # ASan keeps freed memory in a 256 MB quarantine to catch late use-after-free; a fuzz input allocates and frees
 # in microseconds, and cycling through that much fresh memory doubled the time of the YAML targets (page
@@ -27,7 +44,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=16}
 
 failed=0
 for name in "${targets[@]}"; do
-  mkdir -p "$build/corpus/$name"
+  mkdir -p "$build/corpus/$name" "$build/seeds/$name"  # a target make-seeds.py does not know starts from nothing
   log="$build/logs/$name.log"
   # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: a parser must not blow up on a small file.
   if [ -n "${FUZZ_RUNS:-}" ]; then budget=(-runs="$FUZZ_RUNS"); else budget=(-max_total_time="$seconds"); fi
@@ -38,7 +55,9 @@ for name in "${targets[@]}"; do
   if [ $rc -eq 0 ]; then
     printf '%-28s %12s executions, no crash\n' "$name" "${runs:-?}"
   else
-    printf '%-28s %12s executions, FAILED (exit %d): see %s\n' "$name" "${runs:-?}" "$rc" "$log"
+    input=$(grep -o 'Test unit written to .*' "$log" | tail -1 | sed 's/^Test unit written to //')
+    printf '%-28s %12s executions, FAILED (exit %d): see %s%s\n' "$name" "${runs:-?}" "$rc" "$log" \
+      "${input:+; the input: $input (replay: $build/bin/$name $input)}"
     failed=1
   fi
 done
