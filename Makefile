@@ -47,7 +47,7 @@ check-sanitize: deps
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_init_order=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/sanitizers/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR)/scripts/sanitizers/ubsan.supp \
-	  ctest --output-on-failure -j $(JOBS) --timeout 1800
+	  ctest --output-on-failure -j $(JOBS) --timeout 3600
 
 # Every libFuzzer target of fuzz/ for FUZZ_SECONDS each (FUZZ_RUNS executions each when set), on seeds made
 # from $$LLM4SBR_DATA_DIR (clang and libFuzzer come from scripts/install-fuzz-deps.sh, so that `make test`
