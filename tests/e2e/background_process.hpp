@@ -25,7 +25,7 @@ struct Started {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
 
-/// Starts `args` (args[0] a path) in `cwd` with `env` added, output to `log`, killed after `timeout_s`.
+/// Starts `args` (args[0] a path) in `cwd` with `env` added, output to `log`, killed after `timeout_s` (times kChildTimeoutScale).
 inline Started start_process(const std::vector<std::string>& args, const std::vector<std::string>& env,
                              const std::filesystem::path& log, unsigned timeout_s, const std::string& cwd) {
   Started s{::fork(), log};
@@ -36,7 +36,7 @@ inline Started start_process(const std::vector<std::string>& args, const std::ve
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::chdir(cwd.c_str()) != 0) ::_exit(126);
   for (const auto& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
-  ::alarm(timeout_s);
+  ::alarm(timeout_s * kChildTimeoutScale);
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);

@@ -13,7 +13,15 @@
 #include <string>
 #include <vector>
 
+#ifndef LLM4SBR_CHILD_TIMEOUT_SCALE
+#define LLM4SBR_CHILD_TIMEOUT_SCALE 1
+#endif
+
 namespace llm4sbr::testing {
+
+/// How many times a child's time limit is stretched in this build: the limits catch hangs, and the sanitized
+/// build (tests/CMakeLists.txt sets 4) runs the CLI 3-5 times slower.
+constexpr unsigned kChildTimeoutScale = LLM4SBR_CHILD_TIMEOUT_SCALE;
 
 struct ProcessResult {
   int exit_code = -1;  ///< the exit status, or -1 when it did not exit (killed by a signal, e.g. the timeout)
@@ -24,7 +32,7 @@ struct ProcessResult {
 /// Runs `argv` (argv[0] is a path) with `env` added to the environment, in `cwd`. Every file it writes is capped
 /// at `file_size_limit` bytes (< 0: no cap): a write past the cap fails with EFBIG ("File too large") instead
 /// of raising SIGXFSZ, which is ignored. The output comes through a pipe, which the cap does not touch, so the
-/// error message is never lost. The child is killed (SIGALRM) after `timeout_s` seconds.
+/// error message is never lost. The child is killed (SIGALRM) after `timeout_s` seconds (times kChildTimeoutScale).
 inline ProcessResult run_with_file_size_limit(const std::vector<std::string>& argv, std::int64_t file_size_limit,
                                               unsigned timeout_s, const std::string& cwd = ".",
                                               const std::vector<std::string>& env = {}) {
@@ -44,7 +52,7 @@ inline ProcessResult run_with_file_size_limit(const std::vector<std::string>& ar
       const rlimit cap{static_cast<rlim_t>(file_size_limit), static_cast<rlim_t>(file_size_limit)};
       if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) ::_exit(126);
     }
-    ::alarm(timeout_s);  // a pending alarm survives exec and ends a hung child
+    ::alarm(timeout_s * kChildTimeoutScale);  // a pending alarm survives exec and ends a hung child
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
