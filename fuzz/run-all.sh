@@ -11,16 +11,13 @@ set -uo pipefail
 usage="usage: fuzz/run-all.sh BUILD_DIR SECONDS [TARGET...]"
 [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
 # A misspelled folder must stop here: with an empty $build the seeds, logs and crashes would go to /.
-build=$(cd "$1" 2>/dev/null && pwd) || { echo "run-all.sh: no build folder '$1' (make fuzz builds build-fuzz)" >&2; exit 2; }
+build=$(cd "$1" 2>/dev/null && pwd) ||
+  { echo "run-all.sh: no build folder '$1' (make fuzz builds build-fuzz)" >&2; exit 2; }
 [ -d "$build/bin" ] || { echo "run-all.sh: $build has no bin/ with fuzz targets (make fuzz builds them)" >&2; exit 2; }
 seconds=$2
-# libFuzzer reads -max_total_time=0 as no limit at all.
-if [ -z "${FUZZ_RUNS:-}" ] && ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
-  echo "run-all.sh: SECONDS must be a whole number > 0, got '$seconds'" >&2; exit 2
-fi
-if [ -n "${FUZZ_RUNS:-}" ] && ! [[ "$FUZZ_RUNS" =~ ^[1-9][0-9]*$ ]]; then
-  echo "run-all.sh: FUZZ_RUNS must be a whole number > 0, got '$FUZZ_RUNS'" >&2; exit 2
-fi
+# The budget libFuzzer gets must be a count: it reads -max_total_time=0 as no limit at all.
+if [ -n "${FUZZ_RUNS:-}" ]; then budget_name=FUZZ_RUNS budget_value=$FUZZ_RUNS; else budget_name=SECONDS budget_value=$seconds; fi
+[[ "$budget_value" =~ ^[1-9][0-9]*$ ]] || { echo "run-all.sh: $budget_name must be a whole number > 0, got '$budget_value'" >&2; exit 2; }
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 data=${LLM4SBR_DATA_DIR:-$root/../shared/data}
@@ -28,13 +25,12 @@ data=${LLM4SBR_DATA_DIR:-$root/../shared/data}
 # Debian's python3 (numpy, yaml), whatever python3 comes first on PATH.
 /usr/bin/python3 "$root/fuzz/make-seeds.py" "$data" "$root/configs" "$build/seeds" || exit 1
 mkdir -p "$build/crashes" "$build/logs"
+available=($(cd "$build/bin" && ls fuzz_* 2>/dev/null))
+[ ${#available[@]} -gt 0 ] || { echo "run-all.sh: no fuzz_* target in $build/bin (make fuzz builds them)" >&2; exit 2; }
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=($(cd "$build/bin" && ls fuzz_* 2>/dev/null))
-[ ${#targets[@]} -gt 0 ] || { echo "run-all.sh: no fuzz_* target in $build/bin (make fuzz builds them)" >&2; exit 2; }
+[ ${#targets[@]} -gt 0 ] || targets=("${available[@]}")
 for name in "${targets[@]}"; do
-  [ -x "$build/bin/$name" ] && continue
-  echo "run-all.sh: no target '$name'; the targets are: $(cd "$build/bin" && ls fuzz_* 2>/dev/null | tr '\n' ' ')" >&2
-  exit 2
+  [ -x "$build/bin/$name" ] || { echo "run-all.sh: no target '$name'; the targets are: ${available[*]}" >&2; exit 2; }
 done
 
 # ASan keeps freed memory in a 256 MB quarantine to catch late use-after-free; a fuzz input allocates and frees

@@ -25,7 +25,8 @@ struct Started {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
 
-/// Starts `args` (args[0] a path) in `cwd` with `env` added, output to `log`, killed after `timeout_s` (times kChildTimeoutScale).
+/// Starts `args` (args[0] a path) in `cwd` with `env` added, output to `log`, killed after `timeout_s` seconds
+/// (times kChildTimeoutScale).
 inline Started start_process(const std::vector<std::string>& args, const std::vector<std::string>& env,
                              const std::filesystem::path& log, unsigned timeout_s, const std::string& cwd) {
   Started s{::fork(), log};
