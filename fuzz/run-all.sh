@@ -16,8 +16,9 @@ build=$(cd "$1" 2>/dev/null && pwd) ||
 [ -d "$build/bin" ] || { echo "run-all.sh: $build has no bin/ with fuzz targets (make fuzz builds them)" >&2; exit 2; }
 seconds=$2
 # The budget libFuzzer gets must be a count: it reads -max_total_time=0 as no limit at all.
-if [ -n "${FUZZ_RUNS:-}" ]; then budget_name=FUZZ_RUNS budget_value=$FUZZ_RUNS; else budget_name=SECONDS budget_value=$seconds; fi
-[[ "$budget_value" =~ ^[1-9][0-9]*$ ]] || { echo "run-all.sh: $budget_name must be a whole number > 0, got '$budget_value'" >&2; exit 2; }
+if [ -n "${FUZZ_RUNS:-}" ]; then limit_name=FUZZ_RUNS limit=$FUZZ_RUNS; else limit_name=SECONDS limit=$seconds; fi
+[[ "$limit" =~ ^[1-9][0-9]*$ ]] ||
+  { echo "run-all.sh: $limit_name must be a whole number > 0, got '$limit'" >&2; exit 2; }
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 data=${LLM4SBR_DATA_DIR:-$root/../shared/data}
