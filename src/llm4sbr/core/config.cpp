@@ -196,14 +196,12 @@ YAML::Node Config::node(const std::string& dotted_key) const {
   // key, and reset() rebinds a handle where `cur = next` would overwrite the node cur refers to (yaml-cpp's
   // assignment writes through). Cloning the whole tree for each lookup made every get cost O(config size).
   YAML::Node cur(root_);
-  if (!dotted_key.empty()) {
-    for (const auto& part : split_key(dotted_key)) {
-      if (!cur.IsMap()) return YAML::Node();
-      const YAML::Node& map = cur;
-      const YAML::Node next = map[part];
-      if (!next) return YAML::Node();
-      cur.reset(next);
-    }
+  for (const auto& part : split_key(dotted_key)) {  // none for "", the whole config
+    if (!cur.IsMap()) return YAML::Node();
+    const YAML::Node& map = cur;
+    const YAML::Node next = map[part];
+    if (!next) return YAML::Node();
+    cur.reset(next);
   }
   return YAML::Clone(cur);
 }
