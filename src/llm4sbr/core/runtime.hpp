@@ -11,6 +11,7 @@ struct RuntimeInfo {
   std::string blas_library;  ///< resolved path of the loaded libblas (e.g. .../openblas-pthread/libblas.so.3)
   std::string blas_kind;     ///< "OpenBLAS", "reference BLAS (slow)", "MKL", ... or "unknown"
   std::string blas_core;     ///< OpenBLAS kernel family in use ("SkylakeX", "Haswell", ...), "" if unknown
+  bool freed_memory_kept = false;  ///< glibc told to keep freed blocks up to 1 GB in the heap (see configure_runtime)
 };
 
 /// Call first thing in main(). OpenBLAS 0.3.21 (Debian 12) does not know recent Xeons and falls back to
@@ -21,7 +22,10 @@ struct RuntimeInfo {
 /// when nothing needs changing (or re-execution failed, which is logged).
 void ensure_fast_blas(char** argv);
 
-/// Sets LibTorch's intra-op threads and logs the compute setup; warns about the slow reference BLAS.
+/// Sets LibTorch's intra-op threads and logs the compute setup; warns about the slow reference BLAS. With
+/// glibc, and unless the user set MALLOC_* or GLIBC_TUNABLES, it also keeps freed blocks up to 1 GB in the heap
+/// and never trims it: each batch's tensors otherwise come back from the kernel as fresh pages (evaluate of
+/// SR-GNN on Beauty: 3.3x less CPU time, most of it page faults).
 /// threads = 0 (the default) picks 1 LibTorch thread when OpenBLAS runs with its own thread pool: OpenBLAS
 /// already spreads every matrix product over all cores, and LibTorch's OpenMP workers spinning beside it
 /// cost 2.6x in SR-GNN training here (bench/backbone_bench: 3,591 vs 1,382 samples/s). Otherwise 0 means
