@@ -15,7 +15,9 @@ torch::Tensor orthonormal_basis(const torch::Tensor& y) { return std::get<0>(tor
 
 // The kernel of sparse_row_times_dense, cloned per instruction set. The clones and their resolver stay in
 // this file: a caller in another file calls the plain wrapper below (target_clones across files fails to link).
-[[gnu::target_clones("arch=skylake-avx512", "arch=haswell", "default")]]
+// The clones are ISA levels, which GCC picks by the CPU's features: "arch=haswell" would be picked by the
+// CPU's model, so an AMD or a newer Intel CPU ran the default SSE2 clone.
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
 void row_times_dense_kernel(const std::int32_t* cols, const float* vals, std::int64_t nnz, const float* dense,
                             std::int64_t k, float* __restrict out) {
   constexpr std::int64_t kAhead = 8;  // rows are scattered: fetch the row kAhead nonzeros ahead
@@ -39,7 +41,9 @@ void sparse_row_times_dense(const std::int32_t* cols, const float* vals, std::in
 
 int resolve_threads(std::int64_t threads) {
   if (threads > 0) return static_cast<int>(threads);
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // hardware_concurrency() reads /sys on every call: once per process (a served request encodes its texts).
+  static const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return cores;
 }
 
 /// Runs fn(begin, end) on contiguous slices of [0, n), one per thread (at most one per `grain` items).
