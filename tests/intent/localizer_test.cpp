@@ -123,7 +123,8 @@ TEST(Localizer, FaissAndBlockedAreIdentical) {
   const auto faiss = make_faiss_localizer(e);
   const auto blocked = make_blocked_localizer(e, 100);
   EXPECT_EQ(faiss->size(), 2990);
-  for (const std::int64_t m : {5, 600})  // FAISS: sequential path below 20 queries, BLAS above
+  // FAISS: sequential path below 20 queries, BLAS above; blocked: a bfloat16 screen up to 8, GEMM above.
+  for (const std::int64_t m : {1, 2, 3, 5, 16, 600})
     for (const std::int64_t k : {1, 5, 10, 64}) {
       const auto a = faiss->search(q.slice(0, 0, m), k);
       const auto b = blocked->search(q.slice(0, 0, m), k);
@@ -141,6 +142,50 @@ TEST(Localizer, FaissAndBlockedAreIdentical) {
   EXPECT_EQ((ids >= 501).logical_and(ids <= 510).sum().item<std::int64_t>(), 0);
   EXPECT_EQ(ids[0].item<std::int64_t>(), 1);
   EXPECT_EQ(zq.scores.abs().max().item<float>(), 0.0f);
+}
+
+// Items closer to each other than the bfloat16 screen can tell apart: the screen's candidates cannot be
+// proven complete, so every item within its error bound is rescored, and the result is still exact.
+TEST(Localizer, ItemsCloserThanTheScreenCanTellRankExactly) {
+  auto e = unit_rows(2000, 64, 5);
+  const auto base = e[11].clone();
+  auto gen = at::detail::createCPUGenerator(6);
+  for (std::int64_t j = 200; j < 400; ++j) {
+    auto row = base + 1e-3 * torch::randn({64}, gen, torch::kFloat32);
+    e[j].copy_(row / row.norm());
+  }
+  const auto q = torch::stack({base, e[300], unit_rows(1, 64, 7)[0]});
+  // The exact ranking: inner products in float64, best first, ties to the lower id.
+  const auto exact = q.to(torch::kFloat64).matmul(e.to(torch::kFloat64).t());
+  const auto faiss = make_faiss_localizer(e);
+  const auto blocked = make_blocked_localizer(e);
+  for (const std::int64_t r : {1, 5, 20}) {
+    const auto a = faiss->search(q, r);
+    const auto b = blocked->search(q, r);
+    EXPECT_TRUE(torch::equal(a.ids, b.ids)) << "r " << r;
+    EXPECT_TRUE(torch::equal(a.scores, b.scores)) << "r " << r;
+    const auto want = std::get<1>(exact.topk(r, 1)) + 1;
+    EXPECT_TRUE(torch::equal(b.ids, want)) << "r " << r << "\n" << b.ids << "\n" << want;
+  }
+}
+
+// An item that the bfloat16 screen ranks below 100 others (0.5019 rounds to 0.5; the others, 0.5 + j·2⁻¹⁶,
+// are exact in bfloat16) while its exact score is the best: only the screen's own error bound, not float32's,
+// sends the search to rescore beyond the candidates.
+TEST(Localizer, AnItemTheScreenRanksLowIsStillFound) {
+  auto e = torch::zeros({101, 2}, torch::kFloat32);
+  e[0][0] = 0.5019f;
+  for (std::int64_t j = 1; j <= 100; ++j) {
+    e[j][0] = 0.5f;
+    e[j][1] = std::ldexp(static_cast<float>(j), -16);
+  }
+  const auto q = torch::ones({1, 2}, torch::kFloat32);
+  const auto blocked = make_blocked_localizer(e);
+  const auto top = blocked->search(q, 3);
+  EXPECT_EQ(top.ids[0][0].item<std::int64_t>(), 1);
+  EXPECT_EQ(top.ids[0][1].item<std::int64_t>(), 101);
+  EXPECT_EQ(top.ids[0][2].item<std::int64_t>(), 100);
+  EXPECT_TRUE(torch::equal(top.scores, make_faiss_localizer(e)->search(q, 3).scores));
 }
 
 TEST(Localizer, ZeroQueryGivesZeroIntent) {
