@@ -39,7 +39,7 @@ struct Service::Session {
 };
 
 Service::Service(train::TrainedModel trained, ServeOptions options)
-    : trained_(std::move(trained)), options_(options) {
+    : trained_(std::move(trained)), options_(options), device_(train::device_of(*trained_.model)) {
   const auto& ds = *trained_.dataset;
   for (const auto& item : ds.items) {
     id_of_raw_.emplace(item.raw_id, item.id);
@@ -172,7 +172,7 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
   intent::MemoryIntents intents;
   std::vector<char> cached;  // [row]: intents from the cached LLM answers
   if (!samples.empty()) {
-    const auto device = train::device_of(*trained_.model);
+    const auto& device = device_;
     auto batch = models::make_batch(samples, device);
     if (with_intents()) {
       std::unique_lock<std::mutex> lock(encoder_mutex_, std::defer_lock);

@@ -85,6 +85,7 @@ class Service {
 
   train::TrainedModel trained_;
   ServeOptions options_;
+  torch::Device device_;  ///< the model's (looked up once: a lookup walks every parameter)
   std::unordered_map<std::string, std::int64_t> id_of_raw_;
   std::vector<std::int64_t> by_popularity_;  ///< model ids, most clicked in the training data first
   std::vector<std::string> lower_titles_;    ///< [k] = title of item k+1, lower case
