@@ -9,6 +9,7 @@ MicroBatcher::MicroBatcher(const ServiceSlot& slot, std::size_t max_batch, std::
                            std::size_t workers, std::function<void(std::size_t)> on_pass)
     : slot_(slot), max_batch_(std::max<std::size_t>(1, max_batch)), max_wait_(max_wait), on_pass_(std::move(on_pass)) {
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  max_running_ = workers;
   for (std::size_t i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
 }
 
@@ -21,10 +22,30 @@ MicroBatcher::~MicroBatcher() {
   for (auto& w : workers_) w.join();
 }
 
+// Service::recommend with the metrics of a pass.
+std::vector<nlohmann::json> MicroBatcher::answer(const std::vector<RecommendRequest>& requests) {
+  auto answers = slot_.current()->recommend(requests);
+  if (on_pass_) on_pass_(requests.size());
+  return answers;
+}
+
 std::vector<nlohmann::json> MicroBatcher::recommend(std::vector<RecommendRequest> requests) {
   std::future<std::vector<nlohmann::json>> answers;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (running_ == 0 && queue_.empty()) {  // idle: this thread runs the pass
+      ++running_;
+      lock.unlock();
+      struct Done {
+        MicroBatcher& b;
+        ~Done() {
+          std::lock_guard<std::mutex> relock(b.mutex_);
+          --b.running_;
+          b.queued_.notify_all();  // workers wait for a free pass while this one runs
+        }
+      } done{*this};
+      return answer(requests);
+    }
     queued_sessions_ += requests.size();
     queue_.push_back({std::move(requests), {}, std::chrono::steady_clock::now()});
     answers = queue_.back().answers.get_future();
@@ -52,19 +73,24 @@ std::vector<MicroBatcher::Call> MicroBatcher::take_pass(std::unique_lock<std::mu
 void MicroBatcher::work() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    queued_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    queued_.wait(lock, [&] { return stopping_ || (!queue_.empty() && running_ < max_running_); });
     if (queue_.empty()) return;  // stopping, nothing left
+    ++running_;  // before take_pass, which may wait: no other worker starts a pass beyond the limit meanwhile
     auto pass = take_pass(lock);
-    if (pass.empty()) continue;  // another worker took the calls this one waited on
+    if (pass.empty()) {  // another worker took the calls this one waited on
+      --running_;
+      continue;
+    }
     lock.unlock();
     std::vector<RecommendRequest> requests;
     for (auto& call : pass) requests.insert(requests.end(), call.requests.begin(), call.requests.end());
     std::vector<nlohmann::json> answers;
     try {
-      answers = slot_.current()->recommend(requests);
+      answers = answer(requests);
     } catch (...) {
       for (auto& call : pass) call.answers.set_exception(std::current_exception());
       lock.lock();
+      --running_;
       continue;
     }
     auto next = answers.begin();
@@ -73,8 +99,8 @@ void MicroBatcher::work() {
       call.answers.set_value({std::make_move_iterator(next), std::make_move_iterator(end)});
       next = end;
     }
-    if (on_pass_) on_pass_(requests.size());
     lock.lock();
+    --running_;
   }
 }
 
