@@ -125,8 +125,8 @@ template <class Table, int Q>
 template <class Table>
 [[gnu::always_inline]] inline void one_pass(const float* a, std::int64_t m, const typename Table::Value* h,
                                             std::int64_t n, std::int64_t d, float* out) {
-  const std::int64_t block =
-      std::max<std::int64_t>(1, 16384 / (static_cast<std::int64_t>(sizeof(typename Table::Value)) * std::max<std::int64_t>(d, 1)));
+  const std::int64_t row_bytes = static_cast<std::int64_t>(sizeof(typename Table::Value)) * std::max<std::int64_t>(d, 1);
+  const std::int64_t block = std::max<std::int64_t>(1, 16384 / row_bytes);  // 16 KB of table rows: half of L1
   for (std::int64_t j0 = 0; j0 < n; j0 += block) {
     const auto j1 = std::min(n, j0 + block);
     for (std::int64_t i = 0; i < m; i += 4) {
