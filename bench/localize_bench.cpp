@@ -1,7 +1,8 @@
 // Intent localization throughput over the full Amazon Beauty catalogue (12,101 items): TF-IDF+LSA fit on the
 // titles, encoding of title-derived view texts (the LLM-free intent source: the long and short views of
 // training samples), then exact top-r search + Eq. 5 weighted sum with FAISS IndexFlatIP and with blocked
-// LibTorch matrix products, checked to give identical results.
+// LibTorch matrix products, checked to give identical results; then one session at a time as `llm4sbr serve`
+// does (its two view texts encoded, then localized by each backend).
 //
 // With --intents DIR it then runs the whole intent stage (write_intents) on every training sample, long and
 // short views, and reports its time and the peak memory of the process.
@@ -97,6 +98,23 @@ int main(int argc, char** argv) {
   const double blocked_s = secs(t0, now());
   const bool same = torch::equal(a.ids, b.ids) && torch::equal(a.scores, b.scores) && torch::equal(a.intents, b.intents);
 
+  // As `llm4sbr serve` does for one session: its two view texts encoded, then localized, one call each.
+  const auto sessions = std::min<std::int64_t>(2000, per_view);
+  double one_enc_s = 0, one_blocked_s = 0, one_faiss_s = 0;
+  for (std::int64_t i = 0; i < sessions; ++i) {
+    const std::vector<std::string> views{texts[static_cast<std::size_t>(i)],
+                                         short_texts[static_cast<std::size_t>(i)]};
+    auto t = now();
+    const auto q = enc.encode(views);
+    one_enc_s += secs(t, now());
+    t = now();
+    intent::localize(*blocked, q, r);
+    one_blocked_s += secs(t, now());
+    t = now();
+    intent::localize(*faiss, q, r);
+    one_faiss_s += secs(t, now());
+  }
+
   fmt::print("Beauty catalogue: {} items, d {}; LibTorch {} thread(s), {} {} thread(s), kernels {}\n", ds.n_items(),
              enc.dim(), rt.intra_op_threads, rt.blas_kind, rt.blas_threads, rt.blas_core);
   fmt::print("  tfidf fit:    {:7.2f} s  ({} titles, vocabulary {})\n", fit_s, titles.size(), enc.vocabulary_size());
@@ -108,6 +126,10 @@ int main(int argc, char** argv) {
   fmt::print("                blocked {:7.2f} s ({:.0f} queries/s) -> 350k queries in {:.1f} s\n", blocked_s,
              m / blocked_s, 350000 / (m / blocked_s));
   fmt::print("  faiss and blocked identical: {}\n", same ? "yes" : "NO");
+  fmt::print("  one session's 2 views at a time ({} sessions): encode {:.3f} ms, localize blocked {:.3f} ms, faiss "
+             "{:.3f} ms\n",
+             sessions, 1e3 * one_enc_s / static_cast<double>(sessions), 1e3 * one_blocked_s / static_cast<double>(sessions),
+             1e3 * one_faiss_s / static_cast<double>(sessions));
   if (!intents_dir.empty()) {
     intent::IntentsOptions opt;
     opt.r = r;
