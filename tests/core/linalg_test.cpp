@@ -45,6 +45,12 @@ TEST(Linalg, TimesTransposedBf16IsTheProductWithTheWidenedTable) {
   }
 }
 
+// The one-pass path indexes the table by a's width: a mismatch is an error, as GEMM's is, not a read past it.
+TEST(Linalg, TimesTransposedRefusesMismatchedWidthsOnEveryPath) {
+  for (const std::int64_t m : {1, 4, 9})
+    EXPECT_THROW(times_transposed(normal(m, 8, 1), normal(5, 7, 2)), c10::Error) << "m " << m;
+}
+
 TEST(Linalg, TimesTransposedBf16RefusesOtherDtypes) {
   const auto a = normal(2, 8, 1);
   EXPECT_THROW(times_transposed_bf16(a, normal(3, 8, 2)), c10::Error);                        // float32 table

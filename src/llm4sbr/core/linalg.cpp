@@ -172,6 +172,12 @@ at::Tensor gemm_times_transposed(const at::Tensor& a, const at::Tensor& b) {
   return at::matmul(at::cat({a, zeros}), b.t()).narrow(0, 0, m);
 }
 
+/// Both functions' operands: matrices of one width (the one-pass kernels trust it to index the table).
+void check_operands(const at::Tensor& a, const at::Tensor& b, const char* what) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), what, ": a [m, d] and a table [n, d], got ",
+              a.sizes(), " and ", b.sizes());
+}
+
 /// The one-pass kernels need plain float32 CPU tensors and no gradient (they are not differentiable).
 bool one_pass_applies(const at::Tensor& a, const at::Tensor& b) {
   return a.is_cpu() && b.is_cpu() && a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
@@ -181,6 +187,7 @@ bool one_pass_applies(const at::Tensor& a, const at::Tensor& b) {
 }  // namespace
 
 at::Tensor times_transposed(const at::Tensor& a, const at::Tensor& b) {
+  check_operands(a, b, "times_transposed");
   if (!one_pass_applies(a, b)) return gemm_times_transposed(a, b);
   const auto ac = a.contiguous();
   const auto bc = b.contiguous();
@@ -190,7 +197,7 @@ at::Tensor times_transposed(const at::Tensor& a, const at::Tensor& b) {
 }
 
 at::Tensor times_transposed_bf16(const at::Tensor& a, const at::Tensor& h) {
-  TORCH_CHECK(a.dim() == 2 && h.dim() == 2 && a.size(1) == h.size(1), "times_transposed_bf16: a [m, d], h [n, d]");
+  check_operands(a, h, "times_transposed_bf16");
   TORCH_CHECK(a.scalar_type() == at::kFloat && h.scalar_type() == at::kBFloat16 && a.is_cpu() && h.is_cpu(),
               "times_transposed_bf16: float32 a and bfloat16 h on the CPU");
   const auto ac = a.contiguous();

@@ -13,7 +13,7 @@ namespace llm4sbr {
 /// every row's products: OpenBLAS's GEMM packs all of b (n·d floats) on every call, and m matrix-vector
 /// products read b m times (bench/times_transposed_bench). Otherwise GEMM (on the CPU with a padded to a
 /// multiple of 4 rows: OpenBLAS runs other counts through slower edge code). The two paths round differently
-/// (float32 sums in another order).
+/// (float32 sums in another order). Error (c10) unless a and b are matrices of one width.
 at::Tensor times_transposed(const at::Tensor& a, const at::Tensor& b);
 
 /// a · float(h)ᵀ for a bfloat16 table: a [m, d] float32, h [n, d] bfloat16, both on the CPU → [m, n] float32.
