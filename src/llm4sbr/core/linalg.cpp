@@ -64,10 +64,7 @@ struct Bfloat16Table {
     odd = as_floats(w & 0xffff0000u);
   }
   [[gnu::always_inline]] static float one(std::uint16_t v) {
-    const std::uint32_t w = static_cast<std::uint32_t>(v) << 16;
-    float f;
-    __builtin_memcpy(&f, &w, sizeof f);
-    return f;
+    return static_cast<float>(c10::BFloat16(v, c10::BFloat16::from_bits()));
   }
 };
 
