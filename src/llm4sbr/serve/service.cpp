@@ -172,18 +172,17 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
   intent::MemoryIntents intents;
   std::vector<char> cached;  // [row]: intents from the cached LLM answers
   if (!samples.empty()) {
-    const auto& device = device_;
-    auto batch = models::make_batch(samples, device);
+    auto batch = models::make_batch(samples, device_);
     if (with_intents()) {
       std::unique_lock<std::mutex> lock(encoder_mutex_, std::defer_lock);
       if (!trained_.encoder->concurrent()) lock.lock();
       intents = intent::intents_in_memory(ds, samples, view_texts(samples, cached), *trained_.encoder, *index_,
                                           intents_options_);
-      batch.intents = intents.intents.to(device);
+      batch.intents = intents.intents.to(device_);
     } else if (!trained_.views.empty()) {  // --intent-source none: the head fed zero intents
       batch.intents = torch::zeros({static_cast<std::int64_t>(samples.size()),
                                     static_cast<std::int64_t>(trained_.views.size()), trained_.text_dim},
-                                   torch::TensorOptions().device(device));
+                                   torch::TensorOptions().device(device_));
     }
     auto out = trained_.model->forward(batch);
     scores = out.scores.to(torch::kCPU);
