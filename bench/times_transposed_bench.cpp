@@ -1,6 +1,6 @@
 // a · bᵀ for a few rows against a catalogue-sized table, the products of serving one session (its scores,
 // the localization of its intents): GEMM (at::matmul) against core/linalg's times_transposed, and the one-pass
-// product with a bfloat16 copy of the table that screens localization candidates (times_transposed_bf16), one
+// product with a packed bfloat16 copy of the table that screens localization candidates (Bf16Table), one
 // OpenBLAS thread as `llm4sbr serve` runs it. Prints a markdown table of milliseconds a product. With --cold,
 // a 64 MB buffer is written between calls (untimed), so the table comes from memory as it does in a server
 // whose other work evicts it from the caches.
@@ -52,16 +52,16 @@ int main(int argc, char** argv) {
   torch::set_num_threads(1);
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
-  fmt::print("| d | m | GEMM ms | times_transposed ms | speed-up | bf16 one pass ms | speed-up |\n"
+  fmt::print("| d | m | GEMM ms | times_transposed ms | speed-up | packed bf16 ms | speed-up |\n"
              "|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto d : dims) {
     const auto b = torch::randn({items, d});
-    const auto h = b.to(torch::kBFloat16);
+    const llm4sbr::Bf16Table h(b.to(torch::kBFloat16));
     for (const auto m : rows) {
       const auto a = torch::randn({m, d});
       const double gemm = ms_per_call([&] { return torch::matmul(a, b.t()); }, calls, cold);
       const double ours = ms_per_call([&] { return llm4sbr::times_transposed(a, b); }, calls, cold);
-      const double bf16 = ms_per_call([&] { return llm4sbr::times_transposed_bf16(a, h); }, calls, cold);
+      const double bf16 = ms_per_call([&] { return h.times_transposed(a); }, calls, cold);
       fmt::print("| {} | {} | {:.3f} | {:.3f} | {:.2f}x | {:.3f} | {:.2f}x |\n", d, m, gemm, ours, gemm / ours, bf16,
                  gemm / bf16);
     }

@@ -123,8 +123,8 @@ TEST(Localizer, FaissAndBlockedAreIdentical) {
   const auto faiss = make_faiss_localizer(e);
   const auto blocked = make_blocked_localizer(e, 100);
   EXPECT_EQ(faiss->size(), 2990);
-  // FAISS: sequential path below 20 queries, BLAS above; blocked: a bfloat16 screen up to 8, GEMM above.
-  for (const std::int64_t m : {1, 2, 3, 5, 16, 600})
+  // FAISS: sequential path below 20 queries, BLAS above; blocked: a bfloat16 screen up to 128, GEMM above.
+  for (const std::int64_t m : {1, 2, 3, 5, 16, 128, 129, 600})
     for (const std::int64_t k : {1, 5, 10, 64}) {
       const auto a = faiss->search(q.slice(0, 0, m), k);
       const auto b = blocked->search(q.slice(0, 0, m), k);

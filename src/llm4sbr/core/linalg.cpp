@@ -42,60 +42,16 @@ constexpr std::int64_t kChunk = 16;  ///< table values per step of a kernel: two
   return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
 
-/// A float32 table: 16 values are two vectors in order.
-struct Float32Table {
-  using Value = float;
-  [[gnu::always_inline]] static void chunk(const float* p, Floats8& first, Floats8& second) {
-    first = load8(p);
-    second = load8(p + 8);
-  }
-  [[gnu::always_inline]] static float one(float v) { return v; }
-};
-
-/// A bfloat16 table. A bfloat16 is the upper half of a float32's bits, so 16 of them loaded as 8 32-bit words
-/// are 8 floats twice over: word << 16 holds the even values, word & 0xffff0000 the odd ones, two instructions
-/// for 16 values. The rows of a are reordered to match (deinterleave16).
-struct Bfloat16Table {
-  using Value = std::uint16_t;
-  [[gnu::always_inline]] static void chunk(const std::uint16_t* p, Floats8& even, Floats8& odd) {
-    Words8 w;
-    __builtin_memcpy(&w, p, sizeof w);
-    even = as_floats(w << 16);
-    odd = as_floats(w & 0xffff0000u);
-  }
-  [[gnu::always_inline]] static float one(std::uint16_t v) {
-    return static_cast<float>(c10::BFloat16(v, c10::BFloat16::from_bits()));
-  }
-};
-
-/// a's rows with each 16 values as the 8 even then the 8 odd (the order of Bfloat16Table::chunk).
-std::vector<float> deinterleave16(const float* a, std::int64_t m, std::int64_t d) {
-  std::vector<float> out(static_cast<std::size_t>(m * d));
-  const std::int64_t d16 = d / kChunk * kChunk;
-  for (std::int64_t i = 0; i < m; ++i) {
-    const float* ai = a + i * d;
-    float* oi = out.data() + i * d;
-    for (std::int64_t t = 0; t < d16; t += kChunk)
-      for (int k = 0; k < 8; ++k) {
-        oi[t + k] = ai[t + 2 * k];
-        oi[t + 8 + k] = ai[t + 2 * k + 1];
-      }
-    std::copy(ai + d16, ai + d, oi + d16);
-  }
-  return out;
-}
-
 /// out[i, j] for Q rows of a against table rows [j0, j1). Eight accumulators in all: an FMA waits ~4 cycles
 /// for the previous one into the same register, so fewer chains leave the FPU idle.
-template <class Table, int Q>
-[[gnu::always_inline]] inline void rows_against(const float* a, const typename Table::Value* h, std::int64_t j0,
-                                                std::int64_t j1, std::int64_t n, std::int64_t d, float* out) {
+template <int Q>
+[[gnu::always_inline]] inline void rows_against(const float* a, const float* h, std::int64_t j0, std::int64_t j1,
+                                                std::int64_t n, std::int64_t d, float* out) {
   constexpr int kUnroll = Q >= 4 ? 1 : 4 / Q;  // chunks a step, two accumulators a chunk
   constexpr std::int64_t kStep = kChunk * kUnroll;
   const std::int64_t d_step = d / kStep * kStep, d16 = d / kChunk * kChunk;
-  auto chunk = [&](const typename Table::Value* hj, std::int64_t t, Floats8* acc_first, Floats8* acc_second) {
-    Floats8 first, second;
-    Table::chunk(hj + t, first, second);
+  auto chunk = [&](const float* hj, std::int64_t t, Floats8* acc_first, Floats8* acc_second) {
+    const Floats8 first = load8(hj + t), second = load8(hj + t + 8);
     for (int i = 0; i < Q; ++i) {
       acc_first[i] += first * load8(a + i * d + t);
       acc_second[i] += second * load8(a + i * d + t + 8);
@@ -111,45 +67,91 @@ template <class Table, int Q>
       Floats8 total = acc[0][0][i] + acc[0][1][i];
       for (int u = 1; u < kUnroll; ++u) total += acc[u][0][i] + acc[u][1][i];
       float s = lane_sum(total);
-      for (std::int64_t t = d16; t < d; ++t) s += a[i * d + t] * Table::one(hj[t]);
+      for (std::int64_t t = d16; t < d; ++t) s += a[i * d + t] * hj[t];
       out[i * n + j] = s;
     }
   }
 }
 
+// The kernels below are cloned per ISA level, which GCC picks by the CPU's features (8-wide FMA from
+// x86-64-v3, AVX2; the default clone runs the same code on SSE2 pairs).
+
 /// Table rows in blocks that stay in L1 while every group of 4 rows of a passes over them: the table is read
 /// from memory once whatever m is.
-template <class Table>
-[[gnu::always_inline]] inline void one_pass(const float* a, std::int64_t m, const typename Table::Value* h,
-                                            std::int64_t n, std::int64_t d, float* out) {
-  const std::int64_t row_bytes = static_cast<std::int64_t>(sizeof(typename Table::Value)) * std::max<std::int64_t>(d, 1);
-  const std::int64_t block = std::max<std::int64_t>(1, 16384 / row_bytes);  // 16 KB of table rows: half of L1
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
+void float32_kernel(const float* a, std::int64_t m, const float* h, std::int64_t n, std::int64_t d, float* out) {
+  const std::int64_t block = std::max<std::int64_t>(1, 16384 / (4 * std::max<std::int64_t>(d, 1)));  // 16 KB: half of L1
   for (std::int64_t j0 = 0; j0 < n; j0 += block) {
     const auto j1 = std::min(n, j0 + block);
     for (std::int64_t i = 0; i < m; i += 4) {
       const float* ai = a + i * d;
       float* oi = out + i * n;
       switch (std::min<std::int64_t>(4, m - i)) {
-        case 4: rows_against<Table, 4>(ai, h, j0, j1, n, d, oi); break;
-        case 3: rows_against<Table, 3>(ai, h, j0, j1, n, d, oi); break;
-        case 2: rows_against<Table, 2>(ai, h, j0, j1, n, d, oi); break;
-        default: rows_against<Table, 1>(ai, h, j0, j1, n, d, oi); break;
+        case 4: rows_against<4>(ai, h, j0, j1, n, d, oi); break;
+        case 3: rows_against<3>(ai, h, j0, j1, n, d, oi); break;
+        case 2: rows_against<2>(ai, h, j0, j1, n, d, oi); break;
+        default: rows_against<1>(ai, h, j0, j1, n, d, oi); break;
       }
     }
   }
 }
 
-// The kernels, cloned per ISA level, which GCC picks by the CPU's features (8-wide FMA from x86-64-v3, AVX2;
-// the default clone runs the same code on SSE2 pairs).
-[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
-void float32_kernel(const float* a, std::int64_t m, const float* h, std::int64_t n, std::int64_t d, float* out) {
-  one_pass<Float32Table>(a, m, h, n, d, out);
+// --- a packed bfloat16 table --------------------------------------------------------------------------------
+//
+// Bf16Table keeps the table in blocks of 16 rows, and each column of a block as 8 32-bit words: word k holds
+// row k in its low half and row 8 + k in its high half. A bfloat16 is the upper half of a float32's bits, so
+// one 32-byte load is two vectors of 8 floats (w << 16: rows 0-7; w & 0xffff0000: rows 8-15), and the kernel
+// is a GEMM micro-kernel: each value of a is broadcast against 16 table rows at once, no horizontal sums, and
+// no packing per call (GEMM packs the whole table every time).
+
+constexpr std::int64_t kBlockRows = 16;  ///< table rows a block
+constexpr int kRowsOfA = 6;              ///< rows of a a kernel call: 12 accumulators + 4 registers = AVX2's 16
+
+/// out[i, 0..width) = a[i] · float(block rows) for Q rows of a. The block's d columns of 8 words are read
+/// once for all Q rows; each row's sum runs over t in order, in float32.
+template <int Q>
+[[gnu::always_inline]] inline void block_against(const float* a, std::int64_t d, const std::uint32_t* words,
+                                                 std::int64_t width, std::int64_t n, float* out) {
+  Floats8 low[Q] = {}, high[Q] = {};
+  for (std::int64_t t = 0; t < d; ++t) {
+    Words8 w;
+    __builtin_memcpy(&w, words + t * 8, sizeof w);
+    const Floats8 rows_low = as_floats(w << 16), rows_high = as_floats(w & 0xffff0000u);
+    for (int i = 0; i < Q; ++i) {
+      const float s = a[i * d + t];
+      low[i] += rows_low * s;
+      high[i] += rows_high * s;
+    }
+  }
+  for (int i = 0; i < Q; ++i) {
+    float sums[kBlockRows];
+    __builtin_memcpy(sums, &low[i], sizeof low[i]);
+    __builtin_memcpy(sums + 8, &high[i], sizeof high[i]);
+    std::copy_n(sums, width, out + i * n);
+  }
 }
 
+/// Every block of the table against every group of kRowsOfA rows of a: a block (d·64 bytes) stays in L1 while
+/// the rows of a pass over it, so the table is read once.
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
-void bfloat16_kernel(const float* a, std::int64_t m, const std::uint16_t* h, std::int64_t n, std::int64_t d,
+void bfloat16_kernel(const float* a, std::int64_t m, const std::uint32_t* packed, std::int64_t n, std::int64_t d,
                      float* out) {
-  one_pass<Bfloat16Table>(a, m, h, n, d, out);
+  for (std::int64_t j0 = 0; j0 < n; j0 += kBlockRows) {
+    const std::uint32_t* words = packed + j0 / kBlockRows * d * 8;
+    const auto width = std::min(kBlockRows, n - j0);
+    for (std::int64_t i = 0; i < m; i += kRowsOfA) {
+      const float* ai = a + i * d;
+      float* oi = out + i * n + j0;
+      switch (std::min<std::int64_t>(kRowsOfA, m - i)) {
+        case 6: block_against<6>(ai, d, words, width, n, oi); break;
+        case 5: block_against<5>(ai, d, words, width, n, oi); break;
+        case 4: block_against<4>(ai, d, words, width, n, oi); break;
+        case 3: block_against<3>(ai, d, words, width, n, oi); break;
+        case 2: block_against<2>(ai, d, words, width, n, oi); break;
+        default: block_against<1>(ai, d, words, width, n, oi); break;
+      }
+    }
+  }
 }
 
 // Up to 4 rows take one pass. From memory (bench/times_transposed_bench --cold), against 12,101 x 100 (the
@@ -193,17 +195,29 @@ at::Tensor times_transposed(const at::Tensor& a, const at::Tensor& b) {
   return out;
 }
 
-at::Tensor times_transposed_bf16(const at::Tensor& a, const at::Tensor& h) {
-  check_operands(a, h, "times_transposed_bf16");
-  TORCH_CHECK(a.scalar_type() == at::kFloat && h.scalar_type() == at::kBFloat16 && a.is_cpu() && h.is_cpu(),
-              "times_transposed_bf16: float32 a and bfloat16 h on the CPU");
-  const auto ac = a.contiguous();
+Bf16Table::Bf16Table(const at::Tensor& h) {
+  TORCH_CHECK(h.dim() == 2 && h.scalar_type() == at::kBFloat16 && h.is_cpu(),
+              "Bf16Table: a bfloat16 CPU matrix [n, d], got ", h.scalar_type(), " ", h.sizes());
+  n_ = h.size(0);
+  d_ = h.size(1);
   const auto hc = h.contiguous();
-  const auto m = a.size(0), d = a.size(1);
-  const auto reordered = deinterleave16(ac.data_ptr<float>(), m, d);
-  auto out = at::empty({m, h.size(0)}, a.options());
-  bfloat16_kernel(reordered.data(), m, reinterpret_cast<const std::uint16_t*>(hc.data_ptr<at::BFloat16>()), h.size(0),
-                  d, out.data_ptr<float>());
+  const auto* bits = reinterpret_cast<const std::uint16_t*>(hc.data_ptr<at::BFloat16>());
+  const auto blocks = (n_ + kBlockRows - 1) / kBlockRows;
+  packed_.assign(static_cast<std::size_t>(blocks * d_ * 8), 0);  // rows past n stay zero
+  auto value = [&](std::int64_t row, std::int64_t t) -> std::uint32_t { return row < n_ ? bits[row * d_ + t] : 0; };
+  for (std::int64_t b = 0; b < blocks; ++b)
+    for (std::int64_t t = 0; t < d_; ++t)
+      for (std::int64_t k = 0; k < 8; ++k)
+        packed_[static_cast<std::size_t>((b * d_ + t) * 8 + k)] =
+            value(b * kBlockRows + k, t) | value(b * kBlockRows + 8 + k, t) << 16;
+}
+
+at::Tensor Bf16Table::times_transposed(const at::Tensor& a) const {
+  TORCH_CHECK(a.dim() == 2 && a.size(1) == d_ && a.scalar_type() == at::kFloat && a.is_cpu(),
+              "Bf16Table::times_transposed: float32 CPU rows [m, ", d_, "], got ", a.scalar_type(), " ", a.sizes());
+  const auto ac = a.contiguous();
+  auto out = at::empty({a.size(0), n_}, a.options());
+  bfloat16_kernel(ac.data_ptr<float>(), a.size(0), packed_.data(), n_, d_, out.data_ptr<float>());
   return out;
 }
 

@@ -189,7 +189,7 @@ class BlockedLocalizer final : public IntentLocalizer {
         screen_(searchable().to(torch::kBFloat16)) {
     if (size() == 0) return;
     // |q·float(h) - q·e| <= ||float(h) - e|| ||q||, plus the float32 rounding of the products with float(h).
-    const auto widened = screen_.to(torch::kFloat64);
+    const auto widened = searchable().to(torch::kBFloat16).to(torch::kFloat64);  // the values screen_ holds
     screen_error_ = (widened - searchable().to(torch::kFloat64)).norm(2, 1).max().item<double>() +
                     2.0 * gamma(dim()) * widened.norm(2, 1).max().item<double>();
   }
@@ -204,7 +204,7 @@ class BlockedLocalizer final : public IntentLocalizer {
     for (std::int64_t i0 = 0; i0 < m; i0 += block_) {
       const auto i1 = std::min(m, i0 + block_);
       const auto block = q.slice(0, i0, i1);
-      const auto products = screened ? times_transposed_bf16(block, screen_) : times_transposed(block, searchable());
+      const auto products = screened ? screen_.times_transposed(block) : times_transposed(block, searchable());
       auto [v, idx] = products.topk(k, 1, /*largest=*/true, /*sorted=*/false);
       v = v.contiguous();
       idx = idx.contiguous();
@@ -221,13 +221,15 @@ class BlockedLocalizer final : public IntentLocalizer {
   }
 
  private:
-  // A float32 GEMM packs the catalogue and then runs at the machine's peak; for a few queries the packing and
-  // the m passes of matrix-vector products cost more than one pass over half the bytes. At 12,101 x 256 from
-  // memory (bench/times_transposed_bench --cold): 2 rows 0.26 ms against 0.70 for two matrix-vector products,
-  // 8 rows 1.06 against GEMM's 1.33, 16 rows 2.1 against 2.0.
-  static constexpr std::int64_t kMaxScreenedQueries = 8;
+  // A float32 GEMM packs the whole catalogue on every call; the packed bfloat16 screen reads half the bytes and
+  // packs nothing. At 12,101 x 256 from memory (bench/times_transposed_bench --cold --dims 256), ms a product,
+  // GEMM against the screen: 1 query 1.24 / 0.25, 8 queries 1.31 / 0.69, 32 queries 3.25 / 2.71, 128 queries
+  // 9.05 / 8.43. Up to 128 queries (the 64 sessions of serving's largest pass, two views each) it screens;
+  // the bulk stage's blocks of thousands of queries keep float32 GEMM and its tighter error bound, which
+  // leaves fewer queries to rescore against the whole catalogue.
+  static constexpr std::int64_t kMaxScreenedQueries = 128;
   std::int64_t block_;
-  torch::Tensor screen_;      ///< [size(), d] bfloat16 copy of searchable()
+  Bf16Table screen_;          ///< searchable() rounded to bfloat16
   double screen_error_ = 0;   ///< the e of candidates() for products with screen_
 };
 

@@ -78,9 +78,10 @@ class IntentLocalizer {
 
 /// Exact search with FAISS (faiss::IndexFlatIP; BLAS for batches of 20+ queries).
 std::unique_ptr<IntentLocalizer> make_faiss_localizer(torch::Tensor catalogue);
-/// Exact search with LibTorch: blocks of `block` queries times the catalogue, then topk. A block of at most
-/// 8 queries (serving's) is screened against a bfloat16 copy of the catalogue in one pass instead: half the
-/// bytes, read once for all of them; the rescoring's error bound makes the result the same.
+/// Exact search with LibTorch: blocks of `block` queries times the catalogue, then topk. A call of at most
+/// 128 queries (serving's) is screened against a packed bfloat16 copy of the catalogue instead (Bf16Table,
+/// core/linalg.hpp): half the bytes and no packing per call; the rescoring's error bound makes the result
+/// the same.
 std::unique_ptr<IntentLocalizer> make_blocked_localizer(torch::Tensor catalogue, std::int64_t block = 1024);
 /// "faiss" or "blocked"; ConfigError for anything else.
 std::unique_ptr<IntentLocalizer> make_localizer(const std::string& kind, torch::Tensor catalogue);
