@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -65,6 +67,40 @@ TEST(Segments, SoftmaxSumMatchesDenseSoftmaxPerSegment) {
   EXPECT_TRUE(torch::isfinite(big.grad()).all().item<bool>());
   const auto low = segment_softmax_sum(-1e4 - logits.abs(), ones, segments, 3, torch::zeros({3, 1}, torch::kFloat64), pad_count);
   EXPECT_TRUE(torch::allclose(low[1], torch::ones({3}, torch::kFloat64)));
+}
+
+// The fused path (float32 on the CPU, K = D, each segment's rows back to back: TAGNN's target attention)
+// against the composed LibTorch operations, forward and both gradients, with and without padding rows, for
+// widths with and without a vector tail, logits spread wide enough that the shift matters.
+TEST(Segments, FusedSoftmaxSumEqualsTheComposedOperations) {
+  auto gen = at::detail::createCPUGenerator(7);
+  const auto segments = torch::tensor({0L, 0L, 0L, 1L, 2L, 2L, 3L, 3L, 3L, 3L, 3L});
+  const auto pad_count = torch::tensor({2L, 0L, 1L, 0L});
+  for (const std::int64_t k : {1, 5, 8, 37}) {
+    for (const int variant : {0, 1, 2}) {  // no padding; a zero [S, 1] pad logit (TAGNN's); a [S, K] pad logit
+      const auto logits = (8 * torch::randn({11, k}, gen, torch::kFloat32)).requires_grad_(true);
+      const auto values = torch::randn({11, k}, gen, torch::kFloat32).requires_grad_(true);
+      const auto pad_logit = variant == 0   ? torch::Tensor()
+                             : variant == 1 ? torch::zeros({4, 1}, torch::kFloat32)
+                                            : torch::randn({4, k}, gen, torch::kFloat32);
+      const auto counts = variant == 0 ? torch::Tensor() : pad_count;
+      const auto weights = torch::randn({4, k}, gen, torch::kFloat32);
+      const auto run = [&](bool fused) {
+        logits.mutable_grad() = torch::Tensor();
+        values.mutable_grad() = torch::Tensor();
+        const auto out = fused ? segment_softmax_sum(logits, values, segments, 4, pad_logit, counts)
+                               : composed_segment_softmax_sum(logits, values, segments, 4, pad_logit, counts);
+        (out * weights).sum().backward();
+        return std::make_tuple(out.detach(), logits.grad().clone(), values.grad().clone());
+      };
+      const auto [out, d_logits, d_values] = run(true);
+      const auto [want, want_d_logits, want_d_values] = run(false);
+      const auto where = "k " + std::to_string(k) + " variant " + std::to_string(variant);
+      EXPECT_TRUE(torch::allclose(out, want, 1e-5, 1e-6)) << where << "\n" << out << "\n" << want;
+      EXPECT_TRUE(torch::allclose(d_logits, want_d_logits, 1e-4, 1e-6)) << where;
+      EXPECT_TRUE(torch::allclose(d_values, want_d_values, 1e-5, 1e-6)) << where;
+    }
+  }
 }
 
 TEST(Segments, SumAddsEachSegmentsRows) {

@@ -23,9 +23,19 @@ namespace llm4sbr::models {
 /// sums; neither the row-normalised weights nor a padded [n_segments, max_len, K] tensor is formed.
 /// Used by TAGNN (both of its softmaxes) and GCE-GNN (the session-level attention over coded pairs).
 /// Throws llm4sbr::Error for mismatched shapes, or for only one of pad_logit and pad_count.
+/// float32 CPU tensors with K = D, each segment's rows back to back (0, 0, 1, 2, 2, ...) and pad_logit without
+/// a gradient (TAGNN's target attention) take a fused path: 3 passes over [R, K] forward and one backward, two
+/// [R, K] tensors kept for the gradient. It rounds differently from the composed operations (float32 sums in
+/// another order).
 torch::Tensor segment_softmax_sum(const torch::Tensor& logits, const torch::Tensor& values, const torch::Tensor& segments,
                                   std::int64_t n_segments, const torch::Tensor& pad_logit = {},
                                   const torch::Tensor& pad_count = {});
+
+/// segment_softmax_sum by composed LibTorch operations, for any dtype, device and segment order (the
+/// reference that the fused path is tested against).
+torch::Tensor composed_segment_softmax_sum(const torch::Tensor& logits, const torch::Tensor& values,
+                                           const torch::Tensor& segments, std::int64_t n_segments,
+                                           const torch::Tensor& pad_logit = {}, const torch::Tensor& pad_count = {});
 
 /// out[s] = Σ_{r in s} values[r]: values [R, D], segments [R] int64 in [0, n_segments) -> [n_segments, D]
 /// (a segment without rows gets 0).
