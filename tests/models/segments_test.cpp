@@ -111,6 +111,24 @@ TEST(Segments, SumAddsEachSegmentsRows) {
   EXPECT_TRUE(torch::equal(sums, want)) << sums;
 }
 
+// dropout_rows draws what at::dropout draws for the padded tensor: from one seed, the packed rows equal the
+// padded tensor's dropout read at those rows, so a packed model trains exactly as its padded version.
+TEST(Segments, DropoutRowsDropsWhatThePaddedDropoutDrops) {
+  const auto padded = torch::randn({6, 5}, torch::kFloat32);
+  const auto slots = torch::tensor({0L, 1L, 3L, 4L});
+  const auto packed = padded.index_select(0, slots);
+  for (const double p : {0.2, 0.5}) {
+    torch::manual_seed(42);
+    const auto want = torch::nn::functional::dropout(padded, torch::nn::functional::DropoutFuncOptions().p(p).training(true));
+    torch::manual_seed(42);
+    const auto got = dropout_rows(packed, slots, 6, p, true);
+    EXPECT_TRUE(torch::equal(got, want.index_select(0, slots))) << "p " << p << "\n" << got << "\n" << want;
+    EXPECT_FALSE(torch::equal(got, packed)) << "p " << p;  // something was dropped
+  }
+  EXPECT_TRUE(torch::equal(dropout_rows(packed, slots, 6, 0.5, false), packed));
+  EXPECT_TRUE(torch::equal(dropout_rows(packed, slots, 6, 1.0, true), torch::zeros_like(packed)));
+}
+
 TEST(Segments, PackClicksKeepsRealPositionsInOrder) {
   // Rows of 3, 1 and 2 real positions in a [3, 3, 2] padded tensor whose entry (b, t) is (10 b + t, -(10 b + t)).
   const auto code = (torch::arange(3, torch::kFloat64).unsqueeze(1) * 10 + torch::arange(3, torch::kFloat64)).unsqueeze(-1);

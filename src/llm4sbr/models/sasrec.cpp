@@ -57,21 +57,25 @@ SasRecBlockImpl::SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, d
   ffn_out = register_module("ffn_out", torch::nn::Linear(d, d));
 }
 
-torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& allowed,
-                                       const torch::Tensor& real) {
-  const std::int64_t b = x.size(0), n = x.size(1), d = x.size(2), dh = d / heads_;
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t b,
+                                       std::int64_t n, const torch::Tensor& allowed) {
+  const std::int64_t d = x.size(1), dh = d / heads_, rows = b * n;
   const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());
-  auto split = [&](const torch::Tensor& t) { return t.view({b, n, heads_, dh}).transpose(1, 2); };  // [B, h, n, dh]
+  // Real rows into the zero-padded window, as [B, h, n, dh]. Padding keys are masked and padding queries'
+  // outputs are dropped, so zeros there give the real rows what the padded computation gave them.
+  auto window = [&](const torch::Tensor& t) {
+    return torch::zeros({rows, d}, t.options()).index_copy(0, slots, t).view({b, n, heads_, dh}).transpose(1, 2);
+  };
 
   const auto q_in = attention_norm(x);
-  const auto q = split(query(q_in)), k = split(key(x)), v = split(value(x));
+  const auto q = window(query(q_in)), k = window(key(x)), v = window(value(x));
   auto logits = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(dh));  // [B, h, n, n]
   logits = logits.masked_fill(allowed.logical_not().unsqueeze(1), -std::numeric_limits<double>::infinity());
   const auto weights = F::dropout(torch::softmax(logits, -1), drop);
-  const auto attended = torch::matmul(weights, v).transpose(1, 2).reshape({b, n, d});
-  auto h = ffn_norm(q_in + attended);
-  h = h + F::dropout(ffn_out(F::dropout(torch::relu(ffn_in(h)), drop)), drop);
-  return h * real;
+  const auto attended = torch::matmul(weights, v).transpose(1, 2).reshape({rows, d}).index_select(0, slots);
+  const auto h = ffn_norm(q_in + attended);
+  const auto inner = dropout_rows(torch::relu(ffn_in(h)), slots, rows, dropout_, is_training());
+  return h + dropout_rows(ffn_out(inner), slots, rows, dropout_, is_training());
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -123,20 +127,25 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   const auto clicks = items.gather(1, source).masked_fill(real_mask.logical_not(), 0);
   const auto positions = ((options_.max_length - kept).unsqueeze(1) + t).clamp_max(options_.max_length - 1);
 
-  const auto real = real_mask.unsqueeze(-1).to(dtype);  // [B, n, 1]
-  const auto drop = F::DropoutFuncOptions().p(options_.dropout).training(is_training());
-  auto x = embedding(clicks) * std::sqrt(static_cast<double>(options_.hidden_size)) + pos_embedding(positions);
-  x = F::dropout(x, drop) * real;
+  // The window's real slots, row by row: every per-position layer runs on these P rows only (Beauty's
+  // prefixes are mostly a few clicks in a window of up to 50).
+  const auto slots = real_mask.reshape({-1}).nonzero().squeeze(1);  // [P] in [0, B·n)
+  const auto sessions = slots.div(window, "floor");                  // [P] batch row of each
+  const std::int64_t b = items.size(0), rows = b * window;
+  auto x = embedding(clicks.reshape({-1}).index_select(0, slots)) * std::sqrt(static_cast<double>(options_.hidden_size)) +
+           pos_embedding(positions.reshape({-1}).index_select(0, slots));  // [P, d]
+  x = dropout_rows(x, slots, rows, options_.dropout, is_training());
   // Query t may attend to key s iff s <= t and s is a real click (every row's slot 0 is real).
   const auto causal = torch::ones({window, window}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
   const auto allowed = causal.unsqueeze(0).logical_and(real_mask.unsqueeze(1));  // [B, n, n]
-  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, allowed, real);
-  const auto out = final_norm(x);
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, slots, b, window, allowed);
+  const auto out = final_norm(x);  // [P, d]
 
   SessionRepresentation rep;
-  rep.local = gather_rows(out, kept - 1);
-  rep.global = (out * real).sum(1) / kept.to(dtype).unsqueeze(1);
-  std::tie(rep.clicks, rep.click_sessions) = pack_clicks(out, real_mask);
+  rep.local = out.index_select(0, kept.cumsum(0) - 1);  // each row's last kept click
+  rep.global = segment_sum(out, sessions, b) / kept.to(dtype).unsqueeze(1);
+  rep.clicks = out;
+  rep.click_sessions = sessions;
   return rep;
 }
 

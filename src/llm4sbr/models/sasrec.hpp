@@ -37,14 +37,17 @@ struct SasRecOptions {
 ///   q = LN₁(x),  x = q + Attention(q W_Q + b_Q, x W_K + b_K, x W_V + b_V)     (causal, padding keys masked,
 ///                                                                            dropout on the weights,
 ///                                                                            no output projection)
-///   x = LN₂(x),  x = x + Dropout(W₂ Dropout(ReLU(W₁ x + b₁)) + b₂),  x = x ⊙ m.
+///   x = LN₂(x),  x = x + Dropout(W₂ Dropout(ReLU(W₁ x + b₁)) + b₂)   (at the real positions m only).
 class SasRecBlockImpl : public torch::nn::Module {
  public:
   SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, double dropout);
 
-  /// x [B, n, d]; allowed [B, n, n] bool, true where query t may attend to key s (s <= t, s real);
-  /// real [B, n, 1] in x's dtype, 1 at real positions. Returns [B, n, d].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& allowed, const torch::Tensor& real);
+  /// x [P, d]: the real positions of a [B, n] window, packed row by row, at flat slots [P] of B·n; allowed
+  /// [B, n, n] bool, true where query t may attend to key s (s <= t, s real). Returns [P, d]. The norms,
+  /// projections and feed-forward run on the P real rows only; attention scatters them into the window.
+  /// Dropout draws its masks for the whole [B, n, d] window (dropout_rows), as the padded computation did.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t b, std::int64_t n,
+                        const torch::Tensor& allowed);
 
   torch::nn::LayerNorm attention_norm{nullptr}, ffn_norm{nullptr};
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};

@@ -198,6 +198,15 @@ torch::Tensor segment_sum(const torch::Tensor& values, const torch::Tensor& segm
   return torch::zeros({n_segments, values.size(1)}, values.options()).index_add(0, segments, values);
 }
 
+torch::Tensor dropout_rows(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t rows, double p,
+                           bool training) {
+  if (!training || p == 0) return x;
+  if (p >= 1) return x * torch::zeros({}, x.options());  // at::dropout draws nothing either
+  auto noise = torch::empty({rows, x.size(1)}, x.options()).bernoulli_(1 - p);
+  noise.div_(1 - p);
+  return x * noise.index_select(0, slots);
+}
+
 std::pair<torch::Tensor, torch::Tensor> pack_clicks(const torch::Tensor& states, const torch::Tensor& mask) {
   const auto rows = torch::arange(mask.size(0), torch::TensorOptions(torch::kInt64).device(mask.device()));
   return {states.index({mask}), rows.unsqueeze(1).expand_as(mask).index({mask})};

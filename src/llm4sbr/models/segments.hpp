@@ -41,6 +41,13 @@ torch::Tensor composed_segment_softmax_sum(const torch::Tensor& logits, const to
 /// (a segment without rows gets 0).
 torch::Tensor segment_sum(const torch::Tensor& values, const torch::Tensor& segments, std::int64_t n_segments);
 
+/// F::dropout of a padded [rows, D] tensor read at its real rows, computed from those rows only: x [P, D] holds
+/// rows `slots` [P] (int64 in [0, rows)) of the padded tensor. The mask is drawn for all rows · D values, as
+/// at::dropout draws it (empty_like(input).bernoulli_(1 - p), scaled by 1 / (1 - p)), so a seed drops the
+/// same values as the padded computation and a packed model trains as its padded version did. Returns x
+/// unchanged when !training or p = 0.
+torch::Tensor dropout_rows(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t rows, double p, bool training);
+
 /// The real positions of padded per-position states, packed: states [B, L, D] and mask [B, L] bool (true at
 /// real clicks) -> {clicks [P, D] row by row in position order, click_sessions [P] int64 batch row of each}:
 /// SessionRepresentation::clicks and ::click_sessions for the backbones that run on padded tensors.
