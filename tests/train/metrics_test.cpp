@@ -68,6 +68,24 @@ TEST(Metrics, RejectsTargetsOutsideTheCatalogue) {
   EXPECT_THROW(target_ranks(scores, torch::tensor({4L})), std::invalid_argument);
 }
 
+// The one-pass count on float32 CPU scores against the tensor formula 1 + #(scores > target's), with tied
+// scores and a width that is not a multiple of the kernel's vectors; a NaN or an infinity anywhere is refused.
+TEST(Metrics, RanksAreOnePlusTheHigherScoresAndRefuseNanOrInf) {
+  torch::manual_seed(3);
+  auto scores = torch::randn({37, 1001});
+  scores.select(1, 500).copy_(scores.select(1, 7));  // ties with target 8 below
+  auto targets = torch::randint(1, 1002, {37}, torch::kInt64);
+  targets[0] = 8;
+  const auto want = scores.gt(scores.gather(1, (targets - 1).unsqueeze(1))).sum(1).to(torch::kInt64) + 1;
+  EXPECT_TRUE(torch::equal(target_ranks(scores, targets), want));
+  for (const std::int64_t column : {0, 999, 1000})
+    for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+      auto with_bad = scores.clone();
+      with_bad[5][column] = bad;
+      EXPECT_THROW(target_ranks(with_bad, targets), std::domain_error) << column << " " << bad;
+    }
+}
+
 TEST(Metrics, AddFromScoresMatchesAddRanks) {
   torch::manual_seed(1);
   auto scores = torch::randn({50, 30});
