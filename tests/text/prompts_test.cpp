@@ -66,3 +66,19 @@ TEST(Prompts, TemplatesComeFromTheConfig) {
   EXPECT_THROW(text::prompt_template_from_config(Config::parse("prompt: {item_line: \"{nope}\"}\n")), ConfigError);
   EXPECT_THROW(text::views_from_config(Config::parse("intent: {views: [sideways]}\n"), tpl), ConfigError);
 }
+
+// A qualifier of the user's that no view uses is a misspelled view: an error naming it, not the default text
+// used in its place. Unused built-in views (normal here) and a new view that is asked for are fine.
+TEST(Prompts, AQualifierNoViewUsesIsAnErrorNamingIt) {
+  const auto misspelled = Config::parse("prompt: {qualifiers: {shrot: \" lately\"}}\nintent: {views: [long, short]}\n");
+  try {
+    (void)text::views_from_config(misspelled, text::prompt_template_from_config(misspelled));
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("prompt.qualifiers.shrot"), std::string::npos) << e.what();
+  }
+  const auto fine = Config::parse(
+      "prompt: {qualifiers: {normal: \"\", lately: \" lately\"}}\nintent: {views: [long, lately]}\n");
+  EXPECT_EQ(text::views_from_config(fine, text::prompt_template_from_config(fine)),
+            (std::vector<std::string>{"long", "lately"}));
+}

@@ -1,6 +1,7 @@
 #include "llm4sbr/text/prompts.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 
@@ -63,6 +64,18 @@ std::vector<std::string> views_from_config(const Config& cfg, const PromptTempla
       throw ConfigError(fmt::format("intent.views: unknown view '{}' (known: long, short, normal, or add "
                                     "prompt.qualifiers.{})",
                                     v, v));
+  // A qualifier of the user's own that no view asks for is a misspelled view (prompt.qualifiers.shrot) whose
+  // intended text would silently not be used; the built-in views may stay defined without being asked for.
+  const PromptTemplate defaults;
+  const YAML::Node q = cfg.node("prompt.qualifiers");
+  if (q && q.IsMap())
+    for (const auto& kv : q) {
+      const auto name = kv.first.as<std::string>();
+      if (!defaults.qualifiers.count(name) && std::find(views.begin(), views.end(), name) == views.end())
+        throw ConfigError(fmt::format("prompt.qualifiers.{}: no view of intent.views [{}] uses it (a misspelled "
+                                      "view? add it to intent.views or remove it)",
+                                      name, fmt::join(views, ", ")));
+    }
   return views;
 }
 
