@@ -208,6 +208,14 @@ TEST(Localizer, RZeroReturnsTheRawEmbedding) {
   EXPECT_EQ(loc.ids.sizes(), (std::vector<std::int64_t>{7, 0}));
   EXPECT_EQ(loc.scores.sizes(), (std::vector<std::int64_t>{7, 0}));
   EXPECT_THROW(localize(q, e, -1), ConfigError);
+  // Without an index, the inputs are still checked: a NaN query, a query of another width, a NaN item.
+  auto bad = q.clone();
+  bad[3][2] = std::nanf("");
+  EXPECT_THROW(localize(bad, e, 0), InputError);
+  EXPECT_THROW(localize(unit_rows(7, 9, 8), e, 0), Error);
+  auto bad_catalogue = e.clone();
+  bad_catalogue[5][0] = INFINITY;
+  EXPECT_THROW(localize(q, bad_catalogue, 0), InputError);
 }
 
 TEST(Localizer, RLargerThanTheCatalogueIsClamped) {

@@ -61,6 +61,12 @@ struct Ranked {
   std::int64_t row;
 };
 
+/// Paper §5.4's r = 0: the queries [m, d] themselves as intents, no items.
+Localization raw_embeddings(const torch::Tensor& q) {
+  const auto m = q.size(0);
+  return {q.clone(), torch::zeros({m, 0}, torch::kInt64), torch::zeros({m, 0}, torch::kFloat32)};
+}
+
 /// Best first; ties to the lower row (= lower item id, as searchable rows keep catalogue order).
 bool better(const Ranked& a, const Ranked& b) { return a.score > b.score || (a.score == b.score && a.row < b.row); }
 
@@ -259,8 +265,7 @@ Localization localize(const IntentLocalizer& index, const torch::Tensor& queries
   check_finite(q, "localization queries", 0);
   const auto m = q.size(0);
   const auto d = index.dim();
-  if (r == 0)
-    return {q.clone(), torch::zeros({m, 0}, torch::kInt64), torch::zeros({m, 0}, torch::kFloat32)};
+  if (r == 0) return raw_embeddings(q);
   if (index.size() == 0)
     throw Error("intent localization: no catalogue item has a non-zero embedding (are all titles empty?)");
   if (r > index.size()) {
@@ -287,10 +292,13 @@ Localization localize(const IntentLocalizer& index, const torch::Tensor& queries
 
 Localization localize(const torch::Tensor& queries, const torch::Tensor& catalogue, std::int64_t r,
                       bool normalize_weights) {
-  if (r == 0) {
-    // No index needed for the raw embeddings; still validate the queries the same way.
-    const auto index = make_blocked_localizer(catalogue);
-    return localize(*index, queries, 0, normalize_weights);
+  if (r == 0) {  // the raw embeddings need no index; both inputs are checked as an index and localize check them
+    torch::NoGradGuard no_grad;
+    const auto e = as_matrix(catalogue, -1, "catalogue embeddings");
+    check_finite(e, "catalogue embeddings", 1);
+    const auto q = as_matrix(queries, e.size(1), "localization queries");
+    check_finite(q, "localization queries", 0);
+    return raw_embeddings(q);
   }
   const auto index = make_faiss_localizer(catalogue);
   return localize(*index, queries, r, normalize_weights);
