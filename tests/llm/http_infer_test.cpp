@@ -149,6 +149,12 @@ TEST_F(HttpInfer, ShardsMergedEqualTheUnshardedRun) {
   ASSERT_EQ(run_logged(infer_command(urls, tmp_ / "s1", n, "--shard 1/2"), log), 0) << read_text(log);
   ASSERT_EQ(run_logged(infer_command(urls, tmp_ / "s2", n, "--shard 2/2"), log), 0) << read_text(log);
   const auto s1 = read_jsonl(tmp_ / "s1/test/responses.jsonl"), s2 = read_jsonl(tmp_ / "s2/test/responses.jsonl");
+  // Another split into a shard's folder is refused, naming the file, before anything is generated.
+  EXPECT_NE(run_logged(infer_command(urls, tmp_ / "s1", n, "--shard 1/3"), log), 0);
+  const auto refused = read_text(log);
+  EXPECT_NE(refused.find("s1/test/responses.jsonl"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("not in shard 1/3"), std::string::npos) << refused;
+  EXPECT_EQ(read_jsonl(tmp_ / "s1/test/responses.jsonl").size(), s1.size());
   EXPECT_GT(s1.size(), 0u);
   EXPECT_GT(s2.size(), 0u);
   EXPECT_EQ(s1.size() + s2.size(), static_cast<std::size_t>(2 * n));

@@ -33,6 +33,18 @@ void check_answered_by(const ResponseStore& store, const std::string& model) {
                                    r.model, key.first, key.second, model));
 }
 
+// A file that a run of another --shard split wrote holds answers outside this shard: resumed into, it would
+// end up with prompts that another shard answers too (merge then refuses them) or that none does.
+void check_in_shard(const ResponseStore& store, const Shard& shard) {
+  if (shard.count <= 1) return;
+  for (const auto& [key, r] : store.records())
+    if (!shard.holds(r.prompt_hash))
+      throw InputError(store.file().string(), 0, "prompt_hash",
+                       fmt::format("holds the answer of sample {}, view {}, whose prompt is not in shard {}/{}: the "
+                                   "folder was written with another --shard; use one output folder per shard",
+                                   key.first, key.second, shard.index, shard.count));
+}
+
 }  // namespace
 
 InferStats run_inference(const data::PreparedDataset& ds, const std::vector<InferTask>& tasks,
@@ -41,7 +53,10 @@ InferStats run_inference(const data::PreparedDataset& ds, const std::vector<Infe
   InferStats stats;
   std::vector<std::string> order;  // distinct prompt hashes in first-seen (task, sample) order
   std::map<std::string, Pending> pending;
-  for (const auto& task : tasks) check_answered_by(*task.store, backend.model_name());
+  for (const auto& task : tasks) {
+    check_answered_by(*task.store, backend.model_name());
+    check_in_shard(*task.store, options.shard);
+  }
   for (const auto& task : tasks) {
     ResponseStore& store = *task.store;
     for_each_prompt(ds, task.samples, views, tpl, [&](PromptKey&& key) {
