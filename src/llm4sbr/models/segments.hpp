@@ -43,8 +43,9 @@ torch::Tensor segment_sum(const torch::Tensor& values, const torch::Tensor& segm
 
 /// F::dropout of a padded [rows, D] tensor read at its real rows, computed from those rows only: x [P, D] holds
 /// rows `slots` [P] (int64 in [0, rows)) of the padded tensor. The mask is drawn for all rows · D values, as
-/// at::dropout draws it (empty_like(input).bernoulli_(1 - p), scaled by 1 / (1 - p)), so a seed drops the
-/// same values as the padded computation and a packed model trains as its padded version did. Returns x
+/// at::dropout draws it on the CPU (empty_like(input).bernoulli_(1 - p), scaled by 1 / (1 - p)), so a seed
+/// drops the same values as the padded computation and a packed model trains as its padded version did (on
+/// CUDA, at::dropout's fused kernel draws otherwise: the masks differ there, their law does not). Returns x
 /// unchanged when !training or p = 0.
 torch::Tensor dropout_rows(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t rows, double p, bool training);
 
