@@ -43,6 +43,20 @@ void check_finite(const torch::Tensor& t, const char* what, std::int64_t id_offs
                    "contains NaN or Inf");
 }
 
+/// The catalogue [n, d] as as_matrix gives it; InputError naming the item of a row with NaN or Inf.
+torch::Tensor checked_catalogue(const torch::Tensor& t) {
+  auto e = as_matrix(t, -1, "catalogue embeddings");
+  check_finite(e, "catalogue embeddings", 1);
+  return e;
+}
+
+/// Queries [m, d] as as_matrix gives them; InputError naming a row with NaN or Inf.
+torch::Tensor checked_queries(const torch::Tensor& t, std::int64_t d) {
+  auto q = as_matrix(t, d, "localization queries");
+  check_finite(q, "localization queries", 0);
+  return q;
+}
+
 /// q · e in float64 from float32 rows: one fixed summation order, so equal rows give equal scores.
 double exact_dot(const float* q, const float* e, std::int64_t d) {
   double s = 0;
@@ -76,8 +90,7 @@ bool better(const Ranked& a, const Ranked& b) { return a.score > b.score || (a.s
 
 IntentLocalizer::IntentLocalizer(torch::Tensor catalogue) {
   torch::NoGradGuard no_grad;
-  catalogue_ = as_matrix(catalogue, -1, "catalogue embeddings");
-  check_finite(catalogue_, "catalogue embeddings", 1);
+  catalogue_ = checked_catalogue(catalogue);
   const auto nonzero = (catalogue_ != 0).any(1);
   const auto rows = nonzero.nonzero().squeeze(1).contiguous();
   searchable_ = catalogue_.index_select(0, rows).contiguous();
@@ -93,8 +106,7 @@ double IntentLocalizer::float32_error() const { return 2.0 * gamma(dim()) * max_
 
 SearchResult IntentLocalizer::search(const torch::Tensor& queries, std::int64_t k) const {
   torch::NoGradGuard no_grad;
-  const auto q = as_matrix(queries, dim(), "localization queries");
-  check_finite(q, "localization queries", 0);
+  const auto q = checked_queries(queries, dim());
   const auto m = q.size(0);
   const auto d = dim();
   k = std::clamp<std::int64_t>(k, 0, size());
@@ -261,8 +273,7 @@ Localization localize(const IntentLocalizer& index, const torch::Tensor& queries
                       bool normalize_weights) {
   torch::NoGradGuard no_grad;
   if (r < 0) throw ConfigError(fmt::format("intent localization: r = {} must be >= 0", r));
-  const auto q = as_matrix(queries, index.dim(), "localization queries");
-  check_finite(q, "localization queries", 0);
+  const auto q = checked_queries(queries, index.dim());
   const auto m = q.size(0);
   const auto d = index.dim();
   if (r == 0) return raw_embeddings(q);
@@ -294,11 +305,7 @@ Localization localize(const torch::Tensor& queries, const torch::Tensor& catalog
                       bool normalize_weights) {
   if (r == 0) {  // the raw embeddings need no index; both inputs are checked as an index and localize check them
     torch::NoGradGuard no_grad;
-    const auto e = as_matrix(catalogue, -1, "catalogue embeddings");
-    check_finite(e, "catalogue embeddings", 1);
-    const auto q = as_matrix(queries, e.size(1), "localization queries");
-    check_finite(q, "localization queries", 0);
-    return raw_embeddings(q);
+    return raw_embeddings(checked_queries(queries, checked_catalogue(catalogue).size(1)));
   }
   const auto index = make_faiss_localizer(catalogue);
   return localize(*index, queries, r, normalize_weights);
