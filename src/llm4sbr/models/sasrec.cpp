@@ -124,7 +124,7 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   const auto t = torch::arange(window, lengths.options()).unsqueeze(0);  // [1, n]
   const auto real_mask = t < kept.unsqueeze(1);                          // [B, n]
   const auto source = ((lengths - kept).unsqueeze(1) + t).clamp_max(items.size(1) - 1);
-  const auto clicks = items.gather(1, source).masked_fill(real_mask.logical_not(), 0);
+  const auto clicks = items.gather(1, source);  // read at the real slots only
   const auto positions = ((options_.max_length - kept).unsqueeze(1) + t).clamp_max(options_.max_length - 1);
 
   // The window's real slots, row by row: every per-position layer runs on these P rows only (Beauty's
