@@ -48,8 +48,9 @@ struct TagnnOptions {
 ///   h̃ = 0, so each adds exp(0) to the denominator only),
 ///   score_i = e_iᵀ (s + Σ_t β_{i,t} h̃_t) = e_iᵀ s + Σ_t β_{i,t} (e_iᵀ h̃_t)   -> [B, N].
 ///   Computed from the two [P, N] products (W_t h̃) Eᵀ and h̃ Eᵀ with segment_softmax_sum (its fused path:
-///   three passes over [P, N] forward, one backward), never forming the reference's [B, N, d]. The target term reads rep.clicks, so a head that gates rep.global/rep.local before
-///   readout changes s only, and the target-attention term is added unchanged (backbone-notes §8).
+///   three passes over [P, N] forward, one backward), never forming the reference's [B, N, d]. The target term
+///   reads rep.clicks, so a head that gates rep.global/rep.local before readout changes s only, and the
+///   target-attention term is added unchanged (backbone-notes §8).
 class TagnnImpl : public SrGnnImpl {
  public:
   explicit TagnnImpl(TagnnOptions options, std::uint64_t seed = 0);
