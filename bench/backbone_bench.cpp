@@ -2,8 +2,8 @@
 // auxiliary loss, + backward + Adam step, batch 100) and evaluation samples/s (scores over the whole
 // catalogue + ranks), and where a training step goes. `make bench` (epoch_bench) gives the table of all of them.
 //
-//   build/bin/backbone_bench [--model srgnn] [--batches 300] [--threads 0] [--torch-adam] [--data-dir DIR]
-//                            [--set key=value ...]
+//   build/bin/backbone_bench [--model srgnn] [--batches 300] [--threads 0] [--torch-adam] [--torch-loss]
+//                            [--data-dir DIR] [--set key=value ...]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -18,6 +18,7 @@
 #include "llm4sbr/data/data_dir.hpp"
 #include "llm4sbr/data/prepare.hpp"
 #include "llm4sbr/data/readers.hpp"
+#include "llm4sbr/train/cross_entropy.hpp"
 #include "llm4sbr/train/experiment.hpp"
 #include "llm4sbr/train/fused_adam.hpp"
 #include "llm4sbr/core/runtime.hpp"
@@ -40,6 +41,8 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "raw data directory");
   bool torch_adam = false;
   app.add_flag("--torch-adam", torch_adam, "step with torch::optim::Adam instead of the trainer's FusedAdam");
+  bool torch_loss = false;
+  app.add_flag("--torch-loss", torch_loss, "F::cross_entropy instead of the trainer's fused loss");
   CLI11_PARSE(app, argc, argv);
 
   auto rt = configure_runtime(threads);
@@ -68,7 +71,9 @@ int main(int argc, char** argv) {
     auto c1 = now();
     optimizer->zero_grad();
     auto out = model->forward(batch);
-    auto loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
+    const auto targets = batch.targets - 1;
+    auto loss = torch_loss ? torch::nn::functional::cross_entropy(out.scores, targets)
+                           : train::cross_entropy(out.scores, targets);
     if (out.aux_loss.defined()) loss = loss + out.aux_loss;  // as the trainer does (S²-DHCN's SSL)
     auto c2 = now();
     loss.backward();
@@ -100,8 +105,8 @@ int main(int argc, char** argv) {
   fmt::print("              per batch: make_batch {:.1f} ms, forward+loss {:.1f} ms, backward {:.1f} ms, Adam {:.1f} ms\n",
              1e3 * t_batch / n_batches, 1e3 * t_forward / n_batches, 1e3 * t_backward / n_batches, 1e3 * t_step / n_batches);
   fmt::print("  evaluation: {:8.0f} samples/s ({} test samples in {:.2f} s)\n", eval_rate, ranks.size(), eval_s);
-  fmt::print("  command: build/bin/backbone_bench --model {} --batches {} --threads {}{}{}\n", model_name, n_batches, threads,
-             torch_adam ? " --torch-adam" : "",
+  fmt::print("  command: build/bin/backbone_bench --model {} --batches {} --threads {}{}{}{}\n", model_name, n_batches,
+             threads, torch_adam ? " --torch-adam" : "", torch_loss ? " --torch-loss" : "",
              overrides.empty() ? "" : " --set " + fmt::format("{}", fmt::join(overrides, " --set ")));
   return 0;
 }

@@ -15,6 +15,7 @@
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
+#include "llm4sbr/train/cross_entropy.hpp"
 #include "llm4sbr/train/device.hpp"
 #include "llm4sbr/train/distributed.hpp"
 #include "llm4sbr/train/fused_adam.hpp"
@@ -300,7 +301,7 @@ void train_step(FitContext& c, const std::vector<std::int64_t>& global_batch, st
     auto batch = models::make_batch(c.ds.train, idx, c.opt.device);
     attach_intents(batch, c.intents.train);
     auto out = c.model.forward(batch);
-    loss = torch::nn::functional::cross_entropy(out.scores, batch.targets - 1);
+    loss = cross_entropy(out.scores, batch.targets - 1);
     if (out.aux_loss.defined()) loss = loss + out.aux_loss;
     if (c.reducer) loss = loss * (static_cast<double>(idx.size()) / static_cast<double>(global_batch.size()));
     loss.backward();
