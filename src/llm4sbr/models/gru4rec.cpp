@@ -5,8 +5,10 @@
 #include <cmath>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 #include "llm4sbr/models/model_settings.hpp"
+#include "llm4sbr/models/packed_gru.hpp"
 #include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/segments.hpp"
 
@@ -59,29 +61,94 @@ void Gru4RecImpl::init_official(std::uint64_t seed) {
   }
 }
 
+// The GRU's layers over packed clicks: packed_gru_layer on a CPU (float32/64), torch::nn::GRU elsewhere. Between
+// layers, dropout on the packed rows as torch's GRU applies it (the same draws from the same seed).
+torch::nn::utils::rnn::PackedSequence Gru4RecImpl::run_gru(const torch::nn::utils::rnn::PackedSequence& packed) {
+  const auto& x = packed.data();
+  const bool own = x.device().is_cpu() && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64);
+  if (!own) return std::get<0>(gru->forward_with_packed_input(packed));
+  auto params = gru->named_parameters();
+  auto data = x;
+  for (std::int64_t l = 0; l < options_.layers; ++l) {
+    if (l > 0) data = F::dropout(data, F::DropoutFuncOptions().p(gru->options.dropout()).training(is_training()));
+    const auto layer = std::to_string(l);
+    data = packed_gru_layer(data, packed.batch_sizes(), params["weight_ih_l" + layer], params["weight_hh_l" + layer],
+                            params["bias_ih_l" + layer], params["bias_hh_l" + layer]);
+  }
+  return torch::nn::utils::rnn::PackedSequence(data, packed.batch_sizes(), packed.sorted_indices(),
+                                               packed.unsorted_indices());
+}
+
+namespace {
+
+// Where the rows of a PackedSequence (time-major: batch_sizes[t] rows for step t, sessions sorted by decreasing
+// length) belong in the batch: slots [P] = b · L + t, their place in the padded [B, L] layout (the dropout
+// masks are drawn over it); session_major [P], the packed rows in session order, positions in order
+// (SessionRepresentation::clicks); click_sessions [P], each of those rows' session; last [B], the packed row
+// of each session's last click. On `device`.
+struct PackedLayout {
+  torch::Tensor slots, session_major, click_sessions, last;
+};
+
+PackedLayout packed_layout(const torch::nn::utils::rnn::PackedSequence& packed, std::int64_t sessions,
+                           std::int64_t width, torch::Device device) {
+  const auto sizes = packed.batch_sizes();
+  const auto* n = sizes.data_ptr<std::int64_t>();
+  const auto sorted = packed.sorted_indices().defined() ? packed.sorted_indices().cpu()
+                                                        : torch::arange(sessions, torch::kInt64);
+  const auto* order = sorted.data_ptr<std::int64_t>();
+  const auto rows = packed.data().size(0);
+  std::vector<std::int64_t> length(static_cast<std::size_t>(sessions), 0), start(static_cast<std::size_t>(sessions), 0);
+  for (std::int64_t t = 0; t < sizes.numel(); ++t)
+    for (std::int64_t i = 0; i < n[t]; ++i) ++length[static_cast<std::size_t>(order[i])];
+  for (std::size_t b = 1; b < length.size(); ++b) start[b] = start[b - 1] + length[b - 1];
+  auto slots = torch::empty({rows}, torch::kInt64), major = torch::empty({rows}, torch::kInt64);
+  auto click_sessions = torch::empty({rows}, torch::kInt64), last = torch::empty({sessions}, torch::kInt64);
+  auto* slot = slots.data_ptr<std::int64_t>();
+  auto* in_order = major.data_ptr<std::int64_t>();
+  auto* owner = click_sessions.data_ptr<std::int64_t>();
+  auto* final_row = last.data_ptr<std::int64_t>();
+  std::int64_t p = 0;
+  for (std::int64_t t = 0; t < sizes.numel(); ++t)
+    for (std::int64_t i = 0; i < n[t]; ++i, ++p) {
+      const auto b = order[i];
+      const auto at = start[static_cast<std::size_t>(b)] + t;  // this click's row in session order
+      slot[p] = b * width + t;
+      in_order[at] = p;
+      owner[at] = b;
+      final_row[b] = p;  // the last step that has this session wins
+    }
+  return {slots.to(device), major.to(device), click_sessions.to(device), last.to(device)};
+}
+
+}  // namespace
+
 SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   const auto& weight = embedding->weight;
   const auto device = weight.device();
   const auto items = batch.items.to(device);
-  const auto mask = batch.mask.to(device);
-  const auto lengths = batch.lengths.to(device);
-
-  const auto input =
-      F::dropout(embedding(items), F::DropoutFuncOptions().p(options_.dropout_embed).training(is_training()));
-  // Packed, so that the GRU steps over real clicks only: a batch is padded to its longest prefix (up to
-  // 200 clicks on Beauty) while most prefixes are a few clicks long, and the padded run cost 10x more.
+  const auto sessions = items.size(0), width = items.size(1);
+  // Packed from the item ids on: the GRU steps over real clicks only, and nothing is computed at padding (a
+  // batch is padded to its longest prefix, up to 200 clicks on Beauty, while most prefixes are a few clicks
+  // long: the padded run cost 10x more). The dropout masks are drawn over the padded [B, L, d] as
+  // F::dropout draws them (dropout_rows), so a seed drops what the padded model dropped.
   namespace rnn = torch::nn::utils::rnn;
-  const auto packed = rnn::pack_padded_sequence(input, batch.lengths_on_cpu(), /*batch_first=*/true,
+  const auto packed = rnn::pack_padded_sequence(items, batch.lengths_on_cpu(), /*batch_first=*/true,
                                                 /*enforce_sorted=*/false);
-  const auto outputs = std::get<0>(rnn::pad_packed_sequence(std::get<0>(gru->forward_with_packed_input(packed)),
-                                                            /*batch_first=*/true, 0.0, items.size(1)));  // [B, L, d]
-  const auto states = F::dropout(outputs, F::DropoutFuncOptions().p(options_.dropout_hidden).training(is_training()));
-  const auto real = mask.unsqueeze(-1).to(weight.scalar_type());
+  const auto layout = packed_layout(packed, sessions, width, device);
+  const auto input = dropout_rows(embedding(packed.data()), layout.slots, sessions * width, options_.dropout_embed,
+                                  is_training());
+  const auto outputs = run_gru(rnn::PackedSequence(input, packed.batch_sizes(), packed.sorted_indices(),
+                                                   packed.unsorted_indices()));
+  const auto states = dropout_rows(outputs.data(), layout.slots, sessions * width, options_.dropout_hidden,
+                                   is_training());  // [P, d], time-major
 
   SessionRepresentation rep;
-  rep.local = gather_rows(states, lengths - 1);
-  rep.global = (states * real).sum(1) / lengths.to(weight.scalar_type()).unsqueeze(1);
-  std::tie(rep.clicks, rep.click_sessions) = pack_clicks(states, mask);
+  rep.clicks = states.index_select(0, layout.session_major);
+  rep.click_sessions = layout.click_sessions;
+  rep.local = states.index_select(0, layout.last);
+  rep.global = segment_sum(rep.clicks, rep.click_sessions, sessions) /
+               batch.lengths.to(device).to(weight.scalar_type()).unsqueeze(1);
   return rep;
 }
 

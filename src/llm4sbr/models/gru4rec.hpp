@@ -48,7 +48,8 @@ struct Gru4RecOptions {
 /// Differences from the official code: it trains session-parallel mini-batches that carry the state
 /// from click to click with sampled negatives and Adagrad; here the trainer applies cross-entropy over all
 /// items to every augmented prefix, with Adam, like every backbone. Its hidden dropout also reaches the
-/// state carried to the next click; here it applies to the outputs only (LibTorch's fused GRU).
+/// state carried to the next click; here it applies to the outputs only (as torch::nn::GRU does). On a CPU the
+/// GRU runs as packed_gru_layer (packed_gru.hpp), the same equations as torch::nn::GRU, whose parameters it reads.
 /// Initialisation as the official code (see init_official), drawn from a generator seeded by `seed`.
 class Gru4RecImpl : public SessionEncoderImpl {
  public:
@@ -70,6 +71,7 @@ class Gru4RecImpl : public SessionEncoderImpl {
 
  private:
   void init_official(std::uint64_t seed);
+  torch::nn::utils::rnn::PackedSequence run_gru(const torch::nn::utils::rnn::PackedSequence& packed);
 
   Gru4RecOptions options_;
 };

@@ -1,0 +1,178 @@
+#include "llm4sbr/models/packed_gru.hpp"
+
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "llm4sbr/core/error.hpp"
+
+namespace llm4sbr::models {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Where each step's rows start in the packed layout: offsets[t] = Σ_{t' < t} batch_sizes[t'].
+std::vector<std::int64_t> step_offsets(const std::vector<std::int64_t>& sizes) {
+  std::vector<std::int64_t> offsets(sizes.size(), 0);
+  for (std::size_t t = 1; t < sizes.size(); ++t) offsets[t] = offsets[t - 1] + sizes[t - 1];
+  return offsets;
+}
+
+template <typename T>
+T sigmoid(T v) {
+  return T(1) / (T(1) + std::exp(-v));
+}
+
+// The gates and state of `rows` rows of one step: gi [rows, 3d] = W_i x + b_i, gh [rows, 3d] = W_h h + b_h,
+// h_prev [rows, d] (null at step 0: h_0 = 0). Writes r, z, n to gates [rows, 3d], W_hn h + b_hn to gh_n
+// [rows, d] (the backward pass needs it apart from r's product) and the new state to h [rows, d].
+template <typename T>
+void step_forward(const T* gi, const T* gh, const T* h_prev, std::int64_t rows, std::int64_t d, T* gates, T* gh_n,
+                  T* h) {
+  for (std::int64_t i = 0; i < rows; ++i, gi += 3 * d, gh += 3 * d, gates += 3 * d, gh_n += d, h += d) {
+    for (std::int64_t j = 0; j < d; ++j) {
+      const T r = sigmoid(gi[j] + gh[j]);
+      const T z = sigmoid(gi[d + j] + gh[d + j]);
+      const T n = std::tanh(gi[2 * d + j] + r * gh[2 * d + j]);
+      const T previous = h_prev ? h_prev[i * d + j] : T(0);
+      gates[j] = r, gates[d + j] = z, gates[2 * d + j] = n;
+      gh_n[j] = gh[2 * d + j];
+      h[j] = (T(1) - z) * n + z * previous;
+    }
+  }
+}
+
+// The backward pass of step_forward for `rows` rows: grad [rows, d] = ∂L/∂h' from the layer's output plus
+// carry [rows, d] from the next step. Writes the gradients of the gate pre-activations, input side d_gi and
+// hidden side d_gh [rows, 3d] (equal but for n's: d(W_hn h + b_hn) = r ⊙ d(n's pre-activation)), and
+// replaces carry by ∂L/∂h through z ⊙ h only (the caller adds d_gh W_h).
+template <typename T>
+void step_backward(const T* grad, const T* gates, const T* gh_n, const T* h_prev, std::int64_t rows, std::int64_t d,
+                   T* carry, T* d_gi, T* d_gh) {
+  for (std::int64_t i = 0; i < rows; ++i, grad += d, gates += 3 * d, gh_n += d, carry += d, d_gi += 3 * d, d_gh += 3 * d) {
+    for (std::int64_t j = 0; j < d; ++j) {
+      const T r = gates[j], z = gates[d + j], n = gates[2 * d + j];
+      const T previous = h_prev ? h_prev[i * d + j] : T(0);
+      const T dh = grad[j] + carry[j];
+      const T dn_pre = dh * (T(1) - z) * (T(1) - n * n);
+      const T dr_pre = dn_pre * gh_n[j] * r * (T(1) - r);
+      const T dz_pre = dh * (previous - n) * z * (T(1) - z);
+      d_gi[j] = d_gh[j] = dr_pre;
+      d_gi[d + j] = d_gh[d + j] = dz_pre;
+      d_gi[2 * d + j] = dn_pre;
+      d_gh[2 * d + j] = dn_pre * r;
+      carry[j] = dh * z;
+    }
+  }
+}
+
+struct PackedGru : torch::autograd::Function<PackedGru> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w_ih,
+                               const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh,
+                               const torch::Tensor& batch_sizes) {
+    const auto sizes = std::vector<std::int64_t>(batch_sizes.data_ptr<std::int64_t>(),
+                                                 batch_sizes.data_ptr<std::int64_t>() + batch_sizes.numel());
+    const auto offsets = step_offsets(sizes);
+    const std::int64_t rows = x.size(0), d = w_hh.size(1);
+    const auto gi = at::addmm(b_ih, x, w_ih.t());  // the input side of every step in one product, [P, 3d]
+    auto h = at::empty({rows, d}, x.options());
+    auto gates = at::empty({rows, 3 * d}, x.options());
+    auto gh_n = at::empty({rows, d}, x.options());
+    // Scratch for W_h h + b_h, which is b_h at step 0 (h_0 = 0). A copy: expand().contiguous() of one row would
+    // be b_h itself, and the products of later steps would overwrite the parameter.
+    auto gh = sizes.empty() ? torch::Tensor() : b_hh.unsqueeze(0).repeat({sizes[0], 1});
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "packed_gru_forward", [&] {
+      for (std::size_t t = 0; t < sizes.size(); ++t) {
+        const auto o = offsets[t], n = sizes[t];
+        const scalar_t* h_prev = nullptr;
+        if (t > 0) {
+          const auto previous = h.narrow(0, offsets[t - 1], n);
+          auto gh_t = gh.narrow(0, 0, n);
+          at::addmm_out(gh_t, b_hh, previous, w_hh.t());
+          h_prev = previous.data_ptr<scalar_t>();
+        }
+        step_forward(gi.data_ptr<scalar_t>() + o * 3 * d, gh.data_ptr<scalar_t>(), h_prev, n, d,
+                     gates.data_ptr<scalar_t>() + o * 3 * d, gh_n.data_ptr<scalar_t>() + o * d,
+                     h.data_ptr<scalar_t>() + o * d);
+      }
+    });
+    ctx->save_for_backward({x, w_ih, w_hh, h, gates, gh_n, batch_sizes});
+    return h;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w_ih = saved[1], &w_hh = saved[2], &h = saved[3], &gates = saved[4], &gh_n = saved[5];
+    const auto& batch_sizes = saved[6];
+    const auto sizes = std::vector<std::int64_t>(batch_sizes.data_ptr<std::int64_t>(),
+                                                 batch_sizes.data_ptr<std::int64_t>() + batch_sizes.numel());
+    const auto offsets = step_offsets(sizes);
+    const std::int64_t rows = x.size(0), d = w_hh.size(1);
+    const auto grad = grad_outputs[0].contiguous();
+    auto d_gi = at::empty({rows, 3 * d}, x.options());
+    auto d_gh = at::empty({rows, 3 * d}, x.options());
+    auto h_prev = at::zeros({rows, d}, x.options());  // each row's previous state, for W_h's gradient
+    auto carry = at::zeros({sizes.empty() ? 0 : sizes[0], d}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "packed_gru_backward", [&] {
+      for (std::size_t t = sizes.size(); t-- > 0;) {
+        const auto o = offsets[t], n = sizes[t];
+        const scalar_t* previous = nullptr;
+        if (t > 0) {
+          h_prev.narrow(0, o, n).copy_(h.narrow(0, offsets[t - 1], n));
+          previous = h_prev.data_ptr<scalar_t>() + o * d;
+        }
+        step_backward(grad.data_ptr<scalar_t>() + o * d, gates.data_ptr<scalar_t>() + o * 3 * d,
+                      gh_n.data_ptr<scalar_t>() + o * d, previous, n, d, carry.data_ptr<scalar_t>(),
+                      d_gi.data_ptr<scalar_t>() + o * 3 * d, d_gh.data_ptr<scalar_t>() + o * 3 * d);
+        if (t > 0) {  // the rest of ∂L/∂h for the step before: through W_h h
+          auto carried = carry.narrow(0, 0, n);
+          carried.addmm_(d_gh.narrow(0, o, n), w_hh);
+        }
+      }
+    });
+    return {d_gi.mm(w_ih), d_gi.t().mm(x), d_gh.t().mm(h_prev), d_gi.sum(0), d_gh.sum(0), torch::Tensor()};
+  }
+};
+
+// Shapes, dtypes and devices packed_gru_layer accepts, checked before any pointer is read.
+void check_inputs(const torch::Tensor& x, const torch::Tensor& batch_sizes, const torch::Tensor& w_ih,
+                  const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh) {
+  const bool floating = x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64;
+  for (const auto* t : {&x, &w_ih, &w_hh, &b_ih, &b_hh, &batch_sizes})
+    if (!t->device().is_cpu()) throw Error("packed_gru_layer: CPU tensors only (use torch::nn::GRU on a GPU)");
+  for (const auto* t : {&w_ih, &w_hh, &b_ih, &b_hh})
+    if (!floating || t->scalar_type() != x.scalar_type())
+      throw Error("packed_gru_layer: x and the weights must be all float32 or all float64");
+  const auto d = w_hh.dim() == 2 ? w_hh.size(1) : -1;
+  if (x.dim() != 2 || d < 1 || w_hh.size(0) != 3 * d || w_ih.dim() != 2 || w_ih.size(0) != 3 * d ||
+      w_ih.size(1) != x.size(1) || b_ih.dim() != 1 || b_ih.size(0) != 3 * d || b_hh.dim() != 1 || b_hh.size(0) != 3 * d)
+    throw Error(c10::str("packed_gru_layer: expected x [P, d_in], w_ih [3d, d_in], w_hh [3d, d], biases [3d]; got x ",
+                         x.sizes(), ", w_ih ", w_ih.sizes(), ", w_hh ", w_hh.sizes(), ", b_ih ", b_ih.sizes(), ", b_hh ",
+                         b_hh.sizes()));
+  if (batch_sizes.dim() != 1 || batch_sizes.scalar_type() != torch::kLong)
+    throw Error("packed_gru_layer: batch_sizes must be a 1-d int64 tensor");
+  const auto* s = batch_sizes.data_ptr<std::int64_t>();
+  std::int64_t total = 0;
+  for (std::int64_t t = 0; t < batch_sizes.numel(); ++t) {
+    if (s[t] < 1 || (t > 0 && s[t] > s[t - 1]))
+      throw Error("packed_gru_layer: batch_sizes must be positive and non-increasing (a PackedSequence's)");
+    total += s[t];
+  }
+  if (total != x.size(0))
+    throw Error(c10::str("packed_gru_layer: batch_sizes sum to ", total, " but x has ", x.size(0), " rows"));
+}
+
+}  // namespace
+
+torch::Tensor packed_gru_layer(const torch::Tensor& x, const torch::Tensor& batch_sizes, const torch::Tensor& w_ih,
+                               const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh) {
+  check_inputs(x, batch_sizes, w_ih, w_hh, b_ih, b_hh);
+  return PackedGru::apply(x.contiguous(), w_ih.contiguous(), w_hh.contiguous(), b_ih.contiguous(), b_hh.contiguous(),
+                          batch_sizes.contiguous());
+}
+
+}  // namespace llm4sbr::models

@@ -1,0 +1,96 @@
+// packed_gru_layer against torch::nn::GRU on the same packed sequences: the same states and the same gradients
+// of the input and of the four parameters (float rounding aside), and its refusals.
+#include "llm4sbr/models/packed_gru.hpp"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llm4sbr/core/error.hpp"
+
+namespace llm4sbr::models {
+namespace {
+
+namespace rnn = torch::nn::utils::rnn;
+
+// Largest |a − b| relative to b's largest value.
+double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / std::max(1e-30, b.abs().max().item<double>());
+}
+
+// Sequences of the given lengths (at most 5), d_in 6, d 4, non-zero biases; the loss weighs every state
+// differently so that each row's gradient matters. The parameters must not change (a scratch buffer that
+// aliased b_hh once overwrote it when a step had one row).
+void expect_equal_to_torchs_gru(torch::Dtype dtype, double tolerance, const std::vector<std::int64_t>& lengths_of) {
+  torch::manual_seed(5);
+  torch::nn::GRU gru(torch::nn::GRUOptions(6, 4).batch_first(true));
+  gru->to(dtype);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : gru->parameters()) p.uniform_(-0.8, 0.8);
+  }
+  std::vector<torch::Tensor> before;
+  for (auto& p : gru->parameters()) before.push_back(p.detach().clone());
+  const auto batch = static_cast<std::int64_t>(lengths_of.size());
+  const auto lengths = torch::tensor(lengths_of, torch::kLong);
+  const auto input = torch::randn({batch, 5, 6}, dtype);
+  const auto weights = torch::randn({batch, 5, 4}, dtype);
+
+  auto loss_of = [&](const rnn::PackedSequence& states) {
+    const auto padded = std::get<0>(rnn::pad_packed_sequence(states, true, 0.0, 5));
+    return (padded * weights).sum();
+  };
+  auto x1 = input.clone().requires_grad_();
+  const auto packed1 = rnn::pack_padded_sequence(x1, lengths, true, false);
+  const auto theirs = std::get<0>(gru->forward_with_packed_input(packed1));
+  loss_of(theirs).backward();
+  std::vector<torch::Tensor> their_grads;
+  for (auto& p : gru->parameters()) their_grads.push_back(p.grad().clone()), p.mutable_grad().reset();
+
+  auto x2 = input.clone().requires_grad_();
+  const auto packed2 = rnn::pack_padded_sequence(x2, lengths, true, false);
+  auto params = gru->named_parameters();
+  const auto mine_data = packed_gru_layer(packed2.data(), packed2.batch_sizes(), params["weight_ih_l0"],
+                                          params["weight_hh_l0"], params["bias_ih_l0"], params["bias_hh_l0"]);
+  const rnn::PackedSequence mine(mine_data, packed2.batch_sizes(), packed2.sorted_indices(), packed2.unsorted_indices());
+  loss_of(mine).backward();
+
+  EXPECT_LT(relative_difference(mine.data(), theirs.data()), tolerance);
+  EXPECT_LT(relative_difference(x2.grad(), x1.grad()), tolerance);
+  std::size_t i = 0;
+  for (const auto& item : gru->named_parameters())
+    EXPECT_LT(relative_difference(item.value().grad(), their_grads[i++]), tolerance) << item.key();
+  i = 0;
+  for (const auto& item : gru->named_parameters()) EXPECT_TRUE(torch::equal(item.value(), before[i++])) << item.key();
+}
+
+// Float64: the same sums in another order agree to ~1e-15; a wrong term would be off by ~1e-1.
+// Lengths 5, 1, 3, 5, 2: unsorted, with a tie; then one sequence alone (one row a step).
+TEST(PackedGru, EqualsTorchsGruInDouble) {
+  expect_equal_to_torchs_gru(torch::kFloat64, 1e-12, {5, 1, 3, 5, 2});
+  expect_equal_to_torchs_gru(torch::kFloat64, 1e-12, {4});
+}
+
+// Float32: a few ulps (1.2e-7) of rounding through five steps.
+TEST(PackedGru, EqualsTorchsGruInFloat) {
+  expect_equal_to_torchs_gru(torch::kFloat32, 1e-5, {5, 1, 3, 5, 2});
+  expect_equal_to_torchs_gru(torch::kFloat32, 1e-5, {4});
+}
+
+TEST(PackedGru, RefusesWhatItCannotRun) {
+  const auto x = torch::randn({6, 3});
+  const auto w_ih = torch::randn({12, 3}), w_hh = torch::randn({12, 4}), b = torch::randn({12});
+  const auto sizes = torch::tensor({3, 2, 1}, torch::kLong);
+  EXPECT_NO_THROW(packed_gru_layer(x, sizes, w_ih, w_hh, b, b));
+  EXPECT_THROW(packed_gru_layer(x, torch::tensor({3, 2}, torch::kLong), w_ih, w_hh, b, b), Error);     // 5 rows, not 6
+  EXPECT_THROW(packed_gru_layer(x, torch::tensor({2, 3, 1}, torch::kLong), w_ih, w_hh, b, b), Error);  // increasing
+  EXPECT_THROW(packed_gru_layer(x, sizes, torch::randn({12, 4}), w_hh, b, b), Error);                  // d_in 4 ≠ 3
+  EXPECT_THROW(packed_gru_layer(x.to(torch::kHalf), sizes, w_ih, w_hh, b, b), Error);
+  EXPECT_THROW(packed_gru_layer(x, sizes.to(torch::kInt), w_ih, w_hh, b, b), Error);
+}
+
+}  // namespace
+}  // namespace llm4sbr::models
