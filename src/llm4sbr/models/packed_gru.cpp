@@ -2,7 +2,9 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -22,50 +24,90 @@ std::vector<std::int64_t> step_offsets(const std::vector<std::int64_t>& sizes) {
   return offsets;
 }
 
+// σ and tanh for the step loops. float: written out from one exp (Cephes' expf: 2^n times a degree-6
+// polynomial on [-ln2/2, ln2/2], ~2 ulp) so that the compiler vectorizes the loops (std::exp and std::tanh are
+// calls into libm, one value at a time: they were most of the forward step's time). double (tests,
+// gradient checks) keeps the library's functions.
 template <typename T>
-T sigmoid(T v) {
-  return T(1) / (T(1) + std::exp(-v));
-}
+struct Activations {
+  static T sigmoid(T v) { return T(1) / (T(1) + std::exp(-v)); }
+  static T tanh(T v) { return std::tanh(v); }
+};
+
+template <>
+struct Activations<float> {
+  static float exp(float x) {
+    x = std::min(std::max(x, -87.0f), 88.0f);                 // e^x stays a normal float
+    const float n = std::floor(x * 1.44269504088896341f + 0.5f);  // x = n ln2 + r, |r| ≤ ln2 / 2
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;     // ln2 in two parts: r exact to float
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float e = p * r * r + r + 1.0f;
+    const auto bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(n) + 127) << 23;  // 2^n
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return e * scale;
+  }
+  static float sigmoid(float v) { return 1.0f / (1.0f + exp(-v)); }
+  static float tanh(float v) { return 1.0f - 2.0f / (exp(2.0f * v) + 1.0f); }  // absolute error ~1e-7 near 0
+};
 
 // The gates and state of `rows` rows of one step: gi [rows, 3d] = W_i x + b_i, gh [rows, 3d] = W_h h + b_h,
-// h_prev [rows, d] (null at step 0: h_0 = 0). Writes r, z, n to gates [rows, 3d], W_hn h + b_hn to gh_n
+// h_prev [rows, d] (zeros at step 0: h_0 = 0). Writes r, z, n to gates [rows, 3d], W_hn h + b_hn to gh_n
 // [rows, d] (the backward pass needs it apart from r's product) and the new state to h [rows, d].
 template <typename T>
-void step_forward(const T* gi, const T* gh, const T* h_prev, std::int64_t rows, std::int64_t d, T* gates, T* gh_n,
-                  T* h) {
-  for (std::int64_t i = 0; i < rows; ++i, gi += 3 * d, gh += 3 * d, gates += 3 * d, gh_n += d, h += d) {
+[[gnu::always_inline]] inline void step_forward_rows(const T* __restrict gi, const T* __restrict gh,
+                                                     const T* __restrict h_prev, std::int64_t rows, std::int64_t d,
+                                                     T* __restrict gates, T* __restrict gh_n, T* __restrict h) {
+  using A = Activations<T>;
+  for (std::int64_t i = 0; i < rows; ++i, gi += 3 * d, gh += 3 * d, h_prev += d, gates += 3 * d, gh_n += d, h += d) {
     for (std::int64_t j = 0; j < d; ++j) {
-      const T r = sigmoid(gi[j] + gh[j]);
-      const T z = sigmoid(gi[d + j] + gh[d + j]);
-      const T n = std::tanh(gi[2 * d + j] + r * gh[2 * d + j]);
-      const T previous = h_prev ? h_prev[i * d + j] : T(0);
+      const T r = A::sigmoid(gi[j] + gh[j]);
+      const T z = A::sigmoid(gi[d + j] + gh[d + j]);
+      const T n = A::tanh(gi[2 * d + j] + r * gh[2 * d + j]);
       gates[j] = r, gates[d + j] = z, gates[2 * d + j] = n;
       gh_n[j] = gh[2 * d + j];
-      h[j] = (T(1) - z) * n + z * previous;
+      h[j] = (T(1) - z) * n + z * h_prev[j];
     }
   }
 }
 
+void step_forward(const double* gi, const double* gh, const double* h_prev, std::int64_t rows, std::int64_t d,
+                  double* gates, double* gh_n, double* h) {
+  step_forward_rows(gi, gh, h_prev, rows, d, gates, gh_n, h);
+}
+
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
+void step_forward(const float* gi, const float* gh, const float* h_prev, std::int64_t rows, std::int64_t d,
+                  float* gates, float* gh_n, float* h) {
+  step_forward_rows(gi, gh, h_prev, rows, d, gates, gh_n, h);
+}
+
 // The backward pass of step_forward for `rows` rows: grad [rows, d] = ∂L/∂h' from the layer's output plus
-// carry [rows, d] from the next step. Writes the gradients of the gate pre-activations, input side d_gi and
-// hidden side d_gh [rows, 3d] (equal but for n's: d(W_hn h + b_hn) = r ⊙ d(n's pre-activation)), and
-// replaces carry by ∂L/∂h through z ⊙ h only (the caller adds d_gh W_h).
+// carry [rows, d] from the next step, h_prev [rows, d] as in step_forward. Writes the gradients of the gate
+// pre-activations, input side d_gi and hidden side d_gh [rows, 3d] (equal but for n's:
+// d(W_hn h + b_hn) = r ⊙ d(n's pre-activation)), and replaces carry by ∂L/∂h through z ⊙ h only (the caller
+// adds d_gh W_h).
 template <typename T>
 void step_backward(const T* grad, const T* gates, const T* gh_n, const T* h_prev, std::int64_t rows, std::int64_t d,
                    T* carry, T* d_gi, T* d_gh) {
-  for (std::int64_t i = 0; i < rows; ++i, grad += d, gates += 3 * d, gh_n += d, carry += d, d_gi += 3 * d, d_gh += 3 * d) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const auto row = i * d, gate_row = 3 * i * d;
     for (std::int64_t j = 0; j < d; ++j) {
-      const T r = gates[j], z = gates[d + j], n = gates[2 * d + j];
-      const T previous = h_prev ? h_prev[i * d + j] : T(0);
-      const T dh = grad[j] + carry[j];
+      const T r = gates[gate_row + j], z = gates[gate_row + d + j], n = gates[gate_row + 2 * d + j];
+      const T dh = grad[row + j] + carry[row + j];
       const T dn_pre = dh * (T(1) - z) * (T(1) - n * n);
-      const T dr_pre = dn_pre * gh_n[j] * r * (T(1) - r);
-      const T dz_pre = dh * (previous - n) * z * (T(1) - z);
-      d_gi[j] = d_gh[j] = dr_pre;
-      d_gi[d + j] = d_gh[d + j] = dz_pre;
-      d_gi[2 * d + j] = dn_pre;
-      d_gh[2 * d + j] = dn_pre * r;
-      carry[j] = dh * z;
+      const T dr_pre = dn_pre * gh_n[row + j] * r * (T(1) - r);
+      const T dz_pre = dh * (h_prev[row + j] - n) * z * (T(1) - z);
+      d_gi[gate_row + j] = d_gh[gate_row + j] = dr_pre;
+      d_gi[gate_row + d + j] = d_gh[gate_row + d + j] = dz_pre;
+      d_gi[gate_row + 2 * d + j] = dn_pre;
+      d_gh[gate_row + 2 * d + j] = dn_pre * r;
+      carry[row + j] = dh * z;
     }
   }
 }
@@ -85,10 +127,11 @@ struct PackedGru : torch::autograd::Function<PackedGru> {
     // Scratch for W_h h + b_h, which is b_h at step 0 (h_0 = 0). A copy: expand().contiguous() of one row would
     // be b_h itself, and the products of later steps would overwrite the parameter.
     auto gh = sizes.empty() ? torch::Tensor() : b_hh.unsqueeze(0).repeat({sizes[0], 1});
+    const auto h_0 = at::zeros({sizes.empty() ? 0 : sizes[0], d}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "packed_gru_forward", [&] {
       for (std::size_t t = 0; t < sizes.size(); ++t) {
         const auto o = offsets[t], n = sizes[t];
-        const scalar_t* h_prev = nullptr;
+        const scalar_t* h_prev = h_0.data_ptr<scalar_t>();
         if (t > 0) {
           const auto previous = h.narrow(0, offsets[t - 1], n);
           auto gh_t = gh.narrow(0, 0, n);
@@ -120,11 +163,8 @@ struct PackedGru : torch::autograd::Function<PackedGru> {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "packed_gru_backward", [&] {
       for (std::size_t t = sizes.size(); t-- > 0;) {
         const auto o = offsets[t], n = sizes[t];
-        const scalar_t* previous = nullptr;
-        if (t > 0) {
-          h_prev.narrow(0, o, n).copy_(h.narrow(0, offsets[t - 1], n));
-          previous = h_prev.data_ptr<scalar_t>() + o * d;
-        }
+        if (t > 0) h_prev.narrow(0, o, n).copy_(h.narrow(0, offsets[t - 1], n));  // step 0's rows stay h_0 = 0
+        const scalar_t* previous = h_prev.data_ptr<scalar_t>() + o * d;
         step_backward(grad.data_ptr<scalar_t>() + o * d, gates.data_ptr<scalar_t>() + o * 3 * d,
                       gh_n.data_ptr<scalar_t>() + o * d, previous, n, d, carry.data_ptr<scalar_t>(),
                       d_gi.data_ptr<scalar_t>() + o * 3 * d, d_gh.data_ptr<scalar_t>() + o * 3 * d);
@@ -151,8 +191,8 @@ void check_inputs(const torch::Tensor& x, const torch::Tensor& batch_sizes, cons
   if (x.dim() != 2 || d < 1 || w_hh.size(0) != 3 * d || w_ih.dim() != 2 || w_ih.size(0) != 3 * d ||
       w_ih.size(1) != x.size(1) || b_ih.dim() != 1 || b_ih.size(0) != 3 * d || b_hh.dim() != 1 || b_hh.size(0) != 3 * d)
     throw Error(c10::str("packed_gru_layer: expected x [P, d_in], w_ih [3d, d_in], w_hh [3d, d], biases [3d]; got x ",
-                         x.sizes(), ", w_ih ", w_ih.sizes(), ", w_hh ", w_hh.sizes(), ", b_ih ", b_ih.sizes(), ", b_hh ",
-                         b_hh.sizes()));
+                         x.sizes(), ", w_ih ", w_ih.sizes(), ", w_hh ", w_hh.sizes(), ", b_ih ", b_ih.sizes(),
+                         ", b_hh ", b_hh.sizes()));
   if (batch_sizes.dim() != 1 || batch_sizes.scalar_type() != torch::kLong)
     throw Error("packed_gru_layer: batch_sizes must be a 1-d int64 tensor");
   const auto* s = batch_sizes.data_ptr<std::int64_t>();
