@@ -33,7 +33,9 @@ TEST(Gru4Rec, ReadsConfigAndRegistersByName) {
   ModelContext ctx;
   ctx.n_items = 20;
   ctx.hidden_size = 8;
-  auto enc = make_encoder("gru4rec", ctx, Config::parse("layers: 2\ndropout_embed: 0.1\ndropout_hidden: 0.3\n"));
+  auto enc = make_encoder("gru4rec", ctx,
+                          Config::parse("layers: 2\ndropout_embed: 0.1\ndropout_hidden: 0.3\n"
+                                        "padded_dropout_masks: true\n"));
   auto* m = dynamic_cast<Gru4RecImpl*>(enc.get());
   ASSERT_NE(m, nullptr);
   EXPECT_EQ(m->name(), "gru4rec");
@@ -42,6 +44,7 @@ TEST(Gru4Rec, ReadsConfigAndRegistersByName) {
   EXPECT_EQ(m->options().layers, 2);
   EXPECT_DOUBLE_EQ(m->options().dropout_embed, 0.1);
   EXPECT_DOUBLE_EQ(m->options().dropout_hidden, 0.3);
+  EXPECT_TRUE(m->options().padded_dropout_masks);
   EXPECT_EQ(m->embedding->weight.sizes(), (std::vector<std::int64_t>{21, 8}));
   EXPECT_THROW(make_encoder("gru4rec", ctx, Config::parse("layers: 0\n")), ConfigError);
   EXPECT_EQ(m->item_bias.sizes(), (std::vector<std::int64_t>{20}));
@@ -141,9 +144,12 @@ TEST(Gru4Rec, GradientsMatchFiniteDifferences) {
 
 // The packed encode against the padded computation it replaced (torch::nn::GRU on the padded, dropped-out
 // embeddings, dropout on the padded outputs, masked mean and gathers), in training with both dropouts on and
-// two layers: with the same seed, the same masks, so the same states to float rounding.
+// two layers: with padded_dropout_masks and the same seed, the same masks, so the same states to float
+// rounding. By default the masks are drawn for the real clicks only: other values from the same seed.
 TEST(Gru4Rec, PackedEncodeEqualsThePaddedComputation) {
-  Gru4RecImpl model(tiny_options(20, 8, 2, 0.3, 0.4), 5);
+  auto options = tiny_options(20, 8, 2, 0.3, 0.4);
+  options.padded_dropout_masks = true;  // the masks the padded computation drew
+  Gru4RecImpl model(options, 5);
   model.train();
   const auto samples = samples_of({{5, 3, 5, 7}, {2}, {1, 2, 3, 4, 5, 6}, {9, 9}}, {1, 2, 3, 4});
   const std::vector<std::int64_t> all = {0, 1, 2, 3};
@@ -170,6 +176,12 @@ TEST(Gru4Rec, PackedEncodeEqualsThePaddedComputation) {
   EXPECT_TRUE(torch::allclose(rep.clicks, clicks, 1e-5, 1e-6));
   EXPECT_TRUE(torch::equal(rep.click_sessions, torch::tensor({0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2, 3, 3}, torch::kLong)));
   EXPECT_GT((rep.clicks == 0).sum().item<std::int64_t>(), 0);  // dropout dropped something: the masks were compared
+
+  options.padded_dropout_masks = false;
+  Gru4RecImpl own_masks(options, 5);
+  own_masks.train();
+  torch::manual_seed(17);
+  EXPECT_FALSE(torch::allclose(own_masks.encode(batch).clicks, clicks, 1e-5, 1e-6));
 }
 
 TEST(Gru4Rec, ScoresDoNotDependOnPadding) {

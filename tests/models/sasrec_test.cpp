@@ -37,7 +37,9 @@ TEST(SasRec, ReadsConfigAndRegistersByName) {
   ModelContext ctx;
   ctx.n_items = 20;
   ctx.hidden_size = 8;
-  auto enc = make_encoder("sasrec", ctx, Config::parse("max_length: 10\nblocks: 3\nheads: 2\ndropout: 0.2\n"));
+  auto enc = make_encoder("sasrec", ctx,
+                          Config::parse("max_length: 10\nblocks: 3\nheads: 2\ndropout: 0.2\n"
+                                        "padded_dropout_masks: true\n"));
   auto* m = dynamic_cast<SasRecImpl*>(enc.get());
   ASSERT_NE(m, nullptr);
   EXPECT_EQ(m->name(), "sasrec");
@@ -48,6 +50,7 @@ TEST(SasRec, ReadsConfigAndRegistersByName) {
   EXPECT_EQ(m->blocks->size(), 3u);
   EXPECT_EQ(m->options().heads, 2);
   EXPECT_DOUBLE_EQ(m->options().dropout, 0.2);
+  EXPECT_TRUE(m->options().padded_dropout_masks);
   EXPECT_EQ(m->embedding->weight.sizes(), (std::vector<std::int64_t>{21, 8}));
   EXPECT_EQ(m->pos_embedding->weight.sizes(), (std::vector<std::int64_t>{10, 8}));
   EXPECT_THROW(make_encoder("sasrec", ctx, Config::parse("heads: 3\n")), ConfigError);  // 8 % 3 != 0

@@ -25,6 +25,7 @@ Gru4RecOptions Gru4RecOptions::from_config(const ModelContext& ctx, const Config
   o.dropout_embed = keys.rate("dropout_embed", o.dropout_embed);
   o.dropout_hidden = keys.rate("dropout_hidden", o.dropout_hidden);
   o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
+  o.padded_dropout_masks = keys.flag("padded_dropout_masks", o.padded_dropout_masks);
   keys.reject_unknown_keys();
   return o;
 }
@@ -130,18 +131,19 @@ SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   const auto sessions = items.size(0), width = items.size(1);
   // Packed from the item ids on: the GRU steps over real clicks only, and nothing is computed at padding (a
   // batch is padded to its longest prefix, up to 200 clicks on Beauty, while most prefixes are a few clicks
-  // long: the padded run cost 10x more). The dropout masks are drawn over the padded [B, L, d] as
-  // F::dropout draws them (dropout_rows), so a seed drops what the padded model dropped.
+  // long: the padded run cost 10x more). The dropout masks are drawn for the real clicks only, or with
+  // padded_dropout_masks over the padded [B, L, d] as the padded model drew them.
   namespace rnn = torch::nn::utils::rnn;
   const auto packed = rnn::pack_padded_sequence(items, batch.lengths_on_cpu(), /*batch_first=*/true,
                                                 /*enforce_sorted=*/false);
   const auto layout = packed_layout(packed, sessions, width, device);
-  const auto input = dropout_rows(embedding(packed.data()), layout.slots, sessions * width, options_.dropout_embed,
-                                  is_training());
+  auto dropout = [&](const torch::Tensor& x, double p) {
+    return dropout_packed(x, layout.slots, sessions * width, p, is_training(), options_.padded_dropout_masks);
+  };
+  const auto input = dropout(embedding(packed.data()), options_.dropout_embed);
   const auto outputs = run_gru(rnn::PackedSequence(input, packed.batch_sizes(), packed.sorted_indices(),
                                                    packed.unsorted_indices()));
-  const auto states = dropout_rows(outputs.data(), layout.slots, sessions * width, options_.dropout_hidden,
-                                   is_training());  // [P, d], time-major
+  const auto states = dropout(outputs.data(), options_.dropout_hidden);  // [P, d], time-major
 
   SessionRepresentation rep;
   rep.clicks = states.index_select(0, layout.session_major);

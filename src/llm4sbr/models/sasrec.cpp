@@ -36,6 +36,7 @@ SasRecOptions SasRecOptions::from_config(const ModelContext& ctx, const Config& 
   o.heads = keys.integer("heads", o.heads, 1);
   o.dropout = keys.rate("dropout", o.dropout);
   o.nonhybrid = keys.flag("nonhybrid", o.nonhybrid);
+  o.padded_dropout_masks = keys.flag("padded_dropout_masks", o.padded_dropout_masks);
   if (o.hidden_size % o.heads != 0)
     throw ConfigError(
         fmt::format("sasrec: config key 'heads' must divide hidden_size {}, got {}", o.hidden_size, o.heads));
@@ -45,8 +46,9 @@ SasRecOptions SasRecOptions::from_config(const ModelContext& ctx, const Config& 
 
 // ---------------------------------------------------------------------------------------------------
 
-SasRecBlockImpl::SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, double dropout)
-    : heads_(heads), dropout_(dropout) {
+SasRecBlockImpl::SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, double dropout,
+                                 bool padded_dropout_masks)
+    : heads_(heads), dropout_(dropout), padded_dropout_masks_(padded_dropout_masks) {
   const std::int64_t d = hidden_size;
   attention_norm = register_module("attention_norm", layer_norm(d));
   query = register_module("query", torch::nn::Linear(d, d));
@@ -60,7 +62,6 @@ SasRecBlockImpl::SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, d
 torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t b,
                                        std::int64_t n, const torch::Tensor& allowed) {
   const std::int64_t d = x.size(1), dh = d / heads_, rows = b * n;
-  const auto drop = F::DropoutFuncOptions().p(dropout_).training(is_training());
   // Real rows into the zero-padded window, as [B, h, n, dh]. Padding keys are masked and padding queries'
   // outputs are dropped, so zeros there give the real rows what the padded computation gave them.
   auto window = [&](const torch::Tensor& t) {
@@ -71,11 +72,14 @@ torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tens
   const auto q = window(query(q_in)), k = window(key(x)), v = window(value(x));
   auto logits = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(dh));  // [B, h, n, n]
   logits = logits.masked_fill(allowed.logical_not().unsqueeze(1), -std::numeric_limits<double>::infinity());
-  const auto weights = F::dropout(torch::softmax(logits, -1), drop);
+  const auto weights = dropout_attention(torch::softmax(logits, -1), allowed, dropout_, is_training(),
+                                         padded_dropout_masks_);
   const auto attended = torch::matmul(weights, v).transpose(1, 2).reshape({rows, d}).index_select(0, slots);
   const auto h = ffn_norm(q_in + attended);
-  const auto inner = dropout_rows(torch::relu(ffn_in(h)), slots, rows, dropout_, is_training());
-  return h + dropout_rows(ffn_out(inner), slots, rows, dropout_, is_training());
+  auto dropout = [&](const torch::Tensor& t) {
+    return dropout_packed(t, slots, rows, dropout_, is_training(), padded_dropout_masks_);
+  };
+  return h + dropout(ffn_out(dropout(torch::relu(ffn_in(h)))));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -86,7 +90,7 @@ SasRecImpl::SasRecImpl(SasRecOptions options, std::uint64_t seed) : options_(opt
   pos_embedding = register_module("pos_embedding", torch::nn::Embedding(options_.max_length, d));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < options_.blocks; ++i)
-    blocks->push_back(SasRecBlock(d, options_.heads, options_.dropout));
+    blocks->push_back(SasRecBlock(d, options_.heads, options_.dropout, options_.padded_dropout_masks));
   final_norm = register_module("final_norm", layer_norm(d));
   // Registered last (the other parameters draw the same values as without it), and in nonhybrid mode
   // too, so that both variants share one checkpoint layout.
@@ -134,7 +138,7 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   const std::int64_t b = items.size(0), rows = b * window;
   auto x = embedding(clicks.reshape({-1}).index_select(0, slots)) * std::sqrt(static_cast<double>(options_.hidden_size)) +
            pos_embedding(positions.reshape({-1}).index_select(0, slots));  // [P, d]
-  x = dropout_rows(x, slots, rows, options_.dropout, is_training());
+  x = dropout_packed(x, slots, rows, options_.dropout, is_training(), options_.padded_dropout_masks);
   // Query t may attend to key s iff s <= t and s is a real click (every row's slot 0 is real).
   const auto causal = torch::ones({window, window}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
   const auto allowed = causal.unsqueeze(0).logical_and(real_mask.unsqueeze(1));  // [B, n, n]

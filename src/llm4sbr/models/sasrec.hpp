@@ -26,8 +26,13 @@ struct SasRecOptions {
   /// over this model's two anchors, so gating either anchor changes the scores; true: the model's own
   /// readout s = F at the last click, the paper's model (it ignores global)
   bool nonhybrid = false;
+  /// true: the per-position dropouts draw their masks over the whole [B, n, d] window (dropout_packed), so a
+  /// seed drops what the padded model dropped (the results of earlier versions); false (default): over the
+  /// real clicks (and the attention weights' for the pairs a real click attends to) only.
+  bool padded_dropout_masks = false;
 
-  /// Reads `hidden_size`, `max_length`, `blocks`, `heads`, `dropout` and `nonhybrid` from a model config section;
+  /// Reads `hidden_size`, `max_length`, `blocks`, `heads`, `dropout`, `nonhybrid` and `padded_dropout_masks`
+  /// from a model config section;
   /// hidden_size defaults to ctx.hidden_size and n_items comes from ctx. Throws ConfigError (naming the
   /// key) for a bad value.
   static SasRecOptions from_config(const ModelContext& ctx, const Config& settings);
@@ -40,12 +45,14 @@ struct SasRecOptions {
 ///   x = LN₂(x),  x = x + Dropout(W₂ Dropout(ReLU(W₁ x + b₁)) + b₂)   (at the real positions m only).
 class SasRecBlockImpl : public torch::nn::Module {
  public:
-  SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, double dropout);
+  SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, double dropout, bool padded_dropout_masks = false);
 
   /// x [P, d]: the real positions of a [B, n] window, packed row by row, at flat slots [P] of B·n; allowed
   /// [B, n, n] bool, true where query t may attend to key s (s <= t, s real). Returns [P, d]. The norms,
   /// projections and feed-forward run on the P real rows only; attention scatters them into the window.
-  /// Dropout draws its masks for the whole [B, n, d] window (dropout_rows), as the padded computation did.
+  /// The dropouts draw their masks for the real rows and the pairs they attend to, or with padded_dropout_masks
+  /// for the whole [B, n, d] window and [B, h, n, n] weights, as the padded computation did (dropout_packed,
+  /// dropout_attention).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t b, std::int64_t n,
                         const torch::Tensor& allowed);
 
@@ -56,6 +63,7 @@ class SasRecBlockImpl : public torch::nn::Module {
  private:
   std::int64_t heads_;
   double dropout_;
+  bool padded_dropout_masks_;
 };
 TORCH_MODULE(SasRecBlock);
 
