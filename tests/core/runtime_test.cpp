@@ -47,3 +47,22 @@ TEST(Runtime, FreedBlocksAreReusedWithoutPageFaults) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(sum_of_a_fresh_matrix(), 1000.0f * 12101.0f);
   EXPECT_LT(minor_page_faults() - before, 2000) << "5 x 48 MB would be ~59,000 faults if given back each time";
 }
+
+// release_freed_memory gives back what the kept heap holds: 200 MB freed behind a block still in use (so that
+// free() cannot trim the top) leave the resident set until the call.
+TEST(Runtime, ReleaseFreedMemoryShrinksTheResidentSet) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's";
+#endif
+#endif
+  if (!llm4sbr::configure_runtime(1).freed_memory_kept) GTEST_SKIP() << "not glibc, or MALLOC_*/GLIBC_TUNABLES set";
+  auto freed = torch::ones({200, 1 << 18});  // 200 MB, below the kept-block threshold: from the heap
+  const auto kept = torch::ones({1 << 10});  // above it in the heap
+  freed = torch::Tensor();
+  const auto released = llm4sbr::release_freed_memory();
+  EXPECT_GT(released, std::size_t{150} << 20) << "released " << released << " bytes";
+  EXPECT_EQ(kept.sum().item<float>(), 1024.0f);
+}

@@ -8,6 +8,7 @@
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -91,6 +92,31 @@ void ensure_fast_blas(char** argv) {
   execv("/proc/self/exe", argv);
   spdlog::warn("OpenBLAS uses its slow '{}' kernels and re-executing with OPENBLAS_CORETYPE={} failed: {}", core, better,
                std::strerror(errno));
+}
+
+namespace {
+
+// The process's resident set in bytes, from /proc/self/statm (0 where there is none).
+std::size_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const bool read = std::fscanf(f, "%lu %lu", &size, &resident) == 2;
+  std::fclose(f);
+  return read ? resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+}  // namespace
+
+std::size_t release_freed_memory() {
+#ifdef __GLIBC__
+  const auto before = resident_bytes();
+  malloc_trim(0);
+  const auto after = resident_bytes();
+  return before > after ? before - after : 0;
+#else
+  return 0;
+#endif
 }
 
 void set_blas_threads(int threads) {
