@@ -27,19 +27,26 @@ long minor_page_faults() {
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_minflt;
 }
+
+// Why these tests cannot watch glibc's heap keep or give back memory ("" when they can): AddressSanitizer's
+// allocator replaces it, or configure_runtime left it alone (not glibc, or the user's MALLOC_* settings).
+std::string heap_unobservable() {
+#if defined(__SANITIZE_ADDRESS__)
+  return "AddressSanitizer's allocator replaces glibc's";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return "AddressSanitizer's allocator replaces glibc's";
+#endif
+#endif
+  if (!llm4sbr::configure_runtime(1).freed_memory_kept) return "not glibc, or MALLOC_*/GLIBC_TUNABLES set";
+  return "";
+}
 }  // namespace
 
 // The batch loop's case: a score matrix of 500 sessions x 12,101 items x 2 (48 MB) allocated and freed again and
 // again. With glibc's defaults each one came back from the kernel as 11,800 fresh pages.
 TEST(Runtime, FreedBlocksAreReusedWithoutPageFaults) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's";
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's";
-#endif
-#endif
-  if (!llm4sbr::configure_runtime(1).freed_memory_kept) GTEST_SKIP() << "not glibc, or MALLOC_*/GLIBC_TUNABLES set";
+  if (const auto why = heap_unobservable(); !why.empty()) GTEST_SKIP() << why;
   const auto sum_of_a_fresh_matrix = [] { return torch::ones({1000, 12101}).sum().item<float>(); };
   // The heap grows while glibc's aligned allocations still find no freed block of their size.
   for (int i = 0; i < 10; ++i) EXPECT_EQ(sum_of_a_fresh_matrix(), 1000.0f * 12101.0f);
@@ -51,14 +58,7 @@ TEST(Runtime, FreedBlocksAreReusedWithoutPageFaults) {
 // release_freed_memory gives back what the kept heap holds: 200 MB freed behind a block still in use (so that
 // free() cannot trim the top) leave the resident set until the call.
 TEST(Runtime, ReleaseFreedMemoryShrinksTheResidentSet) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's";
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  GTEST_SKIP() << "AddressSanitizer's allocator replaces glibc's";
-#endif
-#endif
-  if (!llm4sbr::configure_runtime(1).freed_memory_kept) GTEST_SKIP() << "not glibc, or MALLOC_*/GLIBC_TUNABLES set";
+  if (const auto why = heap_unobservable(); !why.empty()) GTEST_SKIP() << why;
   auto freed = torch::ones({200, 1 << 18});  // 200 MB, below the kept-block threshold: from the heap
   const auto kept = torch::ones({1 << 10});  // above it in the heap
   freed = torch::Tensor();
