@@ -193,8 +193,6 @@ TEST(Segments, PackClicksKeepsRealPositionsInOrder) {
   EXPECT_TRUE(torch::equal(clicks.select(1, 0), torch::tensor({0.0, 1.0, 2.0, 10.0, 20.0, 21.0}, torch::kFloat64)));
   EXPECT_TRUE(torch::equal(clicks.select(1, 1), -clicks.select(1, 0)));
   EXPECT_TRUE(torch::equal(sessions, torch::tensor({0L, 0L, 0L, 1L, 2L, 2L})));
-  const auto last = gather_rows(states, torch::tensor({2L, 0L, 1L}));
-  EXPECT_TRUE(torch::equal(last.select(1, 0), torch::tensor({2.0, 10.0, 21.0}, torch::kFloat64)));
 }
 
 }  // namespace

@@ -231,8 +231,4 @@ std::pair<torch::Tensor, torch::Tensor> pack_clicks(const torch::Tensor& states,
   return {states.index({mask}), rows.unsqueeze(1).expand_as(mask).index({mask})};
 }
 
-torch::Tensor gather_rows(const torch::Tensor& states, const torch::Tensor& last) {
-  return states.index({torch::arange(states.size(0), last.options()), last});
-}
-
 }  // namespace llm4sbr::models

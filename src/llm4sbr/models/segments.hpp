@@ -70,7 +70,4 @@ torch::Tensor dropout_attention(const torch::Tensor& weights, const torch::Tenso
 /// SessionRepresentation::clicks and ::click_sessions for the backbones that run on padded tensors.
 std::pair<torch::Tensor, torch::Tensor> pack_clicks(const torch::Tensor& states, const torch::Tensor& mask);
 
-/// states[b, last[b]] for every row: states [B, L, D], last [B] int64 -> [B, D] (the last click's state).
-torch::Tensor gather_rows(const torch::Tensor& states, const torch::Tensor& last);
-
 }  // namespace llm4sbr::models
