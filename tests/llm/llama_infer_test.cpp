@@ -7,11 +7,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <random>
 #include <fstream>
 #include <set>
 #include <thread>
 
 #include <fmt/format.h>
+#include <llama.h>
 #include <nlohmann/json.hpp>
 
 #include "llm4sbr/llm/llama_backend.hpp"
@@ -35,6 +38,26 @@ std::string infer_command(const std::filesystem::path& data, const std::filesyst
 }
 
 }  // namespace
+
+// greedy_token picks what llama.cpp's greedy sampler picks from the same logits: the first of equal maxima,
+// over a vocabulary of random logits with ties and -inf.
+TEST(LlamaBackend, GreedyTokenIsLlamaCppsGreedyChoice) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> level(-20, 20);  // few distinct values: many ties
+  llama_sampler* greedy = llama_sampler_init_greedy();
+  for (int round = 0; round < 50; ++round) {
+    std::vector<float> logits(1000);
+    for (auto& v : logits) v = static_cast<float>(level(rng)) / 4.0f;
+    logits[static_cast<std::size_t>(round)] = -INFINITY;
+    std::vector<llama_token_data> data(logits.size());
+    for (std::size_t i = 0; i < logits.size(); ++i) data[i] = {static_cast<llama_token>(i), logits[i], 0.0f};
+    llama_token_data_array candidates{data.data(), data.size(), -1, false};
+    llama_sampler_apply(greedy, &candidates);
+    EXPECT_EQ(llm::greedy_token(logits.data(), static_cast<std::int32_t>(logits.size())),
+              data[static_cast<std::size_t>(candidates.selected)].id) << "round " << round;
+  }
+  llama_sampler_free(greedy);
+}
 
 TEST(LlamaBackend, GeneratesForEveryPromptInParallel) {
   llm::GenerationOptions opt;

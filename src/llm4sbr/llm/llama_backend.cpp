@@ -71,16 +71,21 @@ std::string piece(const llama_vocab* vocab, llama_token t) {
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
-// Greedy, or temperature sampling from `seed`: a fresh chain per prompt, so that a sampled answer depends on
-// its own prompt's seed only (not on the slot, or on the prompts the slot answered before).
+// The logits of batch position `at` of the last decode; Error where llama.cpp has none.
+const float* logits_of(llama_context* ctx, std::int32_t at) {
+  const float* logits = llama_get_logits_ith(ctx, at);
+  if (!logits) throw Error(fmt::format("llama: no logits at batch position {}", at));
+  return logits;
+}
+
+// Temperature sampling from `seed`: a fresh chain per prompt, so that a sampled answer depends on its own
+// prompt's seed only (not on the slot, or on the prompts the slot answered before). Null for greedy decoding,
+// which takes greedy_token from the logits.
 llama_sampler* make_sampler(const GenerationOptions& options, std::uint32_t seed) {
+  if (options.temperature <= 0) return nullptr;
   llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
-  if (options.temperature > 0) {
-    llama_sampler_chain_add(chain, llama_sampler_init_temp(static_cast<float>(options.temperature)));
-    llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
-  } else {
-    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
-  }
+  llama_sampler_chain_add(chain, llama_sampler_init_temp(static_cast<float>(options.temperature)));
+  llama_sampler_chain_add(chain, llama_sampler_init_dist(seed));
   return chain;
 }
 
@@ -111,6 +116,10 @@ bool steal_work(std::vector<Slot>& slots, Slot& idle) {
 }
 
 }  // namespace
+
+std::int32_t greedy_token(const float* logits, std::int32_t n_vocab) {
+  return static_cast<std::int32_t>(std::max_element(logits, logits + n_vocab) - logits);
+}
 
 LlamaBackend::LlamaBackend(const fs::path& model_file, GenerationOptions options) : options_(std::move(options)) {
   if (!fs::exists(model_file)) throw InputError(model_file.string(), 0, "", "model file not found: give the path of a GGUF chat model (e.g. a Qwen2.5 Instruct GGUF)");
@@ -169,6 +178,7 @@ void LlamaBackend::generate(const std::vector<std::string>& prompts,
                             const std::function<void(std::size_t, const Generation&)>& on_done) {
   if (prompts.empty()) return;
   const llama_vocab* vocab = llama_model_get_vocab(model_);
+  const std::int32_t n_vocab = llama_vocab_n_tokens(vocab);
   std::vector<std::vector<llama_token>> tokens(prompts.size());
   std::size_t longest = 0;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
@@ -275,7 +285,8 @@ void LlamaBackend::generate(const std::vector<std::string>& prompts,
 
       for (auto& s : slots) {
         if (s.logits_at < 0) continue;
-        const llama_token t = llama_sampler_sample(s.sampler, ctx, s.logits_at);
+        const llama_token t = s.sampler ? llama_sampler_sample(s.sampler, ctx, s.logits_at)
+                                        : greedy_token(logits_of(ctx, s.logits_at), n_vocab);
         const bool eog = llama_vocab_is_eog(vocab, t);
         if (!eog) {
           s.text += piece(vocab, t);
