@@ -86,23 +86,21 @@ namespace {
 // length) belong in the batch: slots [P] = b · L + t, their place in the padded [B, L] layout (the dropout
 // masks are drawn over it); session_major [P], the packed rows in session order, positions in order
 // (SessionRepresentation::clicks); click_sessions [P], each of those rows' session; last [B], the packed row
-// of each session's last click. On `device`.
+// of each session's last click. lengths [B] int64 on the CPU, those the sequence was packed with. On `device`.
 struct PackedLayout {
   torch::Tensor slots, session_major, click_sessions, last;
 };
 
-PackedLayout packed_layout(const torch::nn::utils::rnn::PackedSequence& packed, std::int64_t sessions,
+PackedLayout packed_layout(const torch::nn::utils::rnn::PackedSequence& packed, const torch::Tensor& lengths,
                            std::int64_t width, torch::Device device) {
+  const auto sessions = lengths.size(0);
   const auto sizes = packed.batch_sizes();
   const auto* n = sizes.data_ptr<std::int64_t>();
-  const auto sorted = packed.sorted_indices().defined() ? packed.sorted_indices().cpu()
-                                                        : torch::arange(sessions, torch::kInt64);
+  const auto sorted = packed.sorted_indices().cpu();  // defined: packed with enforce_sorted = false
   const auto* order = sorted.data_ptr<std::int64_t>();
   const auto rows = packed.data().size(0);
-  std::vector<std::int64_t> length(static_cast<std::size_t>(sessions), 0), start(static_cast<std::size_t>(sessions), 0);
-  for (std::int64_t t = 0; t < sizes.numel(); ++t)
-    for (std::int64_t i = 0; i < n[t]; ++i) ++length[static_cast<std::size_t>(order[i])];
-  for (std::size_t b = 1; b < length.size(); ++b) start[b] = start[b - 1] + length[b - 1];
+  const auto starts = lengths.cumsum(0) - lengths;  // each session's first row in session order
+  const auto* start = starts.data_ptr<std::int64_t>();
   auto slots = torch::empty({rows}, torch::kInt64), major = torch::empty({rows}, torch::kInt64);
   auto click_sessions = torch::empty({rows}, torch::kInt64), last = torch::empty({sessions}, torch::kInt64);
   auto* slot = slots.data_ptr<std::int64_t>();
@@ -113,7 +111,7 @@ PackedLayout packed_layout(const torch::nn::utils::rnn::PackedSequence& packed, 
   for (std::int64_t t = 0; t < sizes.numel(); ++t)
     for (std::int64_t i = 0; i < n[t]; ++i, ++p) {
       const auto b = order[i];
-      const auto at = start[static_cast<std::size_t>(b)] + t;  // this click's row in session order
+      const auto at = start[b] + t;  // this click's row in session order
       slot[p] = b * width + t;
       in_order[at] = p;
       owner[at] = b;
@@ -134,9 +132,9 @@ SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   // long: the padded run cost 10x more). The dropout masks are drawn for the real clicks only, or with
   // padded_dropout_masks over the padded [B, L, d] as the padded model drew them.
   namespace rnn = torch::nn::utils::rnn;
-  const auto packed = rnn::pack_padded_sequence(items, batch.lengths_on_cpu(), /*batch_first=*/true,
-                                                /*enforce_sorted=*/false);
-  const auto layout = packed_layout(packed, sessions, width, device);
+  const auto lengths = batch.lengths_on_cpu();  // int64
+  const auto packed = rnn::pack_padded_sequence(items, lengths, /*batch_first=*/true, /*enforce_sorted=*/false);
+  const auto layout = packed_layout(packed, lengths, width, device);
   auto dropout = [&](const torch::Tensor& x, double p) {
     return dropout_packed(x, layout.slots, sessions * width, p, is_training(), options_.padded_dropout_masks);
   };
@@ -150,7 +148,7 @@ SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   rep.click_sessions = layout.click_sessions;
   rep.local = states.index_select(0, layout.last);
   rep.global = segment_sum(rep.clicks, rep.click_sessions, sessions) /
-               batch.lengths.to(device).to(weight.scalar_type()).unsqueeze(1);
+               lengths.to(device, weight.scalar_type()).unsqueeze(1);
   return rep;
 }
 

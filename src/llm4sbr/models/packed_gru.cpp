@@ -17,11 +17,18 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Where each step's rows start in the packed layout: offsets[t] = Σ_{t' < t} batch_sizes[t'].
-std::vector<std::int64_t> step_offsets(const std::vector<std::int64_t>& sizes) {
-  std::vector<std::int64_t> offsets(sizes.size(), 0);
-  for (std::size_t t = 1; t < sizes.size(); ++t) offsets[t] = offsets[t - 1] + sizes[t - 1];
-  return offsets;
+// The steps of a packed layout: sizes[t] = batch_sizes[t] rows for step t, starting at row
+// offsets[t] = Σ_{t' < t} sizes[t'].
+struct Steps {
+  std::vector<std::int64_t> sizes, offsets;
+};
+
+Steps steps_of(const torch::Tensor& batch_sizes) {
+  const auto* n = batch_sizes.data_ptr<std::int64_t>();
+  const auto count = static_cast<std::size_t>(batch_sizes.numel());
+  Steps steps{{n, n + count}, std::vector<std::int64_t>(count, 0)};
+  for (std::size_t t = 1; t < steps.sizes.size(); ++t) steps.offsets[t] = steps.offsets[t - 1] + steps.sizes[t - 1];
+  return steps;
 }
 
 // σ and tanh for the step loops. float: written out from one exp (Cephes' expf: 2^n times a degree-6
@@ -116,9 +123,7 @@ struct PackedGru : torch::autograd::Function<PackedGru> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w_ih,
                                const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh,
                                const torch::Tensor& batch_sizes) {
-    const auto sizes = std::vector<std::int64_t>(batch_sizes.data_ptr<std::int64_t>(),
-                                                 batch_sizes.data_ptr<std::int64_t>() + batch_sizes.numel());
-    const auto offsets = step_offsets(sizes);
+    const auto [sizes, offsets] = steps_of(batch_sizes);
     const std::int64_t rows = x.size(0), d = w_hh.size(1);
     const auto gi = at::addmm(b_ih, x, w_ih.t());  // the input side of every step in one product, [P, 3d]
     auto h = at::empty({rows, d}, x.options());
@@ -151,9 +156,7 @@ struct PackedGru : torch::autograd::Function<PackedGru> {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w_ih = saved[1], &w_hh = saved[2], &h = saved[3], &gates = saved[4], &gh_n = saved[5];
     const auto& batch_sizes = saved[6];
-    const auto sizes = std::vector<std::int64_t>(batch_sizes.data_ptr<std::int64_t>(),
-                                                 batch_sizes.data_ptr<std::int64_t>() + batch_sizes.numel());
-    const auto offsets = step_offsets(sizes);
+    const auto [sizes, offsets] = steps_of(batch_sizes);
     const std::int64_t rows = x.size(0), d = w_hh.size(1);
     const auto grad = grad_outputs[0].contiguous();
     auto d_gi = at::empty({rows, 3 * d}, x.options());
