@@ -7,9 +7,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +45,10 @@ int main(int argc, char** argv) {
   app.add_flag("--torch-adam", torch_adam, "step with torch::optim::Adam instead of the trainer's FusedAdam");
   bool torch_loss = false;
   app.add_flag("--torch-loss", torch_loss, "F::cross_entropy instead of the trainer's fused loss");
+  std::string profile_path;
+  app.add_option("--profile", profile_path,
+                 "write LibTorch's profile of the timed training batches to this file (a chrome://tracing or "
+                 "ui.perfetto.dev trace; profiling slows each operation a little)");
   CLI11_PARSE(app, argc, argv);
 
   auto rt = configure_runtime(threads);
@@ -85,12 +91,15 @@ int main(int argc, char** argv) {
   for (std::size_t b = 0; b < 5; ++b) step(b);  // warm-up: allocator and thread pool
   t_batch = t_forward = t_backward = t_step = 0;
   std::int64_t samples = 0;
+  std::optional<torch::autograd::profiler::RecordProfile> profile;
+  if (!profile_path.empty()) profile.emplace(profile_path);
   auto t0 = now();
   for (std::int64_t b = 0; b < n_batches; ++b) {
     step(static_cast<std::size_t>(b));
     samples += static_cast<std::int64_t>(batches[static_cast<std::size_t>(b)].size());
   }
   double train_s = secs(t0, now());
+  profile.reset();  // writes the trace
 
   auto t1 = std::chrono::steady_clock::now();
   auto ranks = train::rank_targets(*model, ds.test, 500);
@@ -105,8 +114,9 @@ int main(int argc, char** argv) {
   fmt::print("              per batch: make_batch {:.1f} ms, forward+loss {:.1f} ms, backward {:.1f} ms, Adam {:.1f} ms\n",
              1e3 * t_batch / n_batches, 1e3 * t_forward / n_batches, 1e3 * t_backward / n_batches, 1e3 * t_step / n_batches);
   fmt::print("  evaluation: {:8.0f} samples/s ({} test samples in {:.2f} s)\n", eval_rate, ranks.size(), eval_s);
-  fmt::print("  command: build/bin/backbone_bench --model {} --batches {} --threads {}{}{}{}\n", model_name, n_batches,
+  fmt::print("  command: build/bin/backbone_bench --model {} --batches {} --threads {}{}{}{}{}\n", model_name, n_batches,
              threads, torch_adam ? " --torch-adam" : "", torch_loss ? " --torch-loss" : "",
+             profile_path.empty() ? "" : " --profile " + profile_path,
              overrides.empty() ? "" : " --set " + fmt::format("{}", fmt::join(overrides, " --set ")));
   return 0;
 }
