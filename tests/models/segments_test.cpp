@@ -148,42 +148,6 @@ TEST(Segments, DropoutPackedDrawsForThePaddedOrThePackedRows) {
   EXPECT_TRUE(torch::equal(dropout_packed(packed, slots, 6, 0.5, false, false), packed));
 }
 
-// dropout_attention without padded masks draws for the allowed pairs of real queries only: every other
-// weight becomes 0 and no draw is spent on it; the drawn ones are kept at rate 1 - p and scaled. With padded
-// masks it is F::dropout over the whole tensor, from one seed the same values.
-TEST(Segments, DropoutAttentionDrawsForTheRealQueriesPairs) {
-  // 2 sessions in a window of 4: 3 and 1 real clicks; 2 heads; causal over real keys.
-  const auto real = torch::tensor({1, 1, 1, 0, 1, 0, 0, 0}, torch::kBool).view({2, 4});
-  const auto allowed = torch::ones({4, 4}, torch::kBool).tril().unsqueeze(0).logical_and(real.unsqueeze(1));
-  const auto weights = torch::rand({2, 2, 4, 4}) + 0.5;
-  const auto counted = allowed.logical_and(real.unsqueeze(2)).unsqueeze(1).expand_as(weights);  // 2 x (6 + 1)
-  const double p = 0.5;
-  torch::manual_seed(3);
-  const auto got = dropout_attention(weights, allowed, p, true, false);
-  EXPECT_TRUE(torch::equal(got.masked_select(counted.logical_not()), torch::zeros({64 - 14})));
-  const auto kept = got.masked_select(counted) / weights.masked_select(counted);
-  EXPECT_TRUE(torch::allclose(kept * (kept - 1 / (1 - p)), torch::zeros({14}), 0, 1e-5)) << kept;  // 0 or 1/(1-p)
-  torch::manual_seed(3);  // 14 draws, in order over the counted entries
-  const auto draws = torch::empty({14}).bernoulli_(1 - p).div_(1 - p);
-  EXPECT_TRUE(torch::allclose(kept, draws));
-
-  namespace F = torch::nn::functional;
-  torch::manual_seed(3);
-  const auto whole = F::dropout(weights, F::DropoutFuncOptions().p(p).training(true));
-  torch::manual_seed(3);
-  EXPECT_TRUE(torch::equal(dropout_attention(weights, allowed, p, true, true), whole));
-  EXPECT_TRUE(torch::equal(dropout_attention(weights, allowed, p, false, false), weights));
-}
-
-// Over many pairs the kept share is 1 - p (the law of F::dropout).
-TEST(Segments, DropoutAttentionKeepsOneMinusP) {
-  const auto allowed = torch::ones({64, 50, 50}, torch::kBool).tril();
-  torch::manual_seed(5);
-  const auto got = dropout_attention(torch::ones({64, 1, 50, 50}), allowed, 0.3, true, false);
-  const double kept = (got > 0).sum().item<double>() / allowed.sum().item<double>();  // 81,600 draws
-  EXPECT_NEAR(kept, 0.7, 0.01);
-}
-
 TEST(Segments, PackClicksKeepsRealPositionsInOrder) {
   // Rows of 3, 1 and 2 real positions in a [3, 3, 2] padded tensor whose entry (b, t) is (10 b + t, -(10 b + t)).
   const auto code = (torch::arange(3, torch::kFloat64).unsqueeze(1) * 10 + torch::arange(3, torch::kFloat64)).unsqueeze(-1);

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "llm4sbr/models/model_settings.hpp"
+#include "llm4sbr/models/packed_attention.hpp"
 #include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/segments.hpp"
 
@@ -59,25 +60,13 @@ SasRecBlockImpl::SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, d
   ffn_out = register_module("ffn_out", torch::nn::Linear(d, d));
 }
 
-torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t b,
-                                       std::int64_t n, const torch::Tensor& allowed) {
-  const std::int64_t d = x.size(1), dh = d / heads_, rows = b * n;
-  // Real rows into the zero-padded window, as [B, h, n, dh]. Padding keys are masked and padding queries'
-  // outputs are dropped, so zeros there give the real rows what the padded computation gave them.
-  auto window = [&](const torch::Tensor& t) {
-    return torch::zeros({rows, d}, t.options()).index_copy(0, slots, t).view({b, n, heads_, dh}).transpose(1, 2);
-  };
-
+torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& slots, const torch::Tensor& kept,
+                                       std::int64_t window) {
   const auto q_in = attention_norm(x);
-  const auto q = window(query(q_in)), k = window(key(x)), v = window(value(x));
-  auto logits = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(dh));  // [B, h, n, n]
-  logits = logits.masked_fill(allowed.logical_not().unsqueeze(1), -std::numeric_limits<double>::infinity());
-  const auto weights = dropout_attention(torch::softmax(logits, -1), allowed, dropout_, is_training(),
-                                         padded_dropout_masks_);
-  const auto attended = torch::matmul(weights, v).transpose(1, 2).reshape({rows, d}).index_select(0, slots);
-  const auto h = ffn_norm(q_in + attended);
+  const auto keep = attention_keep(kept, window, heads_, dropout_, is_training(), padded_dropout_masks_, x.options());
+  const auto h = ffn_norm(q_in + causal_attention(query(q_in), key(x), value(x), kept, heads_, keep));
   auto dropout = [&](const torch::Tensor& t) {
-    return dropout_packed(t, slots, rows, dropout_, is_training(), padded_dropout_masks_);
+    return dropout_packed(t, slots, kept.size(0) * window, dropout_, is_training(), padded_dropout_masks_);
   };
   return h + dropout(ffn_out(dropout(torch::relu(ffn_in(h)))));
 }
@@ -139,10 +128,7 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   auto x = embedding(clicks.reshape({-1}).index_select(0, slots)) * std::sqrt(static_cast<double>(options_.hidden_size)) +
            pos_embedding(positions.reshape({-1}).index_select(0, slots));  // [P, d]
   x = dropout_packed(x, slots, rows, options_.dropout, is_training(), options_.padded_dropout_masks);
-  // Query t may attend to key s iff s <= t and s is a real click (every row's slot 0 is real).
-  const auto causal = torch::ones({window, window}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
-  const auto allowed = causal.unsqueeze(0).logical_and(real_mask.unsqueeze(1));  // [B, n, n]
-  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, slots, b, window, allowed);
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, slots, kept, window);
   const auto out = final_norm(x);  // [P, d]
 
   SessionRepresentation rep;

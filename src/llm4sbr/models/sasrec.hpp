@@ -47,14 +47,13 @@ class SasRecBlockImpl : public torch::nn::Module {
  public:
   SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, double dropout, bool padded_dropout_masks = false);
 
-  /// x [P, d]: the real positions of a [B, n] window, packed row by row, at flat slots [P] of B·n; allowed
-  /// [B, n, n] bool, true where query t may attend to key s (s <= t, s real). Returns [P, d]. The norms,
-  /// projections and feed-forward run on the P real rows only; attention scatters them into the window.
-  /// The dropouts draw their masks for the real rows and the pairs they attend to, or with padded_dropout_masks
-  /// for the whole [B, n, d] window and [B, h, n, n] weights, as the padded computation did (dropout_packed,
-  /// dropout_attention).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t b, std::int64_t n,
-                        const torch::Tensor& allowed);
+  /// x [P, d]: the real positions of a [B, n] window, packed row by row, at flat slots [P] of B·n; kept [B]
+  /// int64: row b's real positions (0 … kept[b] − 1, kept[b] ≥ 1), n = window. Returns [P, d]. Everything runs on
+  /// the P real rows only, attention on each session's causal pairs (causal_attention). The dropouts draw their
+  /// masks for the real rows and the pairs they attend to, or with padded_dropout_masks for the whole
+  /// [B, n, d] window and [B, h, n, n] weights, as the padded computation did (dropout_packed, attention_keep).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& slots, const torch::Tensor& kept,
+                        std::int64_t window);
 
   torch::nn::LayerNorm attention_norm{nullptr}, ffn_norm{nullptr};
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};

@@ -213,19 +213,6 @@ torch::Tensor dropout_packed(const torch::Tensor& x, const torch::Tensor& slots,
   return torch::nn::functional::dropout(x, torch::nn::functional::DropoutFuncOptions().p(p).training(training));
 }
 
-torch::Tensor dropout_attention(const torch::Tensor& weights, const torch::Tensor& allowed, double p, bool training,
-                                bool padded_masks) {
-  namespace F = torch::nn::functional;
-  if (padded_masks || p >= 1) return F::dropout(weights, F::DropoutFuncOptions().p(p).training(training));
-  if (!training || p == 0) return weights;
-  const auto real_queries = allowed.diagonal(0, 1, 2).unsqueeze(2);  // [B, n, 1]
-  const auto drawn = allowed.logical_and(real_queries).unsqueeze(1).expand_as(weights);
-  const auto count = drawn.sum().item<std::int64_t>();
-  auto keep = torch::zeros_like(weights);
-  keep.masked_scatter_(drawn, torch::empty({count}, weights.options()).bernoulli_(1 - p).div_(1 - p));
-  return weights * keep;
-}
-
 std::pair<torch::Tensor, torch::Tensor> pack_clicks(const torch::Tensor& states, const torch::Tensor& mask) {
   const auto rows = torch::arange(mask.size(0), torch::TensorOptions(torch::kInt64).device(mask.device()));
   return {states.index({mask}), rows.unsqueeze(1).expand_as(mask).index({mask})};

@@ -56,15 +56,6 @@ torch::Tensor dropout_rows(const torch::Tensor& x, const torch::Tensor& slots, s
 torch::Tensor dropout_packed(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t rows, double p,
                              bool training, bool padded_masks);
 
-/// Dropout on attention weights [B, h, n, n] of which only the allowed pairs of real queries matter: allowed
-/// [B, n, n] bool, true where query t may attend to key s, with allowed[b, t, t] true exactly at the real
-/// positions (SASRec's causal mask over real keys); a weight elsewhere is 0 or belongs to a padding query
-/// whose output is dropped. Without padded_masks the masks are drawn for those pairs only, each kept with
-/// probability 1 - p and scaled by 1 / (1 - p); with them, F::dropout over the whole tensor (the padded
-/// computation's draws). Returns weights unchanged when !training or p = 0.
-torch::Tensor dropout_attention(const torch::Tensor& weights, const torch::Tensor& allowed, double p, bool training,
-                                bool padded_masks);
-
 /// The real positions of padded per-position states, packed: states [B, L, D] and mask [B, L] bool (true at
 /// real clicks) -> {clicks [P, D] row by row in position order, click_sessions [P] int64 batch row of each}:
 /// SessionRepresentation::clicks and ::click_sessions for the backbones that run on padded tensors.
