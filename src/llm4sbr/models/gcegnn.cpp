@@ -12,6 +12,7 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/models/dropout.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/init.hpp"
@@ -245,8 +246,7 @@ torch::Tensor GlobalAggregatorImpl::forward(const torch::Tensor& self_vectors, c
   const auto logits = torch::matmul(F::leaky_relu(hidden, F::LeakyReLUFuncOptions().negative_slope(0.2)), w_2);  // [n, K, 1]
   const auto pi = torch::softmax(logits, 1);
   const auto aggregated = (pi * neighbour_vectors).sum(1);                             // [n, d]
-  auto out = F::dropout(torch::cat({self_vectors, aggregated}, -1),
-                        F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  auto out = fast_dropout(torch::cat({self_vectors, aggregated}, -1), dropout_, is_training());
   out = torch::matmul(out, w_3);
   return activation_ == "relu" ? torch::relu(out) : torch::tanh(out);
 }
@@ -336,8 +336,7 @@ SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
   const auto h_local = session_level(graph, h);
   const auto h_global = global_level(graph, node_items, mean(embedding(node_items.index_select(0, click_nodes))));
   const auto combined =
-      F::dropout(h_local, F::DropoutFuncOptions().p(options_.dropout_local).training(is_training())) +
-      F::dropout(h_global, F::DropoutFuncOptions().p(options_.dropout_global).training(is_training()));
+      fast_dropout(h_local, options_.dropout_local, is_training()) + fast_dropout(h_global, options_.dropout_global, is_training());
   const auto x = combined.index_select(0, click_nodes);  // [P, d], click order
 
   // Reversed-position-aware readout: β_t = w2ᵀ σ(G1 tanh([Pos[n−1−t] ; x_t] W1) + b + G2 mean(x)), no softmax.

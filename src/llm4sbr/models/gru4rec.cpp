@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "llm4sbr/models/dropout.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/packed_gru.hpp"
 #include "llm4sbr/models/readout.hpp"
@@ -71,7 +72,7 @@ torch::nn::utils::rnn::PackedSequence Gru4RecImpl::run_gru(const torch::nn::util
   auto params = gru->named_parameters();
   auto data = x;
   for (std::int64_t l = 0; l < options_.layers; ++l) {
-    if (l > 0) data = F::dropout(data, F::DropoutFuncOptions().p(gru->options.dropout()).training(is_training()));
+    if (l > 0) data = fast_dropout(data, gru->options.dropout(), is_training());  // torch::nn::GRU's, between layers
     const auto layer = std::to_string(l);
     data = packed_gru_layer(data, packed.batch_sizes(), params["weight_ih_l" + layer], params["weight_hh_l" + layer],
                             params["bias_ih_l" + layer], params["bias_hh_l" + layer]);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/models/dropout.hpp"
 
 namespace llm4sbr::models {
 
@@ -260,10 +261,10 @@ torch::Tensor attention_keep(const torch::Tensor& lengths, std::int64_t window, 
   if (!training || p == 0) return {};
   const auto pairs = causal_pairs(lengths, heads);
   if (p >= 1) return torch::zeros({pairs}, options);  // at::dropout draws nothing either
-  if (!padded_masks) return torch::empty({pairs}, options).bernoulli_(1 - p).div_(1 - p);
-  // F::dropout's draws on the CPU (at::dropout: empty_like(input).bernoulli_(1 − p), scaled by 1 / (1 − p)).
-  auto noise = torch::empty({lengths.size(0), heads, window, window}, options).bernoulli_(1 - p);
+  auto noise = padded_masks ? torch::empty({lengths.size(0), heads, window, window}, options) : torch::empty({pairs}, options);
+  fast_bernoulli_(noise, 1 - p);  // with padded masks, F::dropout's draws (at::dropout: bernoulli_(1 − p), then / (1 − p))
   noise.div_(1 - p);
+  if (!padded_masks) return noise;
   const auto real = window_of(lengths.to(options.device()), window).first;
   return noise.masked_select(counted_pairs(real, heads));
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/models/dropout.hpp"
 
 namespace llm4sbr::models {
 
@@ -202,7 +203,8 @@ torch::Tensor dropout_rows(const torch::Tensor& x, const torch::Tensor& slots, s
                            bool training) {
   if (!training || p == 0) return x;
   if (p >= 1) return x * torch::zeros({}, x.options());  // at::dropout draws nothing either
-  auto noise = torch::empty({rows, x.size(1)}, x.options()).bernoulli_(1 - p);
+  auto noise = torch::empty({rows, x.size(1)}, x.options());
+  fast_bernoulli_(noise, 1 - p);
   noise.div_(1 - p);
   return x * noise.index_select(0, slots);
 }
@@ -210,7 +212,7 @@ torch::Tensor dropout_rows(const torch::Tensor& x, const torch::Tensor& slots, s
 torch::Tensor dropout_packed(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t rows, double p,
                              bool training, bool padded_masks) {
   if (padded_masks) return dropout_rows(x, slots, rows, p, training);
-  return torch::nn::functional::dropout(x, torch::nn::functional::DropoutFuncOptions().p(p).training(training));
+  return fast_dropout(x, p, training);
 }
 
 std::pair<torch::Tensor, torch::Tensor> pack_clicks(const torch::Tensor& states, const torch::Tensor& mask) {
