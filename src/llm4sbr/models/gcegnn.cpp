@@ -291,23 +291,28 @@ torch::Tensor GceGnnImpl::session_level(const RelationGraph& graph, const torch:
   return segment_softmax_sum(e, h_j, src, h.size(0));  // softmax over each row's coded pairs
 }
 
-torch::Tensor GceGnnImpl::global_level(const RelationGraph& graph, const torch::Tensor& node_items,
-                                       const torch::Tensor& session_vectors) {
+GceGnnImpl::HopTree GceGnnImpl::hop_tree(const RelationGraph& graph, const torch::Tensor& node_items) {
   const auto device = node_items.device();
   const auto dtype = embedding->weight.scalar_type();
   if (!device_items_.defined() || device_items_.device() != device || device_weights_.scalar_type() != dtype) {
     device_items_ = table_.items.to(device);
     device_weights_ = table_.weights.to(device, dtype);
   }
-  const std::int64_t k = options_.n_sample, hops = options_.n_iter;
-  // The hop tree: level 0 = the nodes, level h + 1 = the sampled neighbours of level h (K per entry).
-  std::vector<torch::Tensor> items{node_items}, weights, sessions{graph.node_sessions}, vectors;
-  for (std::int64_t h = 0; h < hops; ++h) {
-    weights.push_back(device_weights_.index_select(0, items.back()));  // [n_h, K]
-    items.push_back(device_items_.index_select(0, items.back()).reshape({-1}));
-    sessions.push_back(sessions.back().repeat_interleave(k));
+  const std::int64_t k = options_.n_sample;
+  HopTree tree{{node_items}, {}, {graph.node_sessions}};
+  for (std::int64_t h = 0; h < options_.n_iter; ++h) {
+    tree.weights.push_back(device_weights_.index_select(0, tree.items.back()));  // [n_h, K]
+    tree.items.push_back(device_items_.index_select(0, tree.items.back()).reshape({-1}));
+    tree.sessions.push_back(tree.sessions.back().repeat_interleave(k));
   }
-  for (const auto& it : items) vectors.push_back(embedding(it));
+  return tree;
+}
+
+torch::Tensor GceGnnImpl::global_level(const HopTree& tree, std::vector<torch::Tensor> vectors,
+                                       const torch::Tensor& session_vectors) {
+  const std::int64_t k = options_.n_sample, hops = options_.n_iter;
+  const auto& weights = tree.weights;
+  const auto& sessions = tree.sessions;
   for (std::int64_t round = 0; round < hops; ++round) {
     auto& aggregator = global_aggregators->at<GlobalAggregatorImpl>(static_cast<std::size_t>(round));
     std::vector<torch::Tensor> next;
@@ -332,9 +337,16 @@ SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
   const auto counts = torch::bincount(sessions, {}, b).to(embedding->weight.scalar_type()).unsqueeze(1);  // [B, 1]
   const auto mean = [&](const torch::Tensor& per_click) { return segment_sum(per_click, sessions, b) / counts; };
 
-  const auto h = embedding(node_items);  // [V, d]
+  // The item table is read once, for the nodes and every hop's sampled neighbours together: the backward pass
+  // of each lookup makes a dense [N + 1, d] gradient (zeroed, written, then added to the others'), and reading
+  // the table four times made four of them a step.
+  const auto tree = hop_tree(graph, node_items);
+  std::vector<std::int64_t> counts_of;
+  for (const auto& level : tree.items) counts_of.push_back(level.size(0));
+  auto vectors = embedding(torch::cat(tree.items)).split_with_sizes(counts_of);  // [n_h, d] each
+  const auto h = vectors[0];  // [V, d]
   const auto h_local = session_level(graph, h);
-  const auto h_global = global_level(graph, node_items, mean(embedding(node_items.index_select(0, click_nodes))));
+  const auto h_global = global_level(tree, std::move(vectors), mean(h.index_select(0, click_nodes)));
   const auto combined =
       fast_dropout(h_local, options_.dropout_local, is_training()) + fast_dropout(h_global, options_.dropout_global, is_training());
   const auto x = combined.index_select(0, click_nodes);  // [P, d], click order

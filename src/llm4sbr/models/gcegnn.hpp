@@ -174,8 +174,14 @@ class GceGnnImpl : public SessionEncoderImpl {
  private:
   /// h^l for every node, [V, d].
   torch::Tensor session_level(const RelationGraph& graph, const torch::Tensor& h);
-  /// h^g for every node, [V, d]; session_vectors [B, d].
-  torch::Tensor global_level(const RelationGraph& graph, const torch::Tensor& node_items,
+  /// The hop tree of the global graph: level 0 = the nodes' items [V], level h + 1 = the K sampled neighbours
+  /// of each entry of level h (items [n_h · K], their weights [n_h, K]), and each entry's batch row.
+  struct HopTree {
+    std::vector<torch::Tensor> items, weights, sessions;
+  };
+  HopTree hop_tree(const RelationGraph& graph, const torch::Tensor& node_items);
+  /// h^g for every node, [V, d]: vectors[h] = E[tree.items[h]] ([n_h, d]); session_vectors [B, d].
+  torch::Tensor global_level(const HopTree& tree, std::vector<torch::Tensor> vectors,
                              const torch::Tensor& session_vectors);
 
   GceGnnOptions options_;
