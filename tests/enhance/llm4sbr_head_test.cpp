@@ -64,6 +64,38 @@ TEST(DirectAU, UniformityOfHandComputedBatch) {
   EXPECT_NEAR(enhance::uniformity_loss(torch::tensor({{1.0, 1.0}, {2.0, 2.0}}, torch::kDouble)).item<double>(), 0.0, 1e-12);
 }
 
+// The pairs' distances from the Gram matrix, against torch::pdist's: the same loss and gradient (a zero row,
+// whose normalized vector is 0, included).
+TEST(DirectAU, UniformityEqualsThePdistFormulation) {
+  torch::manual_seed(8);
+  auto x = torch::randn({37, 6}, torch::kDouble);
+  x[5].zero_();
+  x[9] = x[3] * 2;  // the same direction twice: distance 0
+  auto mine = x.clone().requires_grad_(), theirs = x.clone().requires_grad_();
+  const auto u = enhance::uniformity_loss(mine);
+  const auto xn = torch::nn::functional::normalize(theirs, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  const auto sq = torch::pdist(xn, 2).pow(2);
+  const auto want = torch::logsumexp(-2.0 * sq, 0) - std::log(static_cast<double>(sq.size(0)));
+  EXPECT_NEAR(u.item<double>(), want.item<double>(), 1e-12);
+  u.backward();
+  want.backward();
+  EXPECT_TRUE(torch::allclose(mine.grad(), theirs.grad(), 1e-9, 1e-12)) << (mine.grad() - theirs.grad()).abs().max();
+}
+
+// [V, B, d] stacks (the head's views at once) give each slice's own loss.
+TEST(DirectAU, StackedBatchesGiveEachBatchsLoss) {
+  torch::manual_seed(2);
+  const auto x = torch::randn({3, 11, 5}, torch::kDouble), y = torch::randn({3, 11, 5}, torch::kDouble);
+  const auto align = enhance::alignment_loss(x, y), unif = enhance::uniformity_loss(x);
+  ASSERT_EQ(align.sizes(), torch::IntArrayRef({3}));
+  ASSERT_EQ(unif.sizes(), torch::IntArrayRef({3}));
+  for (std::int64_t v = 0; v < 3; ++v) {
+    EXPECT_NEAR(align[v].item<double>(), enhance::alignment_loss(x[v], y[v]).item<double>(), 1e-12);
+    EXPECT_NEAR(unif[v].item<double>(), enhance::uniformity_loss(x[v]).item<double>(), 1e-12);
+  }
+  EXPECT_TRUE(torch::equal(enhance::uniformity_loss(x.narrow(1, 0, 1)), torch::zeros({3}, torch::kDouble)));
+}
+
 TEST(DirectAU, BatchOfOneHasNoNaN) {
   const auto x = torch::randn({1, 4}, torch::requires_grad());
   const auto u = enhance::uniformity_loss(x);

@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "llm4sbr/core/error.hpp"
@@ -16,16 +17,22 @@ namespace F = torch::nn::functional;
 torch::Tensor alignment_loss(const torch::Tensor& x, const torch::Tensor& y) {
   const auto xn = F::normalize(x, F::NormalizeFuncOptions().dim(-1));
   const auto yn = F::normalize(y, F::NormalizeFuncOptions().dim(-1));
-  return (xn - yn).pow(2).sum(-1).mean();
+  return (xn - yn).pow(2).sum(-1).mean(-1);
 }
 
 torch::Tensor uniformity_loss(const torch::Tensor& x) {
-  const auto b = x.size(0);
-  if (b < 2) return torch::zeros({}, x.options());
+  const auto b = x.size(-2);
+  if (b < 2) return torch::zeros(x.sizes().slice(0, x.dim() - 2), x.options());
   const auto xn = F::normalize(x, F::NormalizeFuncOptions().dim(-1));
-  const auto sq = torch::pdist(xn, 2).pow(2);  // [B(B-1)/2], every pair once
-  // log mean exp(-2 d²) = logsumexp(-2 d²) - log(#pairs): the same value without underflow.
-  return torch::logsumexp(-2.0 * sq, 0) - std::log(static_cast<double>(sq.size(0)));
+  // The pairs' squared distances ‖x̂_i‖² + ‖x̂_j‖² − 2 x̂_i·x̂_j from one [B, B] product (torch::pdist's
+  // backward pass, a loop over the pairs, cost more than the product); clamped at 0 against rounding.
+  const auto squares = xn.pow(2).sum(-1);
+  const auto sq = (squares.unsqueeze(-1) + squares.unsqueeze(-2) - 2 * xn.matmul(xn.transpose(-1, -2))).clamp_min(0);
+  const auto pairs = torch::ones({b, b}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
+  // log mean exp(-2 d²) over the pairs i < j = logsumexp(-2 d²) - log(#pairs): the same value without underflow
+  // (the other entries are -inf: no weight, no gradient).
+  const auto logits = (-2.0 * sq).masked_fill(pairs.logical_not(), -std::numeric_limits<double>::infinity());
+  return torch::logsumexp(logits.flatten(-2), -1) - std::log(static_cast<double>(b * (b - 1) / 2));
 }
 
 Anchor anchor_of(const std::string& view) {
@@ -96,24 +103,25 @@ models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch
     return {encoder_->score(projected.mean(1), rep), torch::Tensor()};
   }
 
-  const bool with_au = is_training() && options_.align_uniform && options_.tau > 0;
-  torch::Tensor au;
   models::SessionRepresentation gated = rep;
-  std::vector<torch::Tensor> alphas;
+  std::vector<torch::Tensor> anchors, alphas;
   for (std::int64_t v = 0; v < n_views; ++v) {
-    const auto p = projected.select(1, v);                                  // [B, d] h̃_v
+    const auto p = projected.select(1, v);  // [B, d] h̃_v
     const bool global = anchor_of(options_.views[static_cast<std::size_t>(v)]) == Anchor::kGlobal;
-    const auto& anchor = global ? rep.global : rep.local;                   // [B, d]
-    if (with_au) {
-      auto term = alignment_loss(p, anchor) + 0.5 * (uniformity_loss(p) + uniformity_loss(anchor));
-      au = au.defined() ? au + term : term;
-    }
+    const auto& anchor = global ? rep.global : rep.local;  // [B, d]
+    anchors.push_back(anchor);
     const auto alpha = gates[static_cast<std::size_t>(v)](torch::sigmoid(anchor + p));  // [B, 1] Eq. 10-11
     (global ? gated.global : gated.local) = anchor * alpha;
     alphas.push_back(alpha);
   }
   torch::Tensor aux = rep.aux_loss;
-  if (au.defined()) {
+  if (is_training() && options_.align_uniform && options_.tau > 0) {
+    // Σ_v align(h̃_v, anchor_v) + ½ (unif(h̃_v) + unif(anchor_v)), every view at once ([V, B, d] stacks).
+    const auto intents = projected.transpose(0, 1), anchored = torch::stack(anchors);
+    const auto uniformity = uniformity_loss(torch::cat({intents, anchored}));  // [2V]
+    auto au = (alignment_loss(intents, anchored) +
+               0.5 * (uniformity.narrow(0, 0, n_views) + uniformity.narrow(0, n_views, n_views)))
+                  .sum();
     if (options_.average_views) au = au / static_cast<double>(n_views);
     au = options_.tau * au;
     aux = aux.defined() ? aux + au : au;
