@@ -61,7 +61,7 @@ void step(Timed& t, const std::vector<data::Sample>& train, const std::vector<st
   auto batch = models::make_batch(train, indices);
   if (t.intents.defined()) batch.intents = t.intents.index_select(0, batch.sample_ids);  // as the trainer does
   const auto c1 = Clock::now();
-  t.optimizer->zero_grad();
+  train::clear_gradients(*t.optimizer);  // as the trainer does
   auto out = t.model->forward(batch);
   const auto targets = batch.targets - 1;
   auto loss = torch_loss ? torch::nn::functional::cross_entropy(out.scores, targets) : train::cross_entropy(out.scores, targets);

@@ -106,3 +106,28 @@ TEST(FusedAdam, WhatItDoesNotFuseIsTorchsStep) {
   run_steps(reference, torch_params, 0, 4);
   for (std::size_t i = 0; i < fused_params.size(); ++i) EXPECT_TRUE(torch::equal(fused_params[i], torch_params[i])) << i;
 }
+
+// clear_gradients then backward-made gradients, against torch's zero_grad() then the same: the same steps,
+// also when a parameter that had gradients gets none in a step (zero_grad leaves it zero, and Adam still moves
+// it by its moments and weight decay) and for a parameter that never gets one (no state, no move).
+TEST(FusedAdam, ClearedGradientsStepAsZeroGradDoes) {
+  auto fused_params = parameters(), torch_params = parameters();
+  llm4sbr::train::FusedAdam fused(fused_params, kOptions);
+  torch::optim::Adam reference(torch_params, kOptions);
+  for (int step = 0; step < 5; ++step) {
+    llm4sbr::train::clear_gradients(fused);
+    reference.zero_grad();
+    for (auto* params : {&fused_params, &torch_params}) {
+      torch::manual_seed(200 + step);
+      auto loss = ((*params)[0] * torch::randn({1200, 40})).sum();
+      if (step != 2) loss = loss + ((*params)[1] * torch::randn({17})).sum();  // the bias gets none at step 2
+      loss.backward();
+    }
+    EXPECT_FALSE(fused_params[2].grad().defined());
+    if (step == 2) EXPECT_FALSE(fused_params[1].grad().defined());
+    fused.step();
+    reference.step();
+  }
+  EXPECT_LT(max_difference(fused_params, torch_params), kRounding);
+  EXPECT_TRUE(torch::equal(fused_params[2], parameters()[2])) << "a parameter without a gradient moved";
+}

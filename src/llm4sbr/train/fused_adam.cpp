@@ -24,6 +24,11 @@ Key state_key(const torch::Tensor& p) {
   }
 }
 
+template <typename States>
+bool has_state(const States& states, const torch::Tensor& p) {
+  return states.count(state_key<typename States::key_type>(p)) > 0;
+}
+
 // The AdamParamState of `p`, made with zero moments on its first step (as torch's Adam does).
 template <typename States>
 torch::optim::AdamParamState& state_of(States& states, const torch::Tensor& p) {
@@ -75,6 +80,9 @@ bool FusedAdam::fusable() const {
 }
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
+  for (auto& group : param_groups())
+    for (auto& p : group.params())
+      if (!p.grad().defined() && has_state(state(), p)) p.mutable_grad() = torch::zeros_like(p);  // as zero_grad() left it
   if (!fusable()) return torch::optim::Adam::step(std::move(closure));
   torch::Tensor loss;
   if (closure) {
@@ -107,6 +115,11 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
     }
   }
   return loss;
+}
+
+void clear_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
 }
 
 }  // namespace llm4sbr::train

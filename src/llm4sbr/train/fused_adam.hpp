@@ -21,10 +21,18 @@ class FusedAdam : public torch::optim::Adam {
 
   /// One Adam step over every parameter with a gradient: for each value,
   /// g = ∇ + λθ; m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²; θ = θ - (lr / (1-β1ᵗ))·m / (√v / √(1-β2ᵗ) + ε).
+  /// A parameter without a gradient that has Adam state (a gradient in an earlier step) is stepped with a
+  /// zero gradient, as torch's Adam steps it after zero_grad() (which leaves zeros); see clear_gradients.
   torch::Tensor step(LossClosure closure = nullptr) override;
 
  private:
   bool fusable() const;
 };
+
+/// PyTorch's zero_grad(set_to_none=True): every gradient of `optimizer`'s parameters undefined, so that the next
+/// backward pass stores the gradient it makes instead of adding it to a zeroed tensor (for Beauty's item table,
+/// a fill and an addition over 1.2 M values a step). With FusedAdam the steps are those after zero_grad()
+/// (see FusedAdam::step); torch::optim::Adam would skip a parameter left without a gradient instead.
+void clear_gradients(torch::optim::Optimizer& optimizer);
 
 }  // namespace llm4sbr::train

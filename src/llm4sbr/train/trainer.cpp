@@ -295,7 +295,7 @@ struct FitContext {
 // The loss is checked (LossLog) before the step changes anything.
 void train_step(FitContext& c, const std::vector<std::int64_t>& global_batch, std::size_t b, bool last, LossLog& losses) {
   const auto idx = shard_of(global_batch, distributed());
-  c.optimizer.zero_grad();
+  clear_gradients(c.optimizer);
   torch::Tensor loss;
   if (!idx.empty()) {
     auto batch = models::make_batch(c.ds.train, idx, c.opt.device);
