@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
@@ -57,6 +58,7 @@ Timed timed(models::Recommender model, bool torch_adam, torch::Tensor intents = 
 
 // One training step of `t` on the samples `indices` of `train`, its parts timed.
 void step(Timed& t, const std::vector<data::Sample>& train, const std::vector<std::int64_t>& indices, bool torch_loss) {
+  RECORD_USER_SCOPE(t.model->label().c_str());  // a --profile trace groups each step's operations under its model
   const auto c0 = Clock::now();
   auto batch = models::make_batch(train, indices);
   if (t.intents.defined()) batch.intents = t.intents.index_select(0, batch.sample_ids);  // as the trainer does
