@@ -4,9 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <limits>
 #include <memory>
-#include <tuple>
 
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/packed_attention.hpp"
