@@ -121,10 +121,13 @@ torch::Tensor fast_dropout(const torch::Tensor& x, double p, bool training) {
   TORCH_CHECK(p >= 0 && p <= 1, "dropout probability has to be between 0 and 1, but got ", p);
   if (p == 0 || !training || x.numel() == 0) return x;
   if (p == 1) return x * torch::zeros({}, x.options());
-  auto noise = torch::empty_like(x, torch::MemoryFormat::Contiguous);
+  return x * dropout_noise(x.sizes(), p, x.options());
+}
+
+torch::Tensor dropout_noise(torch::IntArrayRef sizes, double p, const torch::TensorOptions& options) {
+  auto noise = torch::empty(sizes, options);
   fast_bernoulli_(noise, 1 - p);
-  noise.div_(1 - p);
-  return x * noise;
+  return noise.div_(1 - p);
 }
 
 }  // namespace llm4sbr::models

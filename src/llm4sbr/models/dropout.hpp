@@ -19,6 +19,11 @@ torch::Tensor& fast_bernoulli_(torch::Tensor& t, double p);
 /// replicates: without MKL, as Debian's), rather than handing every call to ATen.
 bool fast_bernoulli_replicates_libtorch();
 
+/// at::dropout's multipliers on the CPU: a contiguous tensor of `sizes` whose values are 1 / (1 − p) with
+/// probability 1 − p, else 0 — fast_bernoulli_(1 − p), then divided by 1 − p, as at::dropout makes its noise, so
+/// the same values from the same seed. 0 <= p < 1 (at::dropout draws nothing for p = 1).
+torch::Tensor dropout_noise(torch::IntArrayRef sizes, double p, const torch::TensorOptions& options);
+
 /// F::dropout(x, p, training) with at::dropout's CPU computation (x · bernoulli(1 − p) / (1 − p), nothing drawn
 /// when !training, p = 0 or x is empty, x · 0 when p = 1): the same values from the same seed, drawn by
 /// fast_bernoulli_ above. Other devices take F::dropout (whose CUDA kernel draws otherwise).

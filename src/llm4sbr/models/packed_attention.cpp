@@ -261,10 +261,9 @@ torch::Tensor attention_keep(const torch::Tensor& lengths, std::int64_t window, 
   if (!training || p == 0) return {};
   const auto pairs = causal_pairs(lengths, heads);
   if (p >= 1) return torch::zeros({pairs}, options);  // at::dropout draws nothing either
-  auto noise = padded_masks ? torch::empty({lengths.size(0), heads, window, window}, options) : torch::empty({pairs}, options);
-  fast_bernoulli_(noise, 1 - p);  // with padded masks, F::dropout's draws (at::dropout: bernoulli_(1 − p), then / (1 − p))
-  noise.div_(1 - p);
-  if (!padded_masks) return noise;
+  if (!padded_masks) return dropout_noise({pairs}, p, options);
+  // F::dropout's draws over the whole padded tensor, read at the pairs.
+  const auto noise = dropout_noise({lengths.size(0), heads, window, window}, p, options);
   const auto real = window_of(lengths.to(options.device()), window).first;
   return noise.masked_select(counted_pairs(real, heads));
 }

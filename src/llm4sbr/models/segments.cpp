@@ -203,10 +203,7 @@ torch::Tensor dropout_rows(const torch::Tensor& x, const torch::Tensor& slots, s
                            bool training) {
   if (!training || p == 0) return x;
   if (p >= 1) return x * torch::zeros({}, x.options());  // at::dropout draws nothing either
-  auto noise = torch::empty({rows, x.size(1)}, x.options());
-  fast_bernoulli_(noise, 1 - p);
-  noise.div_(1 - p);
-  return x * noise.index_select(0, slots);
+  return x * dropout_noise({rows, x.size(1)}, p, x.options()).index_select(0, slots);
 }
 
 torch::Tensor dropout_packed(const torch::Tensor& x, const torch::Tensor& slots, std::int64_t rows, double p,
