@@ -4,36 +4,12 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
-#include <limits>
 #include <set>
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/models/init.hpp"
 
 namespace llm4sbr::enhance {
-
-namespace F = torch::nn::functional;
-
-torch::Tensor alignment_loss(const torch::Tensor& x, const torch::Tensor& y) {
-  const auto xn = F::normalize(x, F::NormalizeFuncOptions().dim(-1));
-  const auto yn = F::normalize(y, F::NormalizeFuncOptions().dim(-1));
-  return (xn - yn).pow(2).sum(-1).mean(-1);
-}
-
-torch::Tensor uniformity_loss(const torch::Tensor& x) {
-  const auto b = x.size(-2);
-  if (b < 2) return torch::zeros(x.sizes().slice(0, x.dim() - 2), x.options());
-  const auto xn = F::normalize(x, F::NormalizeFuncOptions().dim(-1));
-  // The pairs' squared distances ‖x̂_i‖² + ‖x̂_j‖² − 2 x̂_i·x̂_j from one [B, B] product (torch::pdist's
-  // backward pass, a loop over the pairs, cost more than the product); clamped at 0 against rounding.
-  const auto squares = xn.pow(2).sum(-1);
-  const auto sq = (squares.unsqueeze(-1) + squares.unsqueeze(-2) - 2 * xn.matmul(xn.transpose(-1, -2))).clamp_min(0);
-  const auto pairs = torch::ones({b, b}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
-  // log mean exp(-2 d²) over the pairs i < j = logsumexp(-2 d²) - log(#pairs): the same value without underflow
-  // (the other entries are -inf: no weight, no gradient).
-  const auto logits = (-2.0 * sq).masked_fill(pairs.logical_not(), -std::numeric_limits<double>::infinity());
-  return torch::logsumexp(logits.flatten(-2), -1) - std::log(static_cast<double>(b * (b - 1) / 2));
-}
 
 Anchor anchor_of(const std::string& view) {
   if (view == "long" || view == "normal") return Anchor::kGlobal;
@@ -104,29 +80,23 @@ models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch
   }
 
   models::SessionRepresentation gated = rep;
-  std::vector<torch::Tensor> anchors, alphas;
+  std::vector<torch::Tensor> anchors, weights;
+  std::vector<torch::Tensor*> slots;  // where each view's gated representation goes
   for (std::int64_t v = 0; v < n_views; ++v) {
-    const auto p = projected.select(1, v);  // [B, d] h̃_v
-    const bool global = anchor_of(options_.views[static_cast<std::size_t>(v)]) == Anchor::kGlobal;
-    const auto& anchor = global ? rep.global : rep.local;  // [B, d]
-    anchors.push_back(anchor);
-    const auto alpha = gates[static_cast<std::size_t>(v)](torch::sigmoid(anchor + p));  // [B, 1] Eq. 10-11
-    (global ? gated.global : gated.local) = anchor * alpha;
-    alphas.push_back(alpha);
+    const auto i = static_cast<std::size_t>(v);
+    slots.push_back(anchor_of(options_.views[i]) == Anchor::kGlobal ? &gated.global : &gated.local);
+    anchors.push_back(*slots.back());
+    weights.push_back(gates[i]->weight);
   }
+  // DirectAU trains the projection (Eq. 15); evaluation and serving only need the gates.
+  double au_weight = 0;
+  if (is_training() && options_.align_uniform && options_.tau > 0)
+    au_weight = options_.average_views ? options_.tau / static_cast<double>(n_views) : options_.tau;
+  auto views = gate_views(projected, anchors, weights, au_weight);  // Eq. 8-11
+  for (std::size_t v = 0; v < slots.size(); ++v) *slots[v] = views.gated[v];
   torch::Tensor aux = rep.aux_loss;
-  if (is_training() && options_.align_uniform && options_.tau > 0) {
-    // Σ_v align(h̃_v, anchor_v) + ½ (unif(h̃_v) + unif(anchor_v)), every view at once ([V, B, d] stacks).
-    const auto intents = projected.transpose(0, 1), anchored = torch::stack(anchors);
-    const auto uniformity = uniformity_loss(torch::cat({intents, anchored}));  // [2V]
-    auto au = (alignment_loss(intents, anchored) +
-               0.5 * (uniformity.narrow(0, 0, n_views) + uniformity.narrow(0, n_views, n_views)))
-                  .sum();
-    if (options_.average_views) au = au / static_cast<double>(n_views);
-    au = options_.tau * au;
-    aux = aux.defined() ? aux + au : au;
-  }
-  return {encoder_->score(encoder_->readout(gated), gated), aux, torch::cat(alphas, 1)};
+  if (views.au.defined()) aux = aux.defined() ? aux + views.au : views.au;
+  return {encoder_->score(encoder_->readout(gated), gated), aux, views.alphas};
 }
 
 std::string Llm4sbrHeadImpl::label() const {

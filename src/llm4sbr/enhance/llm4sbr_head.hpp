@@ -24,18 +24,9 @@
 #include "llm4sbr/models/session_encoder.hpp"
 #include "llm4sbr/models/recommender.hpp"
 #include "llm4sbr/core/settings.hpp"
+#include "llm4sbr/enhance/view_gates.hpp"
 
 namespace llm4sbr::enhance {
-
-/// DirectAU alignment (paper Eq. 8 as the reference computes it): the batch mean of ‖x̂_i − ŷ_i‖², with
-/// x̂ = x / ‖x‖. x, y: [B, d] -> scalar in [0, 4], or [V, B, d] -> [V] (V batches at once: the head stacks
-/// its views, a few operations instead of a few per view). Zero rows stay zero (no division by zero).
-torch::Tensor alignment_loss(const torch::Tensor& x, const torch::Tensor& y);
-
-/// DirectAU uniformity (paper Eq. 9): log of the mean of exp(−2‖x̂_i − x̂_j‖²) over all pairs i < j of the
-/// batch. x: [B, d] -> scalar in [−4, 0], or [V, B, d] -> [V]. A batch of one has no pair and gives 0 (the
-/// reference divides by zero there and returns NaN).
-torch::Tensor uniformity_loss(const torch::Tensor& x);
 
 /// Which representation of the session a view is aligned with and gates.
 enum class Anchor { kGlobal, kLocal };
