@@ -40,15 +40,20 @@ std::string infer_command(const std::filesystem::path& data, const std::filesyst
 }  // namespace
 
 // greedy_token picks what llama.cpp's greedy sampler picks from the same logits: the first of equal maxima,
-// over a vocabulary of random logits with ties and -inf.
+// over vocabularies of random logits with ties and -inf (and all -inf).
 TEST(LlamaBackend, GreedyTokenIsLlamaCppsGreedyChoice) {
   std::mt19937 rng(11);
   std::uniform_int_distribution<int> level(-20, 20);  // few distinct values: many ties
   llama_sampler* greedy = llama_sampler_init_greedy();
-  for (int round = 0; round < 50; ++round) {
-    std::vector<float> logits(1000);
+  // Sizes around greedy_token's 256-value blocks, with the largest value anywhere (a partial last block too).
+  const std::vector<std::size_t> sizes{1, 5, 255, 256, 257, 1000, 4096, 151936};
+  for (int round = 0; round < 80; ++round) {
+    std::vector<float> logits(sizes[static_cast<std::size_t>(round) % sizes.size()]);
     for (auto& v : logits) v = static_cast<float>(level(rng)) / 4.0f;
-    logits[static_cast<std::size_t>(round)] = -INFINITY;
+    logits[static_cast<std::size_t>(round) % logits.size()] = -INFINITY;
+    if (round % 3 == 0) logits[static_cast<std::size_t>(rng()) % logits.size()] = 6.0f;  // one clear maximum
+    if (round % 5 == 1) logits.back() = 7.0f;  // in the last (partial) block
+    if (round % 7 == 0) std::fill(logits.begin(), logits.end(), -INFINITY);
     std::vector<llama_token_data> data(logits.size());
     for (std::size_t i = 0; i < logits.size(); ++i) data[i] = {static_cast<llama_token>(i), logits[i], 0.0f};
     llama_token_data_array candidates{data.data(), data.size(), -1, false};

@@ -10,6 +10,10 @@
 #include <numeric>
 #include <thread>
 
+#if defined(__SSE2__)
+#include <immintrin.h>  // _mm_max_ps (SSE, part of every x86-64)
+#endif
+
 #include "llm4sbr/core/error.hpp"
 
 namespace llm4sbr::llm {
@@ -118,7 +122,41 @@ bool steal_work(std::vector<Slot>& slots, Slot& idle) {
 }  // namespace
 
 std::int32_t greedy_token(const float* logits, std::int32_t n_vocab) {
+#if defined(__SSE2__)
+  // std::max_element keeps an index per element and runs one value at a time (~120 us a row of 151,936
+  // logits, ~1 ms of each 8-sequence decode step with the tiny test model); the blocks' maxima in 16 maxps
+  // lanes take ~7 us. The first block holding the largest value, and max_element within it, give the first
+  // of equal maxima, as before.
+  constexpr std::int32_t kBlock = 256;
+  const std::int32_t full = n_vocab / kBlock * kBlock;
+  float best = logits[0];
+  std::int32_t best_block = 0;
+  for (std::int32_t b = 0; b < full; b += kBlock) {
+    const float* x = logits + b;
+    __m128 m0 = _mm_loadu_ps(x), m1 = _mm_loadu_ps(x + 4), m2 = _mm_loadu_ps(x + 8), m3 = _mm_loadu_ps(x + 12);
+    for (std::int32_t i = 16; i < kBlock; i += 16) {
+      m0 = _mm_max_ps(m0, _mm_loadu_ps(x + i));
+      m1 = _mm_max_ps(m1, _mm_loadu_ps(x + i + 4));
+      m2 = _mm_max_ps(m2, _mm_loadu_ps(x + i + 8));
+      m3 = _mm_max_ps(m3, _mm_loadu_ps(x + i + 12));
+    }
+    alignas(16) float lanes[4];
+    _mm_store_ps(lanes, _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3)));
+    const float block_max = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+    if (best < block_max) best = block_max, best_block = b;
+  }
+  auto first_max = [&](std::int32_t from, std::int32_t to) {
+    return static_cast<std::int32_t>(std::max_element(logits + from, logits + to) - logits);
+  };
+  std::int32_t arg = first_max(best_block, std::min(n_vocab, best_block + kBlock));
+  if (full < n_vocab && full > 0) {  // the last, partial block
+    const std::int32_t tail = first_max(full, n_vocab);
+    if (logits[arg] < logits[tail]) arg = tail;
+  }
+  return arg;
+#else
   return static_cast<std::int32_t>(std::max_element(logits, logits + n_vocab) - logits);
+#endif
 }
 
 LlamaBackend::LlamaBackend(const fs::path& model_file, GenerationOptions options) : options_(std::move(options)) {

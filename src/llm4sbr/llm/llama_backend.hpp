@@ -18,7 +18,8 @@ void init_llama_logging();
 
 /// The greedy token of one row of logits [n_vocab]: the first largest, the token llama_sampler_greedy picks,
 /// without the [n_vocab] candidate array that llama_sampler_sample builds for it each step (two more passes
-/// over the vocabulary a token: ~10 % of `infer`'s time with the tiny test model's 151,936-token vocabulary).
+/// over the vocabulary a token: ~10 % of `infer`'s time with the tiny test model's 151,936-token vocabulary),
+/// the blocks' maxima in SSE lanes. logits: n_vocab ≥ 1 values.
 std::int32_t greedy_token(const float* logits, std::int32_t n_vocab);
 
 class LlamaBackend : public LlmBackend {
