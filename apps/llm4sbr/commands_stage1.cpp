@@ -13,6 +13,7 @@
 #include "llm4sbr/data/io.hpp"
 #include "llm4sbr/intent/intent_stage.hpp"
 #include "llm4sbr/llm/infer.hpp"
+#include "llm4sbr/llm/llama_backend.hpp"
 #include "llm4sbr/llm/llm_backend.hpp"
 #include "llm4sbr/llm/response_store.hpp"
 #include "llm4sbr/llm/shard.hpp"
@@ -55,13 +56,36 @@ void run_prompts(const Options& o) {
 struct InferArgs {
   Options o;
   std::string llm, shard = "1/1";
+  bool count_prefill = false;
 };
+
+// infer --count-prefill: the prompt tokens of the splits' prompts and those llama.cpp's prefix reuse saves,
+// counted by tokenizing them without generating.
+void count_prefill(const InferArgs& a, const Config& cfg, llm::LlmBackend& backend) {
+  const auto* llama = dynamic_cast<const llm::LlamaBackend*>(&backend);
+  if (!llama)
+    throw ConfigError("infer --count-prefill counts the prefix reuse of in-process llama.cpp: give --llm llama:PATH.gguf "
+                      "(a vLLM server's prefix caching is its own)");
+  const auto ds = data::read_prepared(a.o.data);
+  std::vector<std::vector<data::Sample>> splits;
+  for (const auto& sp : splits_of(a.o.split)) splits.push_back(first_samples(ds.split(sp), a.o.limit));
+  const llm::InferOptions options{cfg.get<std::int64_t>("llm.chunk", 2048), llm::Shard::parse(a.shard)};
+  const auto n = llm::count_prefill(ds, splits, views_of(cfg), text::prompt_template_from_config(cfg), *llama, options);
+  const auto share = [&](std::int64_t k) { return n.prompt_tokens > 0 ? 100.0 * static_cast<double>(k) / n.prompt_tokens : 0.0; };
+  fmt::print("prefill of {} distinct prompts ({} split{}, llm.parallel {}, llm.chunk {}):\n", n.prompts, a.o.split,
+             splits.size() > 1 ? "s" : "", cfg.get<std::int64_t>("llm.parallel", 8), options.chunk);
+  fmt::print("| prompt tokens | re-used from the KV cache | computed |\n|---:|---:|---:|\n");
+  fmt::print("| {} | {} ({:.1f} %) | {} ({:.1f} %) |\n", n.prompt_tokens, n.reused_tokens, share(n.reused_tokens),
+             n.prompt_tokens - n.reused_tokens, share(n.prompt_tokens - n.reused_tokens));
+}
 
 // Answers the prompts of the splits with an LLM into <out>/<split>/responses.jsonl, resuming a stopped run.
 void run_infer(const InferArgs& a) {
   const Config cfg = load_config(a.o);
   const auto spec = a.llm.empty() ? cfg.get<std::string>("llm.model", "") : a.llm;
   if (spec.empty()) throw ConfigError("infer: give --llm llama:PATH.gguf or openai:URL, or set llm.model in the config");
+  if (a.count_prefill) return count_prefill(a, cfg, *llm::make_llm_backend(spec, cfg));
+  if (a.o.out.empty()) throw ConfigError("infer: give --out DIR (where <split>/responses.jsonl go)");
   const llm::InferOptions options{cfg.get<std::int64_t>("llm.chunk", 2048), llm::Shard::parse(a.shard)};
   const auto ds = data::read_prepared(a.o.data);
   const auto backend = llm::make_llm_backend(spec, cfg);
@@ -178,6 +202,10 @@ std::vector<Command> add_stage1_commands(CLI::App& app) {
   add_split(i, infer->o);
   add_limit(i, infer->o);
   add_out(i, infer->o, "output directory (<split>/responses.jsonl)");
+  i->get_option("--out")->required(false);  // not for --count-prefill; run_infer asks for it otherwise
+  i->add_flag("--count-prefill", infer->count_prefill,
+              "generate nothing: tokenize the prompts and print how many prompt tokens llama.cpp's prefix reuse "
+              "takes from the KV cache (llm.parallel sequences, llm.chunk prompts per context)");
   add_config(i, infer->o, false);
 
   auto merge = std::make_shared<MergeArgs>();

@@ -140,6 +140,46 @@ TEST(LlamaBackend, ReusesTheKvCacheOfSharedPrefixes) {
   EXPECT_GT(reused, 100);
 }
 
+// The schedule and the count of re-used tokens on hand-made token lists: sorted neighbours in runs, the common
+// prefix with the previous prompt of the run, and the last token always computed (an identical prompt too).
+TEST(LlamaBackend, ReusedPromptTokensOfPrefixRuns) {
+  const std::vector<std::vector<std::int32_t>> tokens{{1, 2, 9}, {7}, {1, 2, 3, 5}, {1, 2, 3, 4}, {1, 2, 3, 4}};
+  const auto one = llm::prefix_runs(tokens, 1);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0], (std::vector<std::size_t>{3, 4, 2, 0, 1}));  // sorted by tokens, stable for equal ones
+  // {1,2,3,4} twice: 3 (its last token decoded again); {1,2,3,5}: 3; {1,2,9}: 2; {7}: 0.
+  EXPECT_EQ(llm::reused_prompt_tokens(tokens, one), 8);
+  const auto two = llm::prefix_runs(tokens, 2);  // runs {3, 4} and {2, 0, 1}: the third prompt starts a run
+  EXPECT_EQ(two, (std::vector<std::vector<std::size_t>>{{3, 4}, {2, 0, 1}}));
+  EXPECT_EQ(llm::reused_prompt_tokens(tokens, two), 5);
+}
+
+// count_prefill, without decoding, gives the re-used tokens that generate() reports (one sequence: no stealing).
+TEST(LlamaBackend, CountPrefillIsWhatGenerateReuses) {
+  llm::GenerationOptions opt;
+  opt.max_tokens = 3;
+  opt.parallel = 1;
+  opt.threads = 2;
+  llm::LlamaBackend backend(tiny_chat_model(), opt);
+  std::string base = "The order in which users click on items is as follows:\n";
+  std::vector<std::string> prompts;
+  for (int i = 1; i <= 6; ++i) {
+    base += fmt::format("{}. Item number {}\n", i, i * 7);
+    prompts.push_back(base + "What does the user want?");
+  }
+  prompts.push_back("Something else entirely");
+  std::int64_t reused = 0, tokens = 0;
+  backend.generate(prompts, [&](std::size_t, const llm::Generation& g) {
+    reused += g.reused_tokens;
+    tokens += g.prompt_tokens;
+  });
+  const auto count = backend.count_prefill(prompts);
+  EXPECT_EQ(count.prompts, 7);
+  EXPECT_EQ(count.prompt_tokens, tokens);
+  EXPECT_EQ(count.reused_tokens, reused);
+  EXPECT_GT(count.reused_tokens, 100);
+}
+
 TEST(LlamaBackend, MissingModelFileIsAClearError) {
   EXPECT_THROW(llm::LlamaBackend("/nonexistent/model.gguf", {}), InputError);
 }
@@ -184,6 +224,42 @@ TEST(Infer, TwoHundredBeautySamplesTwoViewsResumeAfterKill) {
   // A third run has nothing left to do and changes nothing.
   ASSERT_EQ(std::system((infer_command(data, out.path(), 200) + " > /dev/null 2>&1").c_str()), 0);
   EXPECT_EQ(read_jsonl(responses).size(), 400u);
+}
+
+// `infer --count-prefill` on real Beauty prompts: the table of prompt tokens and those the KV cache re-uses,
+// the same counts as a generating run of the same prompts reports in its log; an HTTP backend is refused.
+TEST(Infer, CountPrefillMatchesTheGeneratingRun) {
+  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
+  const auto data = prepared_beauty();
+  llm4sbr::testing::TempDir out;
+  const auto log = out / "log";
+  auto text_of = [](const std::filesystem::path& f) {
+    std::stringstream s;
+    s << std::ifstream(f).rdbuf();
+    return s.str();
+  };
+  ASSERT_EQ(std::system((infer_command(data, out / "run", 30) + " > '" + log.string() + "' 2>&1").c_str()), 0);
+  const auto run = text_of(log);
+  const auto at = run.find(" prompt tokens re-used");
+  ASSERT_NE(at, std::string::npos) << run;
+  const auto reused = run.substr(run.rfind(' ', at - 1) + 1, at - run.rfind(' ', at - 1) - 1);
+  const auto count = fmt::format("'{}' infer --count-prefill --data '{}' --llm 'llama:{}' --split test --limit 30 "
+                                 "--set llm.parallel=8 > '{}' 2>&1",
+                                 LLM4SBR_CLI, data.string(), tiny_chat_model().string(), log.string());
+  ASSERT_EQ(std::system(count.c_str()), 0) << text_of(log);
+  const auto table = text_of(log);
+  EXPECT_NE(table.find("prefill of 60 distinct prompts"), std::string::npos) << table;
+  // Work stealing near the end of the generating run can move a run's tail; with 60 prompts and 8 sequences
+  // the counts still agree to within a few prompts' prefixes.
+  const auto row = table.substr(table.rfind("\n| ") + 3);
+  const auto counted = std::stoll(row.substr(row.find("| ") + 2));
+  EXPECT_NEAR(static_cast<double>(counted), std::stod(reused), 0.1 * std::stod(reused)) << table << run;
+  const auto http = fmt::format("'{}' infer --count-prefill --data '{}' --llm 'openai:http://127.0.0.1:9' --split test "
+                                "--limit 2 > '{}' 2>&1",
+                                LLM4SBR_CLI, data.string(), log.string());
+  EXPECT_NE(std::system(http.c_str()), 0);
+  EXPECT_NE(text_of(log).find("--count-prefill counts the prefix reuse of in-process llama.cpp"), std::string::npos)
+      << text_of(log);
 }
 
 TEST(Infer, UnknownBackendAndMissingModelFailClearly) {

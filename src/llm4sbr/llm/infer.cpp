@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <unordered_set>
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/progress.hpp"
@@ -119,6 +120,28 @@ InferStats run_inference(const data::PreparedDataset& ds, const std::vector<Infe
   bar.finish(token_rates());
   backend.log_summary();
   return stats;
+}
+
+PrefillCount count_prefill(const data::PreparedDataset& ds, const std::vector<std::vector<data::Sample>>& splits,
+                           const std::vector<std::string>& views, const text::PromptTemplate& tpl,
+                           const LlamaBackend& backend, const InferOptions& options) {
+  std::vector<std::string> prompts;  // distinct, in first-seen (split, sample) order as run_inference sends them
+  std::unordered_set<std::string> seen;
+  for (const auto& samples : splits)
+    for_each_prompt(ds, samples, views, tpl, [&](PromptKey&& key) {
+      if (options.shard.holds(key.hash) && seen.insert(key.hash).second) prompts.push_back(std::move(key.prompt));
+    });
+  PrefillCount total;
+  ProgressBar bar("count prefill", static_cast<std::int64_t>(prompts.size()), "prompts");
+  const auto chunk = static_cast<std::size_t>(std::max<std::int64_t>(options.chunk, 1));
+  for (std::size_t lo = 0; lo < prompts.size(); lo += chunk) {
+    const auto hi = std::min(prompts.size(), lo + chunk);
+    total += backend.count_prefill({prompts.begin() + static_cast<std::ptrdiff_t>(lo),
+                                    prompts.begin() + static_cast<std::ptrdiff_t>(hi)});
+    bar.tick(static_cast<std::int64_t>(hi - lo));
+  }
+  bar.finish();
+  return total;
 }
 
 }  // namespace llm4sbr::llm

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "llm4sbr/data/dataset.hpp"
+#include "llm4sbr/llm/llama_backend.hpp"
 #include "llm4sbr/llm/llm_backend.hpp"
 #include "llm4sbr/llm/response_store.hpp"
 #include "llm4sbr/llm/shard.hpp"
@@ -42,5 +43,13 @@ struct InferStats {
 InferStats run_inference(const data::PreparedDataset& ds, const std::vector<InferTask>& tasks,
                          const std::vector<std::string>& views, const text::PromptTemplate& tpl, LlmBackend& backend,
                          const InferOptions& options = {});
+
+/// The prefill work of answering every distinct prompt of `splits` × `views` in `options.shard` (stored
+/// answers or not) with `backend`, counted without generating: run_inference's order and chunks
+/// (`options.chunk` prompts per generate() call, each with a fresh KV cache), each chunk's prompt tokens and
+/// those prefix reuse keeps (LlamaBackend::count_prefill). Shows progress (prompts/s, ETA).
+PrefillCount count_prefill(const data::PreparedDataset& ds, const std::vector<std::vector<data::Sample>>& splits,
+                           const std::vector<std::string>& views, const text::PromptTemplate& tpl,
+                           const LlamaBackend& backend, const InferOptions& options = {});
 
 }  // namespace llm4sbr::llm

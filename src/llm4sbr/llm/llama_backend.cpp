@@ -93,16 +93,6 @@ llama_sampler* make_sampler(const GenerationOptions& options, std::uint32_t seed
   return chain;
 }
 
-// Splits the sorted prompt order into one contiguous run per sequence, so that each sequence answers
-// neighbours in sorted order and re-uses its cached prefix.
-void assign_runs(std::vector<Slot>& slots, const std::vector<std::size_t>& order) {
-  const std::size_t n = order.size(), k = slots.size();
-  for (std::size_t s = 0; s < k; ++s) {
-    const std::size_t lo = n * s / k, hi = n * (s + 1) / k;
-    slots[s].queue.assign(order.begin() + static_cast<std::ptrdiff_t>(lo), order.begin() + static_cast<std::ptrdiff_t>(hi));
-  }
-}
-
 // A sequence that ran out of work takes the second half of the longest remaining run.
 bool steal_work(std::vector<Slot>& slots, Slot& idle) {
   Slot* victim = nullptr;
@@ -120,6 +110,36 @@ bool steal_work(std::vector<Slot>& slots, Slot& idle) {
 }
 
 }  // namespace
+
+std::vector<std::vector<std::size_t>> prefix_runs(const std::vector<std::vector<std::int32_t>>& tokens, std::size_t n_seq) {
+  std::vector<std::size_t> order(tokens.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return tokens[a] < tokens[b]; });
+  const std::size_t n = order.size();
+  std::vector<std::vector<std::size_t>> runs(n_seq);
+  for (std::size_t s = 0; s < n_seq; ++s)
+    runs[s].assign(order.begin() + static_cast<std::ptrdiff_t>(n * s / n_seq),
+                   order.begin() + static_cast<std::ptrdiff_t>(n * (s + 1) / n_seq));
+  return runs;
+}
+
+std::int64_t reused_prompt_tokens(const std::vector<std::vector<std::int32_t>>& tokens,
+                                  const std::vector<std::vector<std::size_t>>& runs) {
+  std::int64_t reused = 0;
+  for (const auto& run : runs)
+    for (std::size_t k = 1; k < run.size(); ++k) {
+      const auto &prev = tokens[run[k - 1]], &cur = tokens[run[k]];
+      if (!cur.empty()) reused += static_cast<std::int64_t>(std::min(common_prefix(prev, cur), cur.size() - 1));
+    }
+  return reused;
+}
+
+PrefillCount& PrefillCount::operator+=(const PrefillCount& o) {
+  prompts += o.prompts;
+  prompt_tokens += o.prompt_tokens;
+  reused_tokens += o.reused_tokens;
+  return *this;
+}
 
 std::int32_t greedy_token(const float* logits, std::int32_t n_vocab) {
 #if defined(__SSE2__)
@@ -212,20 +232,39 @@ std::vector<std::int32_t> LlamaBackend::tokenize(const std::string& text) const 
   return tokens;
 }
 
+std::vector<std::vector<std::int32_t>> LlamaBackend::chat_tokens(const std::vector<std::string>& prompts) const {
+  std::vector<std::vector<std::int32_t>> tokens(prompts.size());
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    tokens[i] = tokenize(format_chat(prompts[i]));
+    if (tokens[i].empty()) throw Error(fmt::format("prompt {} tokenizes to nothing", i));
+  }
+  return tokens;
+}
+
+std::size_t LlamaBackend::sequences_for(std::size_t prompts) const {
+  return static_cast<std::size_t>(std::clamp<std::int64_t>(options_.parallel, 1, static_cast<std::int64_t>(prompts)));
+}
+
+PrefillCount LlamaBackend::count_prefill(const std::vector<std::string>& prompts) const {
+  PrefillCount count;
+  if (prompts.empty()) return count;
+  const auto tokens = chat_tokens(prompts);
+  count.prompts = static_cast<std::int64_t>(prompts.size());
+  for (const auto& t : tokens) count.prompt_tokens += static_cast<std::int64_t>(t.size());
+  count.reused_tokens = reused_prompt_tokens(tokens, prefix_runs(tokens, sequences_for(prompts.size())));
+  return count;
+}
+
 void LlamaBackend::generate(const std::vector<std::string>& prompts,
                             const std::function<void(std::size_t, const Generation&)>& on_done) {
   if (prompts.empty()) return;
   const llama_vocab* vocab = llama_model_get_vocab(model_);
   const std::int32_t n_vocab = llama_vocab_n_tokens(vocab);
-  std::vector<std::vector<llama_token>> tokens(prompts.size());
+  const auto tokens = chat_tokens(prompts);
   std::size_t longest = 0;
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    tokens[i] = tokenize(format_chat(prompts[i]));
-    if (tokens[i].empty()) throw Error(fmt::format("prompt {} tokenizes to nothing", i));
-    longest = std::max(longest, tokens[i].size());
-  }
+  for (const auto& t : tokens) longest = std::max(longest, t.size());
 
-  const auto n_seq = static_cast<std::size_t>(std::clamp<std::int64_t>(options_.parallel, 1, static_cast<std::int64_t>(prompts.size())));
+  const auto n_seq = sequences_for(prompts.size());
   const std::size_t per_seq =
       options_.context > 0 ? static_cast<std::size_t>(options_.context) : longest + static_cast<std::size_t>(options_.max_tokens) + 8;
   if (longest + static_cast<std::size_t>(options_.max_tokens) > per_seq)
@@ -246,13 +285,12 @@ void LlamaBackend::generate(const std::vector<std::string>& prompts,
   llama_memory_t mem = llama_get_memory(ctx);
   llama_batch batch = llama_batch_init(static_cast<int32_t>(cp.n_batch), 0, 1);
 
-  // Sorted by tokens: neighbours share their longest prefixes.
-  std::vector<std::size_t> order(prompts.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return tokens[a] < tokens[b]; });
   std::vector<Slot> slots(n_seq);
-  for (std::size_t s = 0; s < n_seq; ++s) slots[s].seq = static_cast<llama_seq_id>(s);
-  assign_runs(slots, order);
+  auto runs = prefix_runs(tokens, n_seq);
+  for (std::size_t s = 0; s < n_seq; ++s) {
+    slots[s].seq = static_cast<llama_seq_id>(s);
+    slots[s].queue = std::move(runs[s]);
+  }
 
   std::int64_t decoded_tokens = 0, generated_tokens = 0, reused_tokens = 0;
   const auto t0 = Clock::now();

@@ -22,6 +22,25 @@ void init_llama_logging();
 /// the blocks' maxima in SSE lanes. logits: n_vocab ≥ 1 values.
 std::int32_t greedy_token(const float* logits, std::int32_t n_vocab);
 
+/// generate()'s schedule: prompts sorted by their tokens (neighbours share their longest prefixes) and split
+/// into `n_seq` contiguous runs of prompt indices, one per parallel sequence (before any work stealing).
+std::vector<std::vector<std::size_t>> prefix_runs(const std::vector<std::vector<std::int32_t>>& tokens, std::size_t n_seq);
+
+/// The prompt tokens that prefix reuse takes from the KV cache instead of computing them, over `runs`: each
+/// prompt after the first of its run re-uses its common prefix with the previous one, all but its last token
+/// (decoded for its logits).
+std::int64_t reused_prompt_tokens(const std::vector<std::vector<std::int32_t>>& tokens,
+                                  const std::vector<std::vector<std::size_t>>& runs);
+
+/// Prefill work of a set of prompts (LlamaBackend::count_prefill), in tokens.
+struct PrefillCount {
+  std::int64_t prompts = 0;
+  std::int64_t prompt_tokens = 0;  ///< of the chat-formatted prompts
+  std::int64_t reused_tokens = 0;  ///< of which prefix reuse takes from the KV cache (computed: the rest)
+
+  PrefillCount& operator+=(const PrefillCount& o);
+};
+
 class LlamaBackend : public LlmBackend {
  public:
   /// Loads a GGUF chat model. Throws InputError naming the file if it is missing or fails to load.
@@ -35,6 +54,10 @@ class LlamaBackend : public LlmBackend {
                 const std::function<void(std::size_t, const Generation&)>& on_done) override;
   std::string model_name() const override { return name_; }
 
+  /// What generate() would prefill for `prompts`, counted without decoding: their tokens and those prefix
+  /// reuse keeps (llm.parallel sequences, no work stealing, which in generate() only moves the tail of a run).
+  PrefillCount count_prefill(const std::vector<std::string>& prompts) const;
+
   /// The chat-formatted text of a user prompt (the model's own template; the raw prompt if it has none).
   std::string format_chat(const std::string& prompt) const;
   /// Tokens of a text (special tokens parsed, BOS as the vocabulary wants).
@@ -43,6 +66,11 @@ class LlamaBackend : public LlmBackend {
   std::string system_prompt;  ///< optional system message ("" = none)
 
  private:
+  /// The chat-formatted prompts' tokens; Error for a prompt without any.
+  std::vector<std::vector<std::int32_t>> chat_tokens(const std::vector<std::string>& prompts) const;
+  /// Parallel sequences for a call with this many prompts: llm.parallel, at most one per prompt.
+  std::size_t sequences_for(std::size_t prompts) const;
+
   GenerationOptions options_;
   std::string name_;
   llama_model* model_ = nullptr;
