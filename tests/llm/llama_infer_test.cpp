@@ -27,6 +27,22 @@ namespace {
 
 std::filesystem::path tiny_chat_model() { return llm4sbr::testing::tiny_model("tiny-qwen2-chat.gguf"); }
 
+// Greedy generation on two threads: max_tokens answers, `parallel` sequences.
+llm::GenerationOptions generation(std::int64_t max_tokens, std::int64_t parallel) {
+  llm::GenerationOptions opt;
+  opt.max_tokens = max_tokens;
+  opt.parallel = parallel;
+  opt.threads = 2;
+  return opt;
+}
+
+// A prompt header followed by n numbered clicks: prompts that extend it share a long prefix.
+std::string click_list(int n) {
+  std::string text = "The order in which users click on items is as follows:\n";
+  for (int i = 1; i <= n; ++i) text += fmt::format("{}. Item number {}_{}\n", i, i, i * 7);
+  return text;
+}
+
 using llm4sbr::testing::prepared_beauty;
 using llm4sbr::testing::read_jsonl;
 
@@ -65,11 +81,7 @@ TEST(LlamaBackend, GreedyTokenIsLlamaCppsGreedyChoice) {
 }
 
 TEST(LlamaBackend, GeneratesForEveryPromptInParallel) {
-  llm::GenerationOptions opt;
-  opt.max_tokens = 8;
-  opt.parallel = 3;
-  opt.threads = 2;
-  llm::LlamaBackend backend(tiny_chat_model(), opt);
+  llm::LlamaBackend backend(tiny_chat_model(), generation(8, 3));
   EXPECT_NE(backend.format_chat("hello").find("<|im_start|>user\nhello<|im_end|>"), std::string::npos);
   const std::vector<std::string> prompts = {"one", "two two", "three three three", "four", "five five"};
   std::vector<int> seen(prompts.size(), 0);
@@ -102,10 +114,7 @@ TEST(LlamaBackend, GeneratesForEveryPromptInParallel) {
 // With temperature > 0 the seed of an answer is llm.seed mixed with its prompt: the same answer whatever its
 // batch, slot or order, so a killed and resumed run samples what an uninterrupted one would.
 TEST(LlamaBackend, SampledAnswersDependOnlyOnThePromptAndTheSeed) {
-  llm::GenerationOptions opt;
-  opt.max_tokens = 6;
-  opt.parallel = 3;
-  opt.threads = 2;
+  auto opt = generation(6, 3);
   opt.temperature = 1.0;
   opt.seed = 7;
   const std::vector<std::string> prompts = {"lipstick", "night cream", "soap bar", "shampoo", "nail polish", "perfume"};
@@ -128,13 +137,8 @@ TEST(LlamaBackend, SampledAnswersDependOnlyOnThePromptAndTheSeed) {
 }
 
 TEST(LlamaBackend, ReusesTheKvCacheOfSharedPrefixes) {
-  llm::GenerationOptions opt;
-  opt.max_tokens = 4;
-  opt.parallel = 1;
-  opt.threads = 2;
-  llm::LlamaBackend backend(tiny_chat_model(), opt);
-  std::string base = "The order in which users click on items is as follows:\n";
-  for (int i = 1; i <= 20; ++i) base += fmt::format("{}. Item number {}_{}\n", i, i, i);
+  llm::LlamaBackend backend(tiny_chat_model(), generation(4, 1));
+  const std::string base = click_list(20);
   std::int64_t reused = 0;
   backend.generate({base + "Question A", base + "Question B"}, [&](std::size_t, const llm::Generation& g) { reused += g.reused_tokens; });
   EXPECT_GT(reused, 100);
@@ -146,7 +150,7 @@ TEST(LlamaBackend, ReusedPromptTokensOfPrefixRuns) {
   const std::vector<std::vector<std::int32_t>> tokens{{1, 2, 9}, {7}, {1, 2, 3, 5}, {1, 2, 3, 4}, {1, 2, 3, 4}};
   const auto one = llm::prefix_runs(tokens, 1);
   ASSERT_EQ(one.size(), 1u);
-  EXPECT_EQ(one[0], (std::vector<std::size_t>{3, 4, 2, 0, 1}));  // sorted by tokens, stable for equal ones
+  EXPECT_EQ(one[0], (std::vector<std::size_t>{3, 4, 2, 0, 1}));  // sorted by tokens, equal ones in their order
   // {1,2,3,4} twice: 3 (its last token decoded again); {1,2,3,5}: 3; {1,2,9}: 2; {7}: 0.
   EXPECT_EQ(llm::reused_prompt_tokens(tokens, one), 8);
   const auto two = llm::prefix_runs(tokens, 2);  // runs {3, 4} and {2, 0, 1}: the third prompt starts a run
@@ -156,17 +160,9 @@ TEST(LlamaBackend, ReusedPromptTokensOfPrefixRuns) {
 
 // count_prefill, without decoding, gives the re-used tokens that generate() reports (one sequence: no stealing).
 TEST(LlamaBackend, CountPrefillIsWhatGenerateReuses) {
-  llm::GenerationOptions opt;
-  opt.max_tokens = 3;
-  opt.parallel = 1;
-  opt.threads = 2;
-  llm::LlamaBackend backend(tiny_chat_model(), opt);
-  std::string base = "The order in which users click on items is as follows:\n";
+  llm::LlamaBackend backend(tiny_chat_model(), generation(3, 1));
   std::vector<std::string> prompts;
-  for (int i = 1; i <= 6; ++i) {
-    base += fmt::format("{}. Item number {}\n", i, i * 7);
-    prompts.push_back(base + "What does the user want?");
-  }
+  for (int i = 1; i <= 6; ++i) prompts.push_back(click_list(i) + "What does the user want?");
   prompts.push_back("Something else entirely");
   std::int64_t reused = 0, tokens = 0;
   backend.generate(prompts, [&](std::size_t, const llm::Generation& g) {

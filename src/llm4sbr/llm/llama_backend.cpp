@@ -114,7 +114,8 @@ bool steal_work(std::vector<Slot>& slots, Slot& idle) {
 std::vector<std::vector<std::size_t>> prefix_runs(const std::vector<std::vector<std::int32_t>>& tokens, std::size_t n_seq) {
   std::vector<std::size_t> order(tokens.size());
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return tokens[a] < tokens[b]; });
+  // Stable: equal prompts keep their order, so the schedule is a function of the prompts alone.
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return tokens[a] < tokens[b]; });
   const std::size_t n = order.size();
   std::vector<std::vector<std::size_t>> runs(n_seq);
   for (std::size_t s = 0; s < n_seq; ++s)
