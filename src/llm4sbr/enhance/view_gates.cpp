@@ -140,27 +140,29 @@ void normalize_backward(const T* u, const T* n, const T* g, std::int64_t b_count
 // L_u of the rows of u [B, d] (B ≥ 2), as uniformity_loss computes it: the squared distances from the Gram
 // matrix, clamped at 0, and log mean exp(−2 d²) over the pairs by a max-shifted sum. The pair weights of
 // the gradient go to c [B, B] (symmetric, zero diagonal): softmax_ij over the pairs, 0 where the clamp held.
+// One exp a pair (in T: float's is several times cheaper than double's, and B² of them are most of the cost).
 template <typename T>
 double uniformity_forward(const torch::Tensor& u, T* c) {
   const auto b_count = u.size(0);
   const auto gram = at::mm(u, u.t());
   const T* g = gram.data_ptr<T>();
   auto raw = [&](std::int64_t i, std::int64_t j) { return g[i * b_count + i] + g[j * b_count + j] - 2 * g[i * b_count + j]; };
-  double top = -std::numeric_limits<double>::infinity();
+  T top = -std::numeric_limits<T>::infinity();
   for (std::int64_t i = 0; i < b_count; ++i)
-    for (std::int64_t j = i + 1; j < b_count; ++j) top = std::max(top, -2.0 * std::max<double>(raw(i, j), 0));
+    for (std::int64_t j = i + 1; j < b_count; ++j) {
+      c[i * b_count + j] = T(-2) * std::max(raw(i, j), T(0));  // the pair's logit
+      top = std::max(top, c[i * b_count + j]);
+    }
   double total = 0;
   for (std::int64_t i = 0; i < b_count; ++i)
-    for (std::int64_t j = i + 1; j < b_count; ++j) total += std::exp(-2.0 * std::max<double>(raw(i, j), 0) - top);
-  const double lse = top + std::log(total);
+    for (std::int64_t j = i + 1; j < b_count; ++j) total += c[i * b_count + j] = std::exp(c[i * b_count + j] - top);
+  const auto inverse = static_cast<T>(1.0 / total);
   for (std::int64_t i = 0; i < b_count; ++i) {
     c[i * b_count + i] = 0;
-    for (std::int64_t j = i + 1; j < b_count; ++j) {
-      const double r = raw(i, j);
-      c[i * b_count + j] = c[j * b_count + i] = r >= 0 ? static_cast<T>(std::exp(-2.0 * r - lse)) : T(0);
-    }
+    for (std::int64_t j = i + 1; j < b_count; ++j)
+      c[i * b_count + j] = c[j * b_count + i] = raw(i, j) >= 0 ? c[i * b_count + j] * inverse : T(0);
   }
-  return lse - std::log(static_cast<double>(b_count * (b_count - 1) / 2));
+  return static_cast<double>(top) + std::log(total) - std::log(static_cast<double>(b_count * (b_count - 1) / 2));
 }
 
 // uniformity_forward's backward pass scaled by `scale`: g_i += scale · (−4) Σ_j c_ij (u_i − u_j).
