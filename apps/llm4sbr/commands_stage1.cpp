@@ -59,6 +59,11 @@ struct InferArgs {
   bool count_prefill = false;
 };
 
+// How infer hands the prompts to the backend: llm.chunk prompts a call, the --shard part of them.
+llm::InferOptions infer_options(const InferArgs& a, const Config& cfg) {
+  return {cfg.get<std::int64_t>("llm.chunk", 2048), llm::Shard::parse(a.shard)};
+}
+
 // infer --count-prefill: the prompt tokens of the splits' prompts and those llama.cpp's prefix reuse saves,
 // counted by tokenizing them without generating.
 void count_prefill(const InferArgs& a, const Config& cfg, llm::LlmBackend& backend) {
@@ -69,11 +74,11 @@ void count_prefill(const InferArgs& a, const Config& cfg, llm::LlmBackend& backe
   const auto ds = data::read_prepared(a.o.data);
   std::vector<std::vector<data::Sample>> splits;
   for (const auto& sp : splits_of(a.o.split)) splits.push_back(first_samples(ds.split(sp), a.o.limit));
-  const llm::InferOptions options{cfg.get<std::int64_t>("llm.chunk", 2048), llm::Shard::parse(a.shard)};
+  const auto options = infer_options(a, cfg);
   const auto n = llm::count_prefill(ds, splits, views_of(cfg), text::prompt_template_from_config(cfg), *llama, options);
   const auto share = [&](std::int64_t k) { return n.prompt_tokens > 0 ? 100.0 * static_cast<double>(k) / n.prompt_tokens : 0.0; };
   fmt::print("prefill of {} distinct prompts ({} split{}, llm.parallel {}, llm.chunk {}):\n", n.prompts, a.o.split,
-             splits.size() > 1 ? "s" : "", cfg.get<std::int64_t>("llm.parallel", 8), options.chunk);
+             splits.size() > 1 ? "s" : "", llm::generation_options_from_config(cfg).parallel, options.chunk);
   fmt::print("| prompt tokens | re-used from the KV cache | computed |\n|---:|---:|---:|\n");
   fmt::print("| {} | {} ({:.1f} %) | {} ({:.1f} %) |\n", n.prompt_tokens, n.reused_tokens, share(n.reused_tokens),
              n.prompt_tokens - n.reused_tokens, share(n.prompt_tokens - n.reused_tokens));
@@ -86,7 +91,7 @@ void run_infer(const InferArgs& a) {
   if (spec.empty()) throw ConfigError("infer: give --llm llama:PATH.gguf or openai:URL, or set llm.model in the config");
   if (a.count_prefill) return count_prefill(a, cfg, *llm::make_llm_backend(spec, cfg));
   if (a.o.out.empty()) throw ConfigError("infer: give --out DIR (where <split>/responses.jsonl go)");
-  const llm::InferOptions options{cfg.get<std::int64_t>("llm.chunk", 2048), llm::Shard::parse(a.shard)};
+  const auto options = infer_options(a, cfg);
   const auto ds = data::read_prepared(a.o.data);
   const auto backend = llm::make_llm_backend(spec, cfg);
   std::vector<std::unique_ptr<llm::ResponseStore>> stores;
