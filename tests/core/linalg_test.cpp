@@ -27,9 +27,10 @@ TEST(Linalg, TimesTransposedEqualsTheProductForEveryRowCount) {
 
 // The packed bfloat16 product is a float32 sum of a · float(h): within γ_d Σ|a||h| of the float64 product,
 // for row counts of a around the kernel's 6 rows a call, table rows around its blocks of 16 (full blocks, a
-// partial last block, fewer than one block) and any width.
+// partial last block, fewer than one block, a partial block among the four that one or two rows take at once)
+// and any width.
 TEST(Linalg, Bf16TableTimesTransposedIsTheProductWithTheWidenedTable) {
-  for (const std::int64_t n : {5, 16, 203}) {
+  for (const std::int64_t n : {5, 16, 60, 203}) {
     for (const std::int64_t d : {1, 7, 8, 17, 100, 256}) {
       const auto h = normal(n, d, 3).to(torch::kBFloat16);
       const auto widened = h.to(torch::kFloat64);
