@@ -171,6 +171,36 @@ TEST(Intents, InMemoryIntentsEqualWhatTheFileStageWrites) {
   EXPECT_TRUE(torch::allclose(one.intents[0], memory.intents[1], 1e-6, 1e-6));
 }
 
+// The service looks every catalogue title up instead of encoding and localizing it again: a request's intents
+// must be the ones computed in full, whether none, some or all of its texts are known.
+TEST(Intents, PrecomputedTextsGiveTheIntentsComputedInFull) {
+  TempDir tmp;
+  const ToyStage toy(tmp / "stage");
+  const auto& [ds, enc, catalogue, opt] = toy;
+  const auto index = catalogue_index(catalogue, opt.localizer);
+  std::vector<data::Sample> one_click;
+  for (const auto& item : ds.items) one_click.push_back({item.id, 0, {item.id}, item.id});
+  const auto titles = precompute_texts(view_texts(ds, one_click, "short"), *enc, *index, opt);
+  const auto unrelated = precompute_texts({"Argan oil hair mask"}, *enc, *index, opt);
+  const auto all_train = precompute_texts(encode_view_texts(ds, ds.train, titles_text_source(ds), *enc, opt).distinct,
+                                          *enc, *index, opt);
+  const auto full = intents_in_memory(ds, ds.train, titles_text_source(ds), *enc, *index, opt);
+  // The train texts are "A; B" (not a title), "" (the untitled item's) and "B": some known, none, all.
+  for (const auto* known : {&titles, &unrelated, &all_train}) {
+    const auto got = intents_in_memory(ds, ds.train, titles_text_source(ds), *enc, *index, opt, known);
+    EXPECT_EQ(got.texts.distinct, full.texts.distinct);
+    EXPECT_EQ(got.texts.text_index, full.texts.text_index);
+    EXPECT_EQ(got.texts.zero_texts, full.texts.zero_texts);
+    EXPECT_TRUE(torch::allclose(got.texts.embeddings, full.texts.embeddings, 1e-6, 1e-6));
+    EXPECT_TRUE(torch::equal(got.localized.distinct.ids, full.localized.distinct.ids));
+    EXPECT_TRUE(torch::allclose(got.localized.distinct.scores, full.localized.distinct.scores, 1e-6, 1e-6));
+    EXPECT_TRUE(torch::allclose(got.intents, full.intents, 1e-6, 1e-6));
+    EXPECT_EQ(got.localized.r, full.localized.r);
+  }
+  EXPECT_EQ(titles.row_of.size(), ds.items.size()) << "each title once";
+  EXPECT_EQ(titles.embeddings.size(0), static_cast<std::int64_t>(ds.items.size()));
+}
+
 TEST(Intents, InterruptedRunIsNeverMistakenForAFinishedOne) {
   TempDir tmp;
   const auto ds = toy_dataset();

@@ -61,18 +61,15 @@ torch::Tensor catalogue_embeddings(const data::PreparedDataset& ds, embed::TextE
   return e;
 }
 
-EncodedTexts encode_view_texts(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
-                               const ViewTextSource& source, embed::TextEncoder& encoder, const IntentsOptions& opt) {
-  check_options(opt);
-  if (!encoder.fitted()) throw Error("intents: the text encoder is not fitted");
-  torch::NoGradGuard no_grad;
-  const auto t0 = std::chrono::steady_clock::now();
+namespace {
+
+/// Step 1 of encode_view_texts: the texts of every (sample, view) and each distinct text once, in first-use
+/// order; `first_use` gets the (sample index, view) where each distinct text first appears (for errors).
+EncodedTexts distinct_view_texts(const std::vector<data::Sample>& samples, const ViewTextSource& source,
+                                 const IntentsOptions& opt, std::vector<std::pair<std::size_t, std::size_t>>& first_use) {
   EncodedTexts out;
   out.views = opt.views;
-  out.encoder = encoder.name();
   for (const auto& s : samples) out.sample_ids.push_back(s.id);
-
-  // 1. The texts of every (sample, view), and each distinct text once.
   const auto n_views = opt.views.size();
   std::vector<std::vector<std::string>> texts(n_views);
   for (std::size_t v = 0; v < n_views; ++v) {
@@ -82,7 +79,6 @@ EncodedTexts encode_view_texts(const data::PreparedDataset& ds, const std::vecto
                               opt.views[v], samples.size()));
   }
   std::unordered_map<std::string_view, std::int64_t> distinct_of;
-  std::vector<std::pair<std::size_t, std::size_t>> first_use;  // (sample index, view) of each distinct text
   out.text_index.resize(samples.size() * n_views);
   distinct_of.reserve(samples.size() * n_views);
   for (std::size_t s = 0; s < samples.size(); ++s)
@@ -95,18 +91,24 @@ EncodedTexts encode_view_texts(const data::PreparedDataset& ds, const std::vecto
   distinct_of = {};
   out.distinct.reserve(first_use.size());
   for (const auto& [s, v] : first_use) out.distinct.push_back(std::move(texts[v][s]));
-  texts = {};
-  const auto u = static_cast<std::int64_t>(out.distinct.size());
-  const auto d = encoder.dim();
+  return out;
+}
 
-  // 2. Encode.
+/// Step 2: the rows `rows` of `texts` encoded (chunks of opt.chunk, a progress bar), [rows.size(), d] unit rows
+/// (L2-normalised here if the encoder does not). `bad_row(i)` throws for row rows[i] embedding to NaN/Inf.
+torch::Tensor encode_rows(const std::vector<std::string>& texts, const std::vector<std::int64_t>& rows,
+                          embed::TextEncoder& encoder, const IntentsOptions& opt,
+                          const std::function<void(std::int64_t)>& bad_row) {
+  const auto u = static_cast<std::int64_t>(rows.size());
+  const auto d = encoder.dim();
   auto emb = torch::empty({u, d}, torch::kFloat32);
   {
     ProgressBar bar("intents: encode", u, "texts");
     std::vector<std::string> batch;
     for (std::int64_t b0 = 0; b0 < u; b0 += opt.chunk) {
       const auto b1 = std::min(u, b0 + opt.chunk);
-      batch.assign(out.distinct.begin() + b0, out.distinct.begin() + b1);
+      batch.clear();
+      for (auto i = b0; i < b1; ++i) batch.push_back(texts[static_cast<std::size_t>(rows[static_cast<std::size_t>(i)])]);
       const auto e = encoder.encode(batch);
       if (e.dim() != 2 || e.size(0) != b1 - b0 || e.size(1) != d)
         throw Error(fmt::format("intents: encoder {} returned shape {} for {} texts of dim {}", encoder.name(),
@@ -117,14 +119,33 @@ EncodedTexts encode_view_texts(const data::PreparedDataset& ds, const std::vecto
     bar.finish();
   }
   const auto finite = torch::isfinite(emb).all(1);
-  if (u > 0 && !finite.all().item<bool>()) {
-    const auto i = finite.logical_not().nonzero()[0][0].item<std::int64_t>();
+  if (u > 0 && !finite.all().item<bool>()) bad_row(finite.logical_not().nonzero()[0][0].item<std::int64_t>());
+  return encoder.normalize() ? emb : unit_rows(emb);
+}
+
+std::vector<std::int64_t> all_rows(std::size_t n) {
+  std::vector<std::int64_t> rows(n);
+  for (std::size_t i = 0; i < n; ++i) rows[i] = static_cast<std::int64_t>(i);
+  return rows;
+}
+
+}  // namespace
+
+EncodedTexts encode_view_texts(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
+                               const ViewTextSource& source, embed::TextEncoder& encoder, const IntentsOptions& opt) {
+  check_options(opt);
+  if (!encoder.fitted()) throw Error("intents: the text encoder is not fitted");
+  torch::NoGradGuard no_grad;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::pair<std::size_t, std::size_t>> first_use;
+  EncodedTexts out = distinct_view_texts(samples, source, opt, first_use);
+  out.encoder = encoder.name();
+  out.embeddings = encode_rows(out.distinct, all_rows(out.distinct.size()), encoder, opt, [&](std::int64_t i) {
     const auto [s, v] = first_use[static_cast<std::size_t>(i)];
     throw InputError(fmt::format("{} sample {}", ds.name, samples[s].id), 0, "view " + opt.views[v],
                      fmt::format("the text embeds to NaN/Inf ({}): '{}'", encoder.name(),
                                  out.distinct[static_cast<std::size_t>(i)].substr(0, 200)));
-  }
-  out.embeddings = encoder.normalize() ? emb : unit_rows(emb);
+  });
   out.zero_texts = (out.embeddings == 0).all(1).sum().item<std::int64_t>();
   out.seconds = seconds_since(t0);
   return out;
@@ -260,9 +281,91 @@ std::unique_ptr<IntentLocalizer> catalogue_index(const torch::Tensor& catalogue,
   return make_localizer(kind, unit_rows(catalogue.to(torch::kCPU, torch::kFloat32).contiguous()));
 }
 
+PrecomputedTexts precompute_texts(const std::vector<std::string>& texts, embed::TextEncoder& encoder,
+                                  const IntentLocalizer& index, const IntentsOptions& opt) {
+  check_options(opt);
+  if (!encoder.fitted()) throw Error("intents: the text encoder is not fitted");
+  torch::NoGradGuard no_grad;
+  PrecomputedTexts out;
+  EncodedTexts encoded;
+  for (const auto& t : texts)
+    if (out.row_of.try_emplace(t, static_cast<std::int64_t>(encoded.distinct.size())).second) encoded.distinct.push_back(t);
+  encoded.embeddings = encode_rows(encoded.distinct, all_rows(encoded.distinct.size()), encoder, opt, [&](std::int64_t i) {
+    throw InputError("precomputed texts", i + 1, "text",
+                     fmt::format("embeds to NaN/Inf ({}): '{}'", encoder.name(),
+                                 encoded.distinct[static_cast<std::size_t>(i)].substr(0, 200)));
+  });
+  out.localized = localize_encoded(encoded, index, opt);
+  out.embeddings = std::move(encoded.embeddings);
+  return out;
+}
+
+namespace {
+
+/// intents_in_memory for texts some of which are in `known`: only the others are encoded and localized.
+MemoryIntents intents_with_known_texts(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
+                                       const ViewTextSource& source, embed::TextEncoder& encoder,
+                                       const IntentLocalizer& index, const IntentsOptions& opt,
+                                       const PrecomputedTexts& known) {
+  check_options(opt);
+  if (!encoder.fitted()) throw Error("intents: the text encoder is not fitted");
+  torch::NoGradGuard no_grad;
+  const auto t0 = std::chrono::steady_clock::now();
+  MemoryIntents out;
+  std::vector<std::pair<std::size_t, std::size_t>> first_use;
+  auto& texts = out.texts;
+  texts = distinct_view_texts(samples, source, opt, first_use);
+  texts.encoder = encoder.name();
+  std::vector<std::int64_t> computed, known_at, known_rows;  // rows of texts.distinct, and of `known`
+  for (std::size_t i = 0; i < texts.distinct.size(); ++i) {
+    const auto it = known.row_of.find(texts.distinct[i]);
+    if (it == known.row_of.end()) {
+      computed.push_back(static_cast<std::int64_t>(i));
+    } else {
+      known_at.push_back(static_cast<std::int64_t>(i));
+      known_rows.push_back(it->second);
+    }
+  }
+  EncodedTexts fresh;  // the texts not known: encoded and localized now
+  fresh.embeddings = encode_rows(texts.distinct, computed, encoder, opt, [&](std::int64_t i) {
+    const auto [s, v] = first_use[static_cast<std::size_t>(computed[static_cast<std::size_t>(i)])];
+    throw InputError(fmt::format("{} sample {}", ds.name, samples[s].id), 0, "view " + opt.views[v],
+                     fmt::format("the text embeds to NaN/Inf ({}): '{}'", encoder.name(),
+                                 texts.distinct[static_cast<std::size_t>(computed[static_cast<std::size_t>(i)])].substr(0, 200)));
+  });
+  for (const auto i : computed) fresh.distinct.push_back(texts.distinct[static_cast<std::size_t>(i)]);
+  const auto fresh_localized = localize_encoded(fresh, index, opt);
+
+  // Both parts into the rows of texts.distinct.
+  auto as_index = [](const std::vector<std::int64_t>& v) {
+    return torch::tensor(at::ArrayRef<std::int64_t>(v), torch::kInt64);
+  };
+  const auto at_computed = as_index(computed), at_known = as_index(known_at), from_known = as_index(known_rows);
+  const auto u = static_cast<std::int64_t>(texts.distinct.size());
+  auto merge = [&](const torch::Tensor& fresh_rows, const torch::Tensor& known_table) {
+    auto all = torch::empty({u, known_table.size(1)}, known_table.options());
+    all.index_copy_(0, at_computed, fresh_rows);
+    all.index_copy_(0, at_known, known_table.index_select(0, from_known));
+    return all;
+  };
+  texts.embeddings = merge(fresh.embeddings, known.embeddings);
+  texts.zero_texts = (texts.embeddings == 0).all(1).sum().item<std::int64_t>();
+  texts.seconds = seconds_since(t0);
+  auto& localized = out.localized;
+  localized = fresh_localized;
+  localized.distinct = {merge(fresh_localized.distinct.intents, known.localized.distinct.intents),
+                        merge(fresh_localized.distinct.ids, known.localized.distinct.ids),
+                        merge(fresh_localized.distinct.scores, known.localized.distinct.scores)};
+  out.intents = sample_intents(texts, localized);
+  return out;
+}
+
+}  // namespace
+
 MemoryIntents intents_in_memory(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
                                 const ViewTextSource& source, embed::TextEncoder& encoder, const IntentLocalizer& index,
-                                const IntentsOptions& options) {
+                                const IntentsOptions& options, const PrecomputedTexts* known) {
+  if (known) return intents_with_known_texts(ds, samples, source, encoder, index, options, *known);
   MemoryIntents out;
   out.texts = encode_view_texts(ds, samples, source, encoder, options);
   out.localized = localize_encoded(out.texts, index, options);

@@ -20,6 +20,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -130,8 +131,25 @@ struct MemoryIntents {
   torch::Tensor intents;     ///< [samples, views, d] float32 (sample_intents): the model's input
 };
 
+/// Texts encoded and localized ahead of time, looked up by their text: what encode_view_texts and
+/// localize_encoded give each of them (both work text by text, so a text's rows do not depend on the others
+/// encoded or localized with it). The service keeps every catalogue title here: the short view's text of any
+/// session, and every view's text of a one-click session.
+struct PrecomputedTexts {
+  std::unordered_map<std::string, std::int64_t> row_of;  ///< text -> row of the tensors below
+  torch::Tensor embeddings;                              ///< [n, d] float32 unit rows, as EncodedTexts::embeddings
+  LocalizedTexts localized;                              ///< [n, ...] rows, as localize_encoded gives them
+};
+
+/// Encodes and localizes `texts` (each distinct text once) for intents_in_memory. Costs what the texts' intent
+/// stage costs (12,101 Beauty titles: ~1 s) and keeps 2·n·d floats. Throws as encode_view_texts and
+/// localize_encoded do (InputError naming the text's line, 1-based, for one embedding to NaN/Inf).
+PrecomputedTexts precompute_texts(const std::vector<std::string>& texts, embed::TextEncoder& encoder,
+                                  const IntentLocalizer& index, const IntentsOptions& options);
+
 /// Stage 1 for `samples` in memory: encode_view_texts, localize_encoded against `index` (catalogue_index),
-/// sample_intents.
+/// sample_intents. With `known` (precompute_texts with the same encoder, index and options), its texts are
+/// looked up instead of encoded and localized: the same result.
 /// This is the file stage (write_intents) without the files, equal to what it writes; the online service
 /// calls it per request. Thread-safety: concurrent calls may share the IntentLocalizer (search is const)
 /// and a fitted TF-IDF encoder (its encode() only reads the fitted model; each call has its own
@@ -139,7 +157,7 @@ struct MemoryIntents {
 /// one encoder per thread or a lock around the call. Throws as encode_view_texts and localize_encoded do.
 MemoryIntents intents_in_memory(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
                                 const ViewTextSource& source, embed::TextEncoder& encoder, const IntentLocalizer& index,
-                                const IntentsOptions& options);
+                                const IntentsOptions& options, const PrecomputedTexts* known = nullptr);
 
 /// catalogue.npy: the [N, d] float32 title embeddings as a tensor file, and back. load_catalogue throws
 /// InputError naming the file if it is missing or not a 2-D float32 array.

@@ -78,6 +78,7 @@ class Service {
   struct Session;
   Session resolve(const RecommendRequest& request) const;
   void load_cached_answers();
+  void precompute_titles();
   std::optional<std::string> known_answer(const std::string& prompt_hash) const;
   bool with_intents() const { return !trained_.views.empty() && options_.intent_source != "none"; }
   intent::ViewTextSource view_texts(const std::vector<data::Sample>& samples, std::vector<char>& cached) const;
@@ -90,6 +91,7 @@ class Service {
   std::vector<std::int64_t> by_popularity_;  ///< model ids, most clicked in the training data first
   std::vector<std::string> lower_titles_;    ///< [k] = title of item k+1, lower case
   std::unique_ptr<intent::IntentLocalizer> index_;
+  std::unique_ptr<intent::PrecomputedTexts> titles_;  ///< every catalogue title's intent (precompute_titles), or null
   intent::IntentsOptions intents_options_;
   text::PromptTemplate prompt_template_;
   std::unordered_map<std::string, std::string> cached_answers_;  ///< prompt hash -> the run's Stage-1 answer
