@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 
 #include "llm4sbr/core/config.hpp"
 #include "llm4sbr/core/error.hpp"
@@ -199,6 +200,52 @@ TEST(Intents, PrecomputedTextsGiveTheIntentsComputedInFull) {
   }
   EXPECT_EQ(titles.row_of.size(), ds.items.size()) << "each title once";
   EXPECT_EQ(titles.embeddings.size(0), static_cast<std::int64_t>(ds.items.size()));
+}
+
+/// The toy encoder, but one text embeds to NaN.
+class PoisonedEncoder final : public embed::TextEncoder {
+ public:
+  PoisonedEncoder(embed::TextEncoder& inner, std::string poisoned) : inner_(inner), poisoned_(std::move(poisoned)) {}
+  torch::Tensor encode(const std::vector<std::string>& texts) override {
+    auto e = inner_.encode(texts);
+    for (std::size_t i = 0; i < texts.size(); ++i)
+      if (texts[i] == poisoned_) e[static_cast<std::int64_t>(i)].fill_(std::numeric_limits<float>::quiet_NaN());
+    return e;
+  }
+  std::int64_t dim() const override { return inner_.dim(); }
+  std::string name() const override { return "poisoned"; }
+  void save(const fs::path&) const override {}
+
+ private:
+  embed::TextEncoder& inner_;
+  std::string poisoned_;
+};
+
+// A view text that embeds to NaN is an InputError naming the sample and view that first use it, whether or not
+// the request's other texts are precomputed.
+TEST(Intents, ATextEmbeddingToNanNamesItsSampleAndView) {
+  TempDir tmp;
+  const ToyStage toy(tmp / "stage");
+  const auto& [ds, enc, catalogue, opt] = toy;
+  const auto index = catalogue_index(catalogue, opt.localizer);
+  std::vector<data::Sample> one_click;
+  for (const auto& item : ds.items) one_click.push_back({item.id, 0, {item.id}, item.id});
+  const auto titles = precompute_texts(view_texts(ds, one_click, "short"), *enc, *index, opt);
+  // Sample 7's texts are a title (known); sample 8's long text is not, and embeds to NaN.
+  const std::vector<data::Sample> samples{{7, 0, {4}, 5}, {8, 0, {4, 5}, 1}};
+  PoisonedEncoder poisoned(*enc, "Pink Grapefruit Body Cream; Blush Blusher Makeup Palette");
+  for (const auto* known : {static_cast<const PrecomputedTexts*>(nullptr), &titles}) {
+    try {
+      intents_in_memory(ds, samples, titles_text_source(ds), poisoned, *index, opt, known);
+      ADD_FAILURE() << "no error";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("toy sample 8"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("view long"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(precompute_texts({"Macadamia Oil Shampoo", "Pink Grapefruit Body Cream; Blush Blusher Makeup Palette"},
+                                poisoned, *index, opt),
+               InputError);
 }
 
 TEST(Intents, InterruptedRunIsNeverMistakenForAFinishedOne) {

@@ -123,6 +123,15 @@ torch::Tensor encode_rows(const std::vector<std::string>& texts, const std::vect
   return encoder.normalize() ? emb : unit_rows(emb);
 }
 
+/// The error for a view text that embeds to NaN/Inf, naming the sample and view that first use it.
+[[noreturn]] void throw_unembeddable(const data::PreparedDataset& ds, const std::vector<data::Sample>& samples,
+                                     const IntentsOptions& opt, std::pair<std::size_t, std::size_t> first_use,
+                                     const std::string& encoder, const std::string& text) {
+  const auto [s, v] = first_use;
+  throw InputError(fmt::format("{} sample {}", ds.name, samples[s].id), 0, "view " + opt.views[v],
+                   fmt::format("the text embeds to NaN/Inf ({}): '{}'", encoder, text.substr(0, 200)));
+}
+
 std::vector<std::int64_t> all_rows(std::size_t n) {
   std::vector<std::int64_t> rows(n);
   for (std::size_t i = 0; i < n; ++i) rows[i] = static_cast<std::int64_t>(i);
@@ -141,10 +150,8 @@ EncodedTexts encode_view_texts(const data::PreparedDataset& ds, const std::vecto
   EncodedTexts out = distinct_view_texts(samples, source, opt, first_use);
   out.encoder = encoder.name();
   out.embeddings = encode_rows(out.distinct, all_rows(out.distinct.size()), encoder, opt, [&](std::int64_t i) {
-    const auto [s, v] = first_use[static_cast<std::size_t>(i)];
-    throw InputError(fmt::format("{} sample {}", ds.name, samples[s].id), 0, "view " + opt.views[v],
-                     fmt::format("the text embeds to NaN/Inf ({}): '{}'", encoder.name(),
-                                 out.distinct[static_cast<std::size_t>(i)].substr(0, 200)));
+    const auto row = static_cast<std::size_t>(i);
+    throw_unembeddable(ds, samples, opt, first_use[row], encoder.name(), out.distinct[row]);
   });
   out.zero_texts = (out.embeddings == 0).all(1).sum().item<std::int64_t>();
   out.seconds = seconds_since(t0);
@@ -328,10 +335,8 @@ MemoryIntents intents_with_known_texts(const data::PreparedDataset& ds, const st
   }
   EncodedTexts fresh;  // the texts not known: encoded and localized now
   fresh.embeddings = encode_rows(texts.distinct, computed, encoder, opt, [&](std::int64_t i) {
-    const auto [s, v] = first_use[static_cast<std::size_t>(computed[static_cast<std::size_t>(i)])];
-    throw InputError(fmt::format("{} sample {}", ds.name, samples[s].id), 0, "view " + opt.views[v],
-                     fmt::format("the text embeds to NaN/Inf ({}): '{}'", encoder.name(),
-                                 texts.distinct[static_cast<std::size_t>(computed[static_cast<std::size_t>(i)])].substr(0, 200)));
+    const auto row = static_cast<std::size_t>(computed[static_cast<std::size_t>(i)]);
+    throw_unembeddable(ds, samples, opt, first_use[row], encoder.name(), texts.distinct[row]);
   });
   for (const auto i : computed) fresh.distinct.push_back(texts.distinct[static_cast<std::size_t>(i)]);
   const auto fresh_localized = localize_encoded(fresh, index, opt);
