@@ -172,16 +172,25 @@ TEST(Intents, InMemoryIntentsEqualWhatTheFileStageWrites) {
   EXPECT_TRUE(torch::allclose(one.intents[0], memory.intents[1], 1e-6, 1e-6));
 }
 
+/// The toy stage with its index and every catalogue title precomputed, as the service keeps them.
+struct ToyWithTitles {
+  TempDir tmp;
+  ToyStage toy{tmp / "stage"};
+  std::unique_ptr<IntentLocalizer> index = catalogue_index(toy.catalogue, toy.opt.localizer);
+  PrecomputedTexts titles = [this] {
+    std::vector<data::Sample> one_click;
+    for (const auto& item : toy.ds.items) one_click.push_back({item.id, 0, {item.id}, item.id});
+    return precompute_texts(view_texts(toy.ds, one_click, "short"), *toy.enc, *index, toy.opt);
+  }();
+};
+
 // The service looks every catalogue title up instead of encoding and localizing it again: a request's intents
 // must be the ones computed in full, whether none, some or all of its texts are known.
 TEST(Intents, PrecomputedTextsGiveTheIntentsComputedInFull) {
-  TempDir tmp;
-  const ToyStage toy(tmp / "stage");
-  const auto& [ds, enc, catalogue, opt] = toy;
-  const auto index = catalogue_index(catalogue, opt.localizer);
-  std::vector<data::Sample> one_click;
-  for (const auto& item : ds.items) one_click.push_back({item.id, 0, {item.id}, item.id});
-  const auto titles = precompute_texts(view_texts(ds, one_click, "short"), *enc, *index, opt);
+  const ToyWithTitles t;
+  const auto& [ds, enc, catalogue, opt] = t.toy;
+  const auto& index = t.index;
+  const auto& titles = t.titles;
   const auto unrelated = precompute_texts({"Argan oil hair mask"}, *enc, *index, opt);
   const auto all_train = precompute_texts(encode_view_texts(ds, ds.train, titles_text_source(ds), *enc, opt).distinct,
                                           *enc, *index, opt);
@@ -224,13 +233,10 @@ class PoisonedEncoder final : public embed::TextEncoder {
 // A view text that embeds to NaN is an InputError naming the sample and view that first use it, whether or not
 // the request's other texts are precomputed.
 TEST(Intents, ATextEmbeddingToNanNamesItsSampleAndView) {
-  TempDir tmp;
-  const ToyStage toy(tmp / "stage");
-  const auto& [ds, enc, catalogue, opt] = toy;
-  const auto index = catalogue_index(catalogue, opt.localizer);
-  std::vector<data::Sample> one_click;
-  for (const auto& item : ds.items) one_click.push_back({item.id, 0, {item.id}, item.id});
-  const auto titles = precompute_texts(view_texts(ds, one_click, "short"), *enc, *index, opt);
+  const ToyWithTitles t;
+  const auto& [ds, enc, catalogue, opt] = t.toy;
+  const auto& index = t.index;
+  const auto& titles = t.titles;
   // Sample 7's texts are a title (known); sample 8's long text is not, and embeds to NaN.
   const std::vector<data::Sample> samples{{7, 0, {4}, 5}, {8, 0, {4, 5}, 1}};
   PoisonedEncoder poisoned(*enc, "Pink Grapefruit Body Cream; Blush Blusher Makeup Palette");
