@@ -142,7 +142,7 @@ struct PrecomputedTexts {
 };
 
 /// Encodes and localizes `texts` (each distinct text once) for intents_in_memory. Costs what the texts' intent
-/// stage costs (12,101 Beauty titles: ~1 s) and keeps 2·n·d floats. Throws as encode_view_texts and
+/// stage costs (12,101 Beauty titles: 1-2 s) and keeps 2·n·d floats. Throws as encode_view_texts and
 /// localize_encoded do (InputError naming the text's line, 1-based, for one embedding to NaN/Inf).
 PrecomputedTexts precompute_texts(const std::vector<std::string>& texts, embed::TextEncoder& encoder,
                                   const IntentLocalizer& index, const IntentsOptions& options);

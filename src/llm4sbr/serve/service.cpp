@@ -74,7 +74,7 @@ Service::Service(train::TrainedModel trained, ServeOptions options)
 
 // Every catalogue title encoded and localized now: the short view of any session is its last item's title,
 // and every view of a one-click session is that title, so most requests find a view's intent here instead of
-// encoding and localizing it. Only for an in-process encoder (one safe under concurrency: TF-IDF, ~1 s for
+// encoding and localizing it. Only for an in-process encoder (one safe under concurrency: TF-IDF, 1-2 s for
 // Beauty's 12,101 titles); a llama.cpp or HTTP encoder would add minutes to every start and reload.
 void Service::precompute_titles() {
   const auto& ds = *trained_.dataset;
