@@ -42,6 +42,9 @@ struct Service::Session {
 
 Service::Service(train::TrainedModel trained, ServeOptions options)
     : trained_(std::move(trained)), options_(options), device_(train::device_of(*trained_.model)) {
+  // Before the work below (the titles' precomputation takes seconds).
+  if (options_.intent_source != "auto" && options_.intent_source != "titles" && options_.intent_source != "none")
+    throw ConfigError(fmt::format("serve: intent source '{}': auto, titles or none", options_.intent_source));
   const auto& ds = *trained_.dataset;
   for (const auto& item : ds.items) {
     id_of_raw_.emplace(item.raw_id, item.id);
@@ -68,8 +71,6 @@ Service::Service(train::TrainedModel trained, ServeOptions options)
                    "from", trained_.model->label());
     prompt_template_ = text::prompt_template_from_config(trained_.config);
   }
-  if (options_.intent_source != "auto" && options_.intent_source != "titles" && options_.intent_source != "none")
-    throw ConfigError(fmt::format("serve: intent source '{}': auto, titles or none", options_.intent_source));
 }
 
 // Every catalogue title encoded and localized now: the short view of any session is its last item's title,
