@@ -7,6 +7,8 @@
 #include <random>
 #include <thread>
 
+#include "llm4sbr/core/prefetch.hpp"
+
 namespace llm4sbr::embed::linalg {
 
 namespace {
@@ -22,10 +24,7 @@ void row_times_dense_kernel(const std::int32_t* cols, const float* vals, std::in
                             std::int64_t k, float* __restrict out) {
   constexpr std::int64_t kAhead = 8;  // rows are scattered: fetch the row kAhead nonzeros ahead
   for (std::int64_t p = 0; p < nnz; ++p) {
-    if (p + kAhead < nnz) {
-      const char* next = reinterpret_cast<const char*>(dense + static_cast<std::int64_t>(cols[p + kAhead]) * k);
-      for (std::int64_t b = 0; b < k * static_cast<std::int64_t>(sizeof(float)); b += 64) __builtin_prefetch(next + b);
-    }
+    if (p + kAhead < nnz) prefetch_row(dense + static_cast<std::int64_t>(cols[p + kAhead]) * k, k);
     const float v = vals[p];
     const float* __restrict row = dense + static_cast<std::int64_t>(cols[p]) * k;
     for (std::int64_t c = 0; c < k; ++c) out[c] += v * row[c];
