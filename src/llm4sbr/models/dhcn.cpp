@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/prefetch.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/segments.hpp"
@@ -95,7 +96,7 @@ struct ChainArrays {
   const T* weight;            ///< [E] 1/|e|
   const std::int64_t* first;  ///< [E+1] offsets into item
   const std::int64_t* item;   ///< item rows first appearing in each edge
-  std::int64_t n_items;       ///< entries of item
+  std::int64_t n_entries;     ///< entries of item
 };
 
 /// The rows of x and out are scattered over tables larger than L2 (4.8 MB each on Beauty), and waiting for them
@@ -105,25 +106,19 @@ struct ChainArrays {
 /// walks every chain again.)
 constexpr std::int64_t kAhead = 4;
 
-template <typename T>
-inline void prefetch_row(const T* row, std::int64_t w) {
-  const auto* bytes = reinterpret_cast<const char*>(row);
-  for (std::int64_t b = 0; b < w * static_cast<std::int64_t>(sizeof(T)); b += 64) __builtin_prefetch(bytes + b);
-}
-
 /// Columns [0, w) of out = S x over every chain, x and out [N, *] with rows `ld` apart (out's columns zero on
 /// entry): running sums of x over the items as they first appear give each edge's sum, scaled by 1/|e| into
-/// z; suffix sums of z from the chain's end back to an item's first edge are what that item gets. `sum` and
-/// `suffix` hold w values, `z` w for every edge of the longest chain.
+/// z; suffix sums of z from the chain's end back to an item's first edge are what that item gets. `sum` holds
+/// w values (each sweep's running sum), `z` w for every edge of the longest chain.
 template <typename T>
 inline void chain_columns(const ChainArrays<T>& c, const T* __restrict x, T* __restrict out, std::int64_t ld,
-                          std::int64_t w, T* __restrict z, T* __restrict sum, T* __restrict suffix) {
+                          std::int64_t w, T* __restrict z, T* __restrict sum) {
   for (std::int64_t ch = 0; ch < c.n_chains; ++ch) {
     const std::int64_t e0 = c.chain[ch], e1 = c.chain[ch + 1];
     std::fill_n(sum, w, T(0));
     for (std::int64_t e = e0; e < e1; ++e) {  // z_e = (Σ_{j ∈ e} x_j) / |e|
       for (std::int64_t k = c.first[e]; k < c.first[e + 1]; ++k) {
-        if (k + kAhead < c.n_items) {  // the row to add soon, and the out row the suffix sweep will add to
+        if (k + kAhead < c.n_entries) {  // the row to add soon, and the out row the suffix sweep will add to
           prefetch_row(x + c.item[k + kAhead] * ld, w);
           prefetch_row(out + c.item[k + kAhead] * ld, w);
         }
@@ -134,13 +129,13 @@ inline void chain_columns(const ChainArrays<T>& c, const T* __restrict x, T* __r
       const T weight = c.weight[e];
       for (std::int64_t j = 0; j < w; ++j) ze[j] = sum[j] * weight;
     }
-    std::fill_n(suffix, w, T(0));
+    std::fill_n(sum, w, T(0));
     for (std::int64_t e = e1 - 1; e >= e0; --e) {  // out_i += Σ_{e' >= e} z_e' for the items first in e
       const T* ze = z + (e - e0) * w;
-      for (std::int64_t j = 0; j < w; ++j) suffix[j] += ze[j];
+      for (std::int64_t j = 0; j < w; ++j) sum[j] += ze[j];
       for (std::int64_t k = c.first[e]; k < c.first[e + 1]; ++k) {
         T* o = out + c.item[k] * ld;
-        for (std::int64_t j = 0; j < w; ++j) o[j] += suffix[j];
+        for (std::int64_t j = 0; j < w; ++j) o[j] += sum[j];
       }
     }
   }
@@ -149,15 +144,14 @@ inline void chain_columns(const ChainArrays<T>& c, const T* __restrict x, T* __r
 /// The float32 kernel, cloned per ISA level: the loops over columns run 8 or 16 wide (4 in the default).
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
 void chain_columns_f32(const ChainArrays<float>& c, const float* x, float* out, std::int64_t ld, std::int64_t w,
-                       float* z, float* sum, float* suffix) {
-  chain_columns<float>(c, x, out, ld, w, z, sum, suffix);
+                       float* z, float* sum) {
+  chain_columns<float>(c, x, out, ld, w, z, sum);
 }
 
 template <typename T>
-void chain_columns_any(const ChainArrays<T>& c, const T* x, T* out, std::int64_t ld, std::int64_t w, T* z, T* sum,
-                       T* suffix) {
-  if constexpr (std::is_same_v<T, float>) chain_columns_f32(c, x, out, ld, w, z, sum, suffix);
-  else chain_columns<T>(c, x, out, ld, w, z, sum, suffix);
+void chain_columns_any(const ChainArrays<T>& c, const T* x, T* out, std::int64_t ld, std::int64_t w, T* z, T* sum) {
+  if constexpr (std::is_same_v<T, float>) chain_columns_f32(c, x, out, ld, w, z, sum);
+  else chain_columns<T>(c, x, out, ld, w, z, sum);
 }
 
 /// out[r] = Σ_k values[k] · x[col[k]] over row r's entries; rows in parallel, each written by one thread.
@@ -321,7 +315,6 @@ torch::Tensor PrefixChains::multiply(const torch::Tensor& x) const {
   const auto dense = x.contiguous();
   const std::int64_t n = x.size(0), d = x.size(1);
   auto out = torch::zeros({n, d}, x.options());
-  const auto edges = chain_offsets.size(0) > 1 ? chain_offsets.diff().max().item<std::int64_t>() : 0;
   // One contiguous column range per thread: whole rows of x are what the hardware prefetcher streams
   // best (narrow 16-column blocks made a product 1.6x slower), and each column's sums are the same
   // whichever range holds it, so the result does not depend on the number of threads.
@@ -331,13 +324,14 @@ torch::Tensor PrefixChains::multiply(const torch::Tensor& x) const {
     const ChainArrays<scalar_t> c{chain_offsets.data_ptr<std::int64_t>(), chain_offsets.size(0) - 1,
                                   edge_weights.data_ptr<scalar_t>(), first_offsets.data_ptr<std::int64_t>(),
                                   first_items.data_ptr<std::int64_t>(), first_items.size(0)};
+    std::int64_t longest = 1;  // edges of the longest chain: z's rows
+    for (std::int64_t ch = 0; ch < c.n_chains; ++ch) longest = std::max(longest, c.chain[ch + 1] - c.chain[ch]);
     at::parallel_for(0, (d + block - 1) / block, 1, [&](std::int64_t begin, std::int64_t end) {
-      std::vector<scalar_t> z(static_cast<std::size_t>(std::max<std::int64_t>(edges, 1) * block)),
-          sums(static_cast<std::size_t>(2 * block));
+      std::vector<scalar_t> z(static_cast<std::size_t>(longest * block)), sum(static_cast<std::size_t>(block));
       for (std::int64_t b = begin; b < end; ++b) {
         const std::int64_t j0 = b * block;
         chain_columns_any(c, dense.data_ptr<scalar_t>() + j0, out.data_ptr<scalar_t>() + j0, d,
-                          std::min(block, d - j0), z.data(), sums.data(), sums.data() + block);
+                          std::min(block, d - j0), z.data(), sum.data());
       }
     });
   });
