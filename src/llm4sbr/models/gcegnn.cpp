@@ -14,6 +14,7 @@
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/dropout.hpp"
 #include "llm4sbr/models/model_settings.hpp"
+#include "llm4sbr/models/neighbour_attention.hpp"
 #include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/init.hpp"
 #include "llm4sbr/models/segments.hpp"
@@ -239,13 +240,7 @@ GlobalAggregatorImpl::GlobalAggregatorImpl(std::int64_t hidden_size, double drop
 
 torch::Tensor GlobalAggregatorImpl::forward(const torch::Tensor& self_vectors, const torch::Tensor& neighbour_vectors,
                                             const torch::Tensor& neighbour_weights, const torch::Tensor& session) {
-  const std::int64_t d = self_vectors.size(1);
-  // [s ⊙ h_n ; w] W1 = (s ⊙ h_n) W1[:d] + w W1[d], without the concatenation.
-  const auto hidden = torch::matmul(session.unsqueeze(1) * neighbour_vectors, w_1.narrow(0, 0, d)) +
-                      neighbour_weights.unsqueeze(-1) * w_1[d];                        // [n, K, d]
-  const auto logits = torch::matmul(F::leaky_relu(hidden, F::LeakyReLUFuncOptions().negative_slope(0.2)), w_2);  // [n, K, 1]
-  const auto pi = torch::softmax(logits, 1);
-  const auto aggregated = (pi * neighbour_vectors).sum(1);                             // [n, d]
+  const auto aggregated = neighbour_attention(session, neighbour_vectors, neighbour_weights, w_1, w_2);  // [n, d]
   auto out = fast_dropout(torch::cat({self_vectors, aggregated}, -1), dropout_, is_training());
   out = torch::matmul(out, w_3);
   return activation_ == "relu" ? torch::relu(out) : torch::tanh(out);
