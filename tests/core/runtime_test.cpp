@@ -66,3 +66,20 @@ TEST(Runtime, ReleaseFreedMemoryShrinksTheResidentSet) {
   EXPECT_GT(released, std::size_t{150} << 20) << "released " << released << " bytes";
   EXPECT_EQ(kept.sum().item<float>(), 1024.0f);
 }
+
+// ensure_fast_blas's choice: Debian 12's OpenBLAS 0.3.21 picks SSE3 "Prescott" kernels on recent Xeons and its
+// AVX2 kernels on AMD's AVX-512 CPUs (Zen 4); either is replaced by the fastest family the CPU runs, and an
+// AVX-512 or a sufficient AVX2 pick is kept.
+TEST(Runtime, FasterBlasCoreReplacesOnlySlowerKernels) {
+  using llm4sbr::faster_blas_core;
+  EXPECT_EQ(faster_blas_core("Prescott", "SkylakeX"), "SkylakeX");
+  EXPECT_EQ(faster_blas_core("Prescott", "Haswell"), "Haswell");
+  EXPECT_EQ(faster_blas_core("Zen", "SkylakeX"), "SkylakeX");
+  EXPECT_EQ(faster_blas_core("Haswell", "SkylakeX"), "SkylakeX");
+  EXPECT_EQ(faster_blas_core("Haswell", "Haswell"), "");
+  EXPECT_EQ(faster_blas_core("ZEN", "Haswell"), "");  // OpenBLAS's names in any case
+  EXPECT_EQ(faster_blas_core("Cooperlake", "SkylakeX"), "");
+  EXPECT_EQ(faster_blas_core("SkylakeX", "SkylakeX"), "");
+  EXPECT_EQ(faster_blas_core("Prescott", ""), "");  // nothing faster to run
+  EXPECT_EQ(faster_blas_core("", "SkylakeX"), "");  // not OpenBLAS
+}

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <initializer_list>
 #include <thread>
 
 namespace llm4sbr {
@@ -72,25 +73,40 @@ std::string openblas_core() {
   return corename ? corename() : "";
 }
 
-bool is_avx2_or_newer_core(const std::string& core) {
-  for (const char* c : {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Skylake"})
-    if (strcasecmp(core.c_str(), c) == 0) return true;
-  return false;
+// The fastest kernel family this CPU runs: SkylakeX where it has the AVX-512 subsets OpenBLAS's SkylakeX kernels
+// use (F, BW, DQ, VL, CD; libgcc also checks that the OS saves the AVX-512 registers), else Haswell where it has
+// AVX2 and FMA, else "".
+std::string cpu_best_core() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  return "";
 }
 
 }  // namespace
 
+std::string faster_blas_core(const std::string& openblas_core, const std::string& cpu_best) {
+  const auto is_one_of = [&](std::initializer_list<const char*> names) {
+    for (const char* c : names)
+      if (strcasecmp(openblas_core.c_str(), c) == 0) return true;
+    return false;
+  };
+  if (openblas_core.empty() || cpu_best.empty() || is_one_of({"SkylakeX", "Cooperlake", "SapphireRapids"})) return "";
+  if (cpu_best == "Haswell" && is_one_of({"Haswell", "Zen", "Skylake"})) return "";  // already AVX2 kernels
+  return cpu_best;
+}
+
 void ensure_fast_blas(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") || std::getenv("LLM4SBR_BLAS_REEXEC")) return;
   const std::string core = openblas_core();
-  if (core.empty() || is_avx2_or_newer_core(core)) return;
-  __builtin_cpu_init();
-  const char* better = __builtin_cpu_supports("avx512f") ? "SkylakeX" : __builtin_cpu_supports("avx2") ? "Haswell" : nullptr;
-  if (!better) return;
-  setenv("OPENBLAS_CORETYPE", better, 1);
+  const std::string better = faster_blas_core(core, cpu_best_core());
+  if (better.empty()) return;
+  setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
   setenv("LLM4SBR_BLAS_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
-  spdlog::warn("OpenBLAS uses its slow '{}' kernels and re-executing with OPENBLAS_CORETYPE={} failed: {}", core, better,
+  spdlog::warn("OpenBLAS uses its '{}' kernels and re-executing with OPENBLAS_CORETYPE={} failed: {}", core, better,
                std::strerror(errno));
 }
 

@@ -16,13 +16,21 @@ struct RuntimeInfo {
   bool freed_memory_kept = false;  ///< glibc told to keep freed blocks up to 1 GB in the heap (see configure_runtime)
 };
 
-/// Call first thing in main(). OpenBLAS 0.3.21 (Debian 12) does not know recent Xeons and falls back to
-/// its SSE3 "Prescott" kernels, 3-4x slower than its AVX-512 ones on the same cores. When the CPU
-/// supports AVX-512 (or AVX2), OPENBLAS_CORETYPE is unset and OpenBLAS picked a pre-AVX2 kernel, this
-/// sets OPENBLAS_CORETYPE to SkylakeX (Haswell) and re-executes the program, because OpenBLAS reads the
-/// variable only when it is loaded. A user's own OPENBLAS_CORETYPE is always respected. Returns normally
-/// when nothing needs changing (or re-execution failed, which is logged).
+/// Call first thing in main(). OpenBLAS 0.3.21 (Debian 12) does not know recent CPUs: on recent Xeons it
+/// falls back to its SSE3 "Prescott" kernels (3-4x slower than its AVX-512 ones on the same cores), on AMD's
+/// AVX-512 CPUs (Zen 4) to its AVX2 Haswell kernels (SR-GNN's training step 1.28x and its evaluation 1.27x
+/// slower than with the SkylakeX kernels on this project's 2-core EPYC: bench/backbone_bench, alternated).
+/// When OPENBLAS_CORETYPE is unset and the CPU runs a faster family than OpenBLAS picked (SkylakeX with
+/// AVX-512, Haswell with AVX2), this sets OPENBLAS_CORETYPE to it and re-executes the program, because OpenBLAS
+/// reads the variable only when it is loaded (child processes inherit it). A user's own OPENBLAS_CORETYPE is
+/// always respected. Returns normally when nothing needs changing (or re-execution failed, which is logged).
 void ensure_fast_blas(char** argv);
+
+/// The OPENBLAS_CORETYPE that ensure_fast_blas re-executes with, or "" to keep OpenBLAS's own pick:
+/// `openblas_core` is the family OpenBLAS picked (openblas_get_corename, "" if not OpenBLAS), `cpu_best` the
+/// fastest the CPU runs ("SkylakeX", "Haswell" or ""). An AVX-512 pick is kept, and an AVX2 pick where the CPU
+/// has nothing faster.
+std::string faster_blas_core(const std::string& openblas_core, const std::string& cpu_best);
 
 /// Sets LibTorch's intra-op threads and logs the compute setup; warns about the slow reference BLAS. With
 /// glibc, and unless the user set MALLOC_* or GLIBC_TUNABLES, it also keeps freed blocks up to 1 GB in the heap
