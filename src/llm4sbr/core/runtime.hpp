@@ -18,7 +18,7 @@ struct RuntimeInfo {
 
 /// Call first thing in main(). OpenBLAS 0.3.21 (Debian 12) does not know recent CPUs: on recent Xeons it
 /// falls back to its SSE3 "Prescott" kernels (3-4x slower than its AVX-512 ones on the same cores), on AMD's
-/// AVX-512 CPUs (Zen 4) to its AVX2 Haswell kernels (SR-GNN's training step 1.28x and its evaluation 1.27x
+/// AVX-512 CPUs (Zen 4) to its AVX2 Haswell kernels (SR-GNN's training step 1.24x and its evaluation 1.27x
 /// slower than with the SkylakeX kernels on this project's 2-core EPYC: bench/backbone_bench, alternated).
 /// When OPENBLAS_CORETYPE is unset and the CPU runs a faster family than OpenBLAS picked (SkylakeX with
 /// AVX-512, Haswell with AVX2), this sets OPENBLAS_CORETYPE to it and re-executes the program, because OpenBLAS
