@@ -27,5 +27,22 @@ TEST(Readout, EmbeddingScoresGradientsAreTheComposedProducts) {
   }
 }
 
+// item_lookup then embedding_scores, as the backbones use the table: the lookup's sparse gradient is added into
+// the scores' dense one, so the table's gradient is dense and equals that of a dense lookup (repeated ids too).
+TEST(Readout, ItemLookupAddsItsRowsIntoTheScoresDenseGradient) {
+  torch::manual_seed(8);
+  const auto table = torch::randn({12, 5}, torch::kFloat64);
+  const auto ids = torch::tensor({3L, 7L, 3L, 11L});
+  const auto weights = torch::randn({4, 11}, torch::kFloat64);
+  auto t1 = table.clone().requires_grad_(), t2 = table.clone().requires_grad_();
+  const auto mine = item_lookup(t1, ids);
+  const auto theirs = torch::nn::functional::embedding(ids, t2);
+  EXPECT_TRUE(torch::equal(mine, theirs));
+  (embedding_scores(mine, t1, 11) * weights).sum().backward();
+  (embedding_scores(theirs, t2, 11) * weights).sum().backward();
+  ASSERT_FALSE(t1.grad().is_sparse());
+  EXPECT_TRUE(torch::allclose(t1.grad(), t2.grad(), 1e-12, 1e-12));
+}
+
 }  // namespace
 }  // namespace llm4sbr::models

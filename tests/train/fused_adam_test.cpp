@@ -131,3 +131,28 @@ TEST(FusedAdam, ClearedGradientsStepAsZeroGradDoes) {
   EXPECT_LT(max_difference(fused_params, torch_params), kRounding);
   EXPECT_TRUE(torch::equal(fused_params[2], parameters()[2])) << "a parameter without a gradient moved";
 }
+
+// A table that was only looked up (models::item_lookup, nothing scored against it) gets a sparse gradient:
+// densify_gradients makes it the dense tensor of the same values, and FusedAdam steps it as the dense gradient.
+TEST(FusedAdam, SparseGradientsAreDensifiedAndStepped) {
+  torch::manual_seed(9);
+  const auto start = torch::randn({10, 4});
+  auto sparse_table = start.clone().requires_grad_(), dense_table = start.clone().requires_grad_();
+  const auto ids = torch::tensor({2L, 5L, 2L});
+  namespace F = torch::nn::functional;
+  (F::embedding(ids, sparse_table, F::EmbeddingFuncOptions().sparse(true)) * 3).sum().backward();
+  (F::embedding(ids, dense_table) * 3).sum().backward();
+  ASSERT_TRUE(sparse_table.grad().is_sparse());
+  llm4sbr::train::FusedAdam sparse_adam(std::vector<torch::Tensor>{sparse_table}, kOptions);
+  llm4sbr::train::densify_gradients(sparse_adam);
+  ASSERT_FALSE(sparse_table.grad().is_sparse());
+  EXPECT_TRUE(torch::equal(sparse_table.grad(), dense_table.grad()));
+  // FusedAdam::step densifies by itself: the sparse gradient again, then one step of each.
+  sparse_table.mutable_grad() = torch::Tensor();
+  (F::embedding(ids, sparse_table, F::EmbeddingFuncOptions().sparse(true)) * 3).sum().backward();
+  ASSERT_TRUE(sparse_table.grad().is_sparse());
+  llm4sbr::train::FusedAdam dense_adam(std::vector<torch::Tensor>{dense_table}, kOptions);
+  sparse_adam.step();
+  dense_adam.step();
+  EXPECT_TRUE(torch::equal(sparse_table, dense_table));
+}

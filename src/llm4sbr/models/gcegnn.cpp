@@ -332,13 +332,12 @@ SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
   const auto counts = torch::bincount(sessions, {}, b).to(embedding->weight.scalar_type()).unsqueeze(1);  // [B, 1]
   const auto mean = [&](const torch::Tensor& per_click) { return segment_sum(per_click, sessions, b) / counts; };
 
-  // The item table is read once, for the nodes and every hop's sampled neighbours together: the backward pass
-  // of each lookup makes a dense [N + 1, d] gradient (zeroed, written, then added to the others'), and reading
-  // the table four times made four of them a step.
+  // The item table is read once, for the nodes and every hop's sampled neighbours together: one lookup, one
+  // gradient for autograd to add into the scores' (reading the table four times made four of them a step).
   const auto tree = hop_tree(graph, node_items);
   std::vector<std::int64_t> counts_of;
   for (const auto& level : tree.items) counts_of.push_back(level.size(0));
-  auto vectors = embedding(torch::cat(tree.items)).split_with_sizes(counts_of);  // [n_h, d] each
+  auto vectors = item_lookup(embedding->weight, torch::cat(tree.items)).split_with_sizes(counts_of);  // [n_h, d] each
   const auto h = vectors[0];  // [V, d]
   const auto h_local = session_level(graph, h);
   const auto h_global = global_level(tree, std::move(vectors), mean(h.index_select(0, click_nodes)));

@@ -139,7 +139,7 @@ SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   auto dropout = [&](const torch::Tensor& x, double p) {
     return dropout_packed(x, layout.slots, sessions * width, p, is_training(), options_.padded_dropout_masks);
   };
-  const auto input = dropout(embedding(packed.data()), options_.dropout_embed);
+  const auto input = dropout(item_lookup(weight, packed.data()), options_.dropout_embed);
   const auto outputs = run_gru(rnn::PackedSequence(input, packed.batch_sizes(), packed.sorted_indices(),
                                                    packed.unsorted_indices()));
   const auto states = dropout(outputs.data(), options_.dropout_hidden);  // [P, d], time-major

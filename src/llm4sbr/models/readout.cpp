@@ -45,4 +45,11 @@ torch::Tensor embedding_scores(const torch::Tensor& session, const torch::Tensor
   return EmbeddingScores::apply(session, table, n_items);
 }
 
+torch::Tensor item_lookup(const torch::Tensor& table, const torch::Tensor& ids) {
+  // Only on a CPU, where the dense gradient's passes over the table were measured; a GPU's are cheap, and its
+  // sparse accumulation sorts the indices.
+  return torch::nn::functional::embedding(
+      ids, table, torch::nn::functional::EmbeddingFuncOptions().sparse(table.device().is_cpu()));
+}
+
 }  // namespace llm4sbr::models

@@ -21,4 +21,12 @@ torch::Tensor hybrid_readout(torch::nn::Linear& fuse, const SessionRepresentatio
 /// -> [B, N] (column k is model id k+1).
 torch::Tensor embedding_scores(const torch::Tensor& session, const torch::Tensor& table, std::int64_t n_items);
 
+/// Rows of the item table [N+1, d] for item ids (int64, any shape) -> [..., d], as torch::nn::Embedding
+/// (no padding row). On a CPU the table's gradient from this lookup is sparse, the rows looked up: the backbones
+/// also score against the whole table (embedding_scores), and autograd adds these rows in place into that dense
+/// gradient, where a dense lookup gradient cost a zeroed [N+1, d] table and a pass adding the two (SASRec on
+/// Beauty: 3-5 % of a training step, bench/backbone_bench alternated). A gradient left sparse (a table nothing
+/// scored against) is made dense by train::densify_gradients before it is reduced or stepped.
+torch::Tensor item_lookup(const torch::Tensor& table, const torch::Tensor& ids);
+
 }  // namespace llm4sbr::models

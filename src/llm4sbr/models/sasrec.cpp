@@ -123,7 +123,7 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   const auto slots = real_mask.reshape({-1}).nonzero().squeeze(1);  // [P] in [0, B·n)
   const auto sessions = slots.div(window, "floor");                  // [P] batch row of each
   const std::int64_t b = items.size(0), rows = b * window;
-  auto x = embedding(clicks.reshape({-1}).index_select(0, slots)) * std::sqrt(static_cast<double>(options_.hidden_size)) +
+  auto x = item_lookup(weight, clicks.reshape({-1}).index_select(0, slots)) * std::sqrt(static_cast<double>(options_.hidden_size)) +
            pos_embedding(positions.reshape({-1}).index_select(0, slots));  // [P, d]
   x = dropout_packed(x, slots, rows, options_.dropout, is_training(), options_.padded_dropout_masks);
   for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, slots, kept, window);

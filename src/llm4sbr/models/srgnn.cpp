@@ -77,7 +77,7 @@ SessionRepresentation SrGnnImpl::encode(const SessionBatch& batch) {
   const SessionGraph graph = build_session_graph(batch.items_on_cpu(), weight.scalar_type()).to(device);
   const auto& sessions = graph.click_sessions;
 
-  const auto h = gnn(graph, embedding(graph.node_items));  // [V, d]
+  const auto h = gnn(graph, item_lookup(weight, graph.node_items));  // [V, d]
   const auto v = h.index_select(0, graph.click_nodes);      // [P, d] every click's state
   const auto v_n = v.index_select(0, graph.last_clicks);    // [B, d] last click
   // alpha_t = q^T sigmoid(W1 v_n + W2 v_t), no softmax (the reference); padding never enters the sum.

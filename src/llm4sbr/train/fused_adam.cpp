@@ -80,6 +80,7 @@ bool FusedAdam::fusable() const {
 }
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
+  densify_gradients(*this);
   for (auto& group : param_groups())
     for (auto& p : group.params())
       if (!p.grad().defined() && has_state(state(), p)) p.mutable_grad() = torch::zeros_like(p);  // as zero_grad() left it
@@ -120,6 +121,12 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
 void clear_gradients(torch::optim::Optimizer& optimizer) {
   for (auto& group : optimizer.param_groups())
     for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+}
+
+void densify_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params())
+      if (p.grad().defined() && p.grad().is_sparse()) p.mutable_grad() = p.grad().to_dense();
 }
 
 }  // namespace llm4sbr::train

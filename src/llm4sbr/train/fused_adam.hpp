@@ -35,4 +35,10 @@ class FusedAdam : public torch::optim::Adam {
 /// (see FusedAdam::step); torch::optim::Adam would skip a parameter left without a gradient instead.
 void clear_gradients(torch::optim::Optimizer& optimizer);
 
+/// Every sparse gradient of `optimizer`'s parameters replaced by its dense tensor (the same values). An item
+/// table looked up with models::item_lookup and scored against receives one dense gradient (autograd adds the
+/// sparse rows into the scores' gradient); one that was only looked up would reach the reducer and the step
+/// sparse, which neither takes. The trainer calls it after every backward pass; FusedAdam::step calls it too.
+void densify_gradients(torch::optim::Optimizer& optimizer);
+
 }  // namespace llm4sbr::train

@@ -305,6 +305,7 @@ void train_step(FitContext& c, const std::vector<std::int64_t>& global_batch, st
     if (out.aux_loss.defined()) loss = loss + out.aux_loss;
     if (c.reducer) loss = loss * (static_cast<double>(idx.size()) / static_cast<double>(global_batch.size()));
     loss.backward();
+    densify_gradients(c.optimizer);  // before the reducer flattens them
   }
   losses.add(c.reducer ? c.reducer->reduce(loss) : loss, b, last);
   c.optimizer.step();
