@@ -1,7 +1,7 @@
 // a · bᵀ for a few rows against a catalogue-sized table, the products of serving one session (its scores,
 // the localization of its intents): GEMM (at::matmul) against core/linalg's times_transposed, and the one-pass
-// product with a packed bfloat16 copy of the table that screens localization candidates (Bf16Table), one
-// OpenBLAS thread as `llm4sbr serve` runs it. Prints a markdown table of milliseconds a product. With --cold,
+// product with a packed bfloat16 copy of the table that screens localization candidates (Bf16Table: its
+// portable kernel, and its AVX512-BF16 dot-product kernel where the CPU has one), one OpenBLAS thread as `llm4sbr serve` runs it. Prints a markdown table of milliseconds a product. With --cold,
 // a 64 MB buffer is written between calls (untimed), so the table comes from memory as it does in a server
 // whose other work evicts it from the caches.
 //
@@ -52,18 +52,23 @@ int main(int argc, char** argv) {
   torch::set_num_threads(1);
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
-  fmt::print("| d | m | GEMM ms | times_transposed ms | speed-up | packed bf16 ms | speed-up |\n"
-             "|---:|---:|---:|---:|---:|---:|---:|\n");
+  fmt::print("| d | m | GEMM ms | times_transposed ms | speed-up | packed bf16 ms | speed-up | bf16 dot pairs ms | "
+             "speed-up |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto d : dims) {
     const auto b = torch::randn({items, d});
-    const llm4sbr::Bf16Table h(b.to(torch::kBFloat16));
+    const llm4sbr::Bf16Table portable(b.to(torch::kBFloat16), llm4sbr::Bf16Table::Kernel::portable);
+    const llm4sbr::Bf16Table automatic(b.to(torch::kBFloat16));
     for (const auto m : rows) {
       const auto a = torch::randn({m, d});
       const double gemm = ms_per_call([&] { return torch::matmul(a, b.t()); }, calls, cold);
       const double ours = ms_per_call([&] { return llm4sbr::times_transposed(a, b); }, calls, cold);
-      const double bf16 = ms_per_call([&] { return h.times_transposed(a); }, calls, cold);
-      fmt::print("| {} | {} | {:.3f} | {:.3f} | {:.2f}x | {:.3f} | {:.2f}x |\n", d, m, gemm, ours, gemm / ours, bf16,
-                 gemm / bf16);
+      const double bf16 = ms_per_call([&] { return portable.times_transposed(a); }, calls, cold);
+      const auto pairs = automatic.dot_pairs()
+                             ? fmt::format("{:.3f}", ms_per_call([&] { return automatic.times_transposed(a); }, calls, cold))
+                             : std::string("-");
+      const auto pairs_speedup = automatic.dot_pairs() ? fmt::format("{:.2f}x", gemm / std::stod(pairs)) : std::string("-");
+      fmt::print("| {} | {} | {:.3f} | {:.3f} | {:.2f}x | {:.3f} | {:.2f}x | {} | {} |\n", d, m, gemm, ours, gemm / ours,
+                 bf16, gemm / bf16, pairs, pairs_speedup);
     }
   }
   fmt::print("\n(build/bin/times_transposed_bench --items {} --calls {}{}; speed-ups against GEMM)\n", items, calls,

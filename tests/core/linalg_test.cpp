@@ -25,32 +25,60 @@ TEST(Linalg, TimesTransposedEqualsTheProductForEveryRowCount) {
   }
 }
 
-// The packed bfloat16 product is a float32 sum of a · float(h): within γ_d Σ|a||h| of the float64 product,
-// for row counts of a around the kernel's 6 rows a call, table rows around its blocks of 16 (full blocks, a
-// partial last block, fewer than one block, a partial block among the four that one or two rows take at once)
-// and any width.
+// The packed bfloat16 product is within the table's stated bound of the float64 product a · float(h), with
+// either kernel (the dot-product one where the CPU has AVX512-BF16, else both runs are the portable one), for
+// row counts of a around the kernels' rows a call, table rows around their blocks of 16 (full blocks, a
+// partial last block, fewer than one block, a partial block among the four taken at once) and any width, odd
+// ones included (the dot-product layout pads a column).
 TEST(Linalg, Bf16TableTimesTransposedIsTheProductWithTheWidenedTable) {
-  for (const std::int64_t n : {5, 16, 60, 203}) {
-    for (const std::int64_t d : {1, 7, 8, 17, 100, 256}) {
-      const auto h = normal(n, d, 3).to(torch::kBFloat16);
-      const auto widened = h.to(torch::kFloat64);
-      const Bf16Table table(h);
-      ASSERT_EQ(table.rows(), n);
-      ASSERT_EQ(table.width(), d);
-      for (const std::int64_t m : {0, 1, 2, 5, 6, 7, 13}) {
-        const auto a = normal(m, d, 10 + static_cast<std::uint64_t>(m * d));
-        const auto got = table.times_transposed(a);
-        ASSERT_EQ(got.sizes(), (std::vector<std::int64_t>{m, n}));
-        const auto a64 = a.to(torch::kFloat64);
-        const auto want = a64.matmul(widened.t());
-        const double unit = std::ldexp(1.0, -24);
-        const double gamma = static_cast<double>(d) * unit / (1.0 - static_cast<double>(d) * unit);
-        const auto bound = gamma * a64.abs().matmul(widened.abs().t());
-        EXPECT_TRUE(((got.to(torch::kFloat64) - want).abs() <= bound).all().item<bool>())
-            << "n " << n << " d " << d << " m " << m;
+  for (const auto kernel : {Bf16Table::Kernel::automatic, Bf16Table::Kernel::portable}) {
+    for (const std::int64_t n : {5, 16, 60, 203}) {
+      for (const std::int64_t d : {1, 7, 8, 17, 100, 256}) {
+        const auto h = normal(n, d, 3).to(torch::kBFloat16);
+        const auto widened = h.to(torch::kFloat64);
+        const Bf16Table table(h, kernel);
+        ASSERT_EQ(table.rows(), n);
+        ASSERT_EQ(table.width(), d);
+        if (kernel == Bf16Table::Kernel::portable) ASSERT_FALSE(table.dot_pairs());
+        for (const std::int64_t m : {0, 1, 2, 3, 5, 6, 7, 13}) {
+          const auto a = normal(m, d, 10 + static_cast<std::uint64_t>(m * d));
+          const auto got = table.times_transposed(a);
+          ASSERT_EQ(got.sizes(), (std::vector<std::int64_t>{m, n}));
+          const auto a64 = a.to(torch::kFloat64);
+          const auto want = a64.matmul(widened.t());
+          const auto bound = table.error_factor() * a64.abs().matmul(widened.abs().t()) +
+                             table.tiny_error() * a64.norm(2, 1, true);
+          EXPECT_TRUE(((got.to(torch::kFloat64) - want).abs() <= bound).all().item<bool>())
+              << "dot pairs " << table.dot_pairs() << " n " << n << " d " << d << " m " << m;
+        }
       }
     }
   }
+}
+
+// The portable kernel's bound is a float32 sum's, γ_d; the dot-product kernel's stays within 2⁻¹⁵ of a value
+// (the second bfloat16 part of a keeps the query's rounding far below the table's own 2⁻⁹).
+TEST(Linalg, Bf16TableErrorFactorIsTheKernelsRounding) {
+  const auto h = normal(20, 100, 4).to(torch::kBFloat16);
+  const Bf16Table portable(h, Bf16Table::Kernel::portable);
+  EXPECT_DOUBLE_EQ(portable.error_factor(), 100 * std::ldexp(1.0, -24) / (1 - 100 * std::ldexp(1.0, -24)));
+  EXPECT_EQ(portable.tiny_error(), 0.0);
+  const Bf16Table automatic(h);
+  if (!automatic.dot_pairs()) GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  EXPECT_LT(automatic.error_factor(), std::ldexp(1.0, -15));
+  EXPECT_LT(automatic.tiny_error(), std::ldexp(1.0, -70));
+}
+
+// Rows of a whose values are all tiny (below 2⁻⁴⁰) would lose their products to the dot-product instruction's
+// flushing of subnormals: they are summed exactly instead, so the result is still a's product, not zero.
+TEST(Linalg, Bf16TableKeepsTheProductsOfTinyRows) {
+  const auto h = normal(37, 9, 5).to(torch::kBFloat16);
+  const Bf16Table table(h);
+  const auto a = normal(3, 9, 6) * std::ldexp(1.0, -120);
+  const auto got = table.times_transposed(a).to(torch::kFloat64);
+  const auto want = a.to(torch::kFloat64).matmul(h.to(torch::kFloat64).t());
+  EXPECT_TRUE(torch::allclose(got, want, 1e-5, 0)) << "dot pairs " << table.dot_pairs();
+  EXPECT_GT(got.abs().min().item<double>(), 0.0);
 }
 
 // The one-pass path indexes the table by a's width: a mismatch is an error, as GEMM's is, not a read past it.

@@ -24,21 +24,40 @@ at::Tensor times_transposed(const at::Tensor& a, const at::Tensor& b);
 /// float32 table. Localization screens its candidates with it (intent/localizer.hpp).
 class Bf16Table {
  public:
-  /// h: [n, d] bfloat16 on the CPU; Error (c10) otherwise. Keeps 2·n·d bytes (n rounded up to 16).
-  explicit Bf16Table(const at::Tensor& h);
+  /// automatic: the AVX512-BF16 dot-product kernel where the CPU has it (Intel Cooper Lake and Sapphire Rapids
+  /// on, AMD Zen 4 on), else the portable one; portable: always the portable one (tests, comparisons).
+  enum class Kernel { automatic, portable };
 
-  /// a [m, d] float32 on the CPU → [m, n] float32, one thread. Each entry is a float32 sum of the products in
-  /// the order of t: |out - a·float(h)ᵀ| <= γ_d Σ|a||h|, γ_d = d·2⁻²⁴/(1 - d·2⁻²⁴). Error (c10) for another
-  /// width, dtype or device.
+  /// h: [n, d] bfloat16 on the CPU; Error (c10) otherwise. Keeps 2·n·d bytes (n rounded up to 16, d to 2).
+  explicit Bf16Table(const at::Tensor& h, Kernel kernel = Kernel::automatic);
+
+  /// a [m, d] float32 on the CPU → [m, n] float32, one thread. Each entry is within
+  /// error_factor()·Σ_t|a_t||float(h_t)| + tiny_error()·||a||₂ of a·float(h)ᵀ. Error (c10) for another width,
+  /// dtype or device.
   at::Tensor times_transposed(const at::Tensor& a) const;
+
+  /// The portable kernel sums the products in float32 in the order of t: γ_d = d·2⁻²⁴/(1 - d·2⁻²⁴). The
+  /// dot-product kernel splits each row of a into two bfloat16 parts (a = hi + lo + r, |r| <= 2⁻¹⁷|a|), and
+  /// sums the exact products pairwise in float32: γ_{2d+2} + 2⁻¹⁶.
+  double error_factor() const;
+  /// The dot-product instruction flushes subnormal inputs and results to zero; rows of a whose largest
+  /// |value| is below 2⁻⁴⁰ are therefore summed exactly instead, which bounds the flushed amounts by this
+  /// times ||a||₂. 0 for the portable kernel.
+  double tiny_error() const;
 
   std::int64_t rows() const { return n_; }
   std::int64_t width() const { return d_; }
+  /// Whether the AVX512-BF16 kernel computes the products.
+  bool dot_pairs() const { return dot_pairs_; }
 
  private:
-  std::vector<std::uint32_t> packed_;  ///< [⌈n/16⌉, d, 8]: word k of a column holds rows k and 8 + k
+  /// Portable layout: [⌈n/16⌉, d, 8], word k of a column holds rows k and 8 + k. Dot-product layout:
+  /// [⌈n/16⌉, ⌈d/2⌉, 16], word k of a pair holds row k's columns 2p (low half) and 2p + 1 (high half).
+  std::vector<std::uint32_t> packed_;
   std::int64_t n_ = 0;
   std::int64_t d_ = 0;
+  bool dot_pairs_ = false;
+  double max_abs_ = 0;  ///< largest |float(h)|
 };
 
 }  // namespace llm4sbr

@@ -206,10 +206,11 @@ class BlockedLocalizer final : public IntentLocalizer {
         block_(std::max<std::int64_t>(1, block)),
         screen_(searchable().to(torch::kBFloat16)) {
     if (size() == 0) return;
-    // |q·float(h) - q·e| <= ||float(h) - e|| ||q||, plus the float32 rounding of the products with float(h).
+    // |q·float(h) - q·e| <= ||float(h) - e|| ||q||, plus the screen's own rounding of the products with float(h)
+    // (Σ|q||float(h)| <= ||q|| ||float(h)||; doubled for margin).
     const auto widened = searchable().to(torch::kBFloat16).to(torch::kFloat64);  // the values screen_ holds
     screen_error_ = (widened - searchable().to(torch::kFloat64)).norm(2, 1).max().item<double>() +
-                    2.0 * gamma(dim()) * widened.norm(2, 1).max().item<double>();
+                    2.0 * screen_.error_factor() * widened.norm(2, 1).max().item<double>() + screen_.tiny_error();
   }
   std::string name() const override { return fmt::format("blocked-mm({})", block_); }
 
