@@ -174,7 +174,7 @@ nlohmann::json Service::item_json(std::int64_t id) const {
 }
 
 std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendRequest>& requests) const {
-  torch::NoGradGuard no_grad;
+  c10::InferenceMode inference;  // no autograd bookkeeping (version counters, views) on the many small tensors of a pass
   const auto& ds = *trained_.dataset;
   std::vector<Session> sessions;
   std::vector<data::Sample> samples;  // the sessions the model answers; Sample::id = row in the batch
