@@ -116,6 +116,29 @@ TEST(TfidfLsa, RowsAreUnitOrZeroAndBatchIndependent) {
   EXPECT_EQ(cat[static_cast<std::int64_t>(titles.size() - 1)].norm().item<float>(), 0.0f);
 }
 
+// A row's columns come out in increasing order with the bitmap cleared, whether they are few (sorted) or many
+// (read off the bitmap): 20,000 columns are 313 words, so up to 39 columns sort. Columns in the first and last
+// words of the bitmap included.
+TEST(TfidfLsa, MarkedColumnsComeOutSortedAndTheBitmapCleared) {
+  const std::int32_t vocabulary = 20000;
+  std::vector<std::uint64_t> seen((vocabulary + 63) / 64, 0);
+  std::mt19937 rng(7);
+  for (const std::size_t count : {0, 1, 2, 38, 39, 40, 500, 20000}) {
+    std::vector<std::int32_t> all(vocabulary);
+    for (std::int32_t c = 0; c < vocabulary; ++c) all[static_cast<std::size_t>(c)] = c;
+    std::swap(all[1], all.back());  // 0 and the last column first, then the others shuffled
+    std::shuffle(all.begin() + 2, all.end(), rng);
+    std::vector<std::int32_t> cols(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(count));
+    std::shuffle(cols.begin(), cols.end(), rng);  // in the order first counted
+    for (const auto c : cols) seen[static_cast<std::size_t>(c) / 64] |= std::uint64_t{1} << (c % 64);
+    auto want = cols;
+    std::sort(want.begin(), want.end());
+    detail::sort_marked_columns(cols, seen);
+    EXPECT_EQ(cols, want) << count << " columns";
+    EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](std::uint64_t w) { return w == 0; })) << count << " columns";
+  }
+}
+
 TEST(TfidfLsa, DeterministicForASeedAndAnyThreadCount) {
   const auto corpus = random_titles(400, 1);
   TfidfLsaOptions o = small(16);

@@ -106,4 +106,11 @@ class TfidfLsaEncoder : public TextEncoder {
   std::unique_ptr<Model> model_;
 };
 
+namespace detail {
+/// A text's distinct columns (`cols`, in the order first counted, each with its bit set in `seen`, a bit a
+/// column of the vocabulary) in increasing order, with `seen` cleared. Many columns (a session's titles:
+/// thousands) are read off the bitmap, few are sorted. Used by the encoder; declared here for its test.
+void sort_marked_columns(std::vector<std::int32_t>& cols, std::vector<std::uint64_t>& seen);
+}  // namespace detail
+
 }  // namespace llm4sbr::embed
