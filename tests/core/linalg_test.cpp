@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
 
 namespace llm4sbr {
 namespace {
@@ -92,6 +96,44 @@ TEST(Linalg, Bf16TableRefusesOtherDtypesAndWidths) {
   const Bf16Table table(normal(3, 8, 2).to(torch::kBFloat16));
   EXPECT_THROW(table.times_transposed(normal(2, 7, 1)), c10::Error);                           // widths differ
   EXPECT_THROW(table.times_transposed(normal(2, 8, 1).to(torch::kFloat64)), c10::Error);       // float64 rows
+}
+
+// top_k is a selection (no arithmetic), so it must equal a full sort exactly: largest first, equal values by
+// lower index, -inf and NaN never chosen. Inputs: many ties (few distinct values), the order that makes the
+// bar rise slowest (ascending: every value beats it) and fastest (descending), and sizes around its blocks of 16.
+TEST(Linalg, TopKIsTheSortedPrefixWithTiesByLowerIndex) {
+  const auto reference = [](const std::vector<float>& v, std::int64_t k) {
+    std::vector<std::int64_t> order;
+    for (std::int64_t i = 0; i < static_cast<std::int64_t>(v.size()); ++i)
+      if (v[static_cast<std::size_t>(i)] > -std::numeric_limits<float>::infinity()) order.push_back(i);
+    std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+      return v[static_cast<std::size_t>(a)] > v[static_cast<std::size_t>(b)];
+    });
+    order.resize(std::min<std::size_t>(order.size(), static_cast<std::size_t>(std::max<std::int64_t>(k, 0))));
+    return order;
+  };
+  std::mt19937 rng(7);
+  for (const std::int64_t n : {0, 1, 15, 16, 17, 100, 12101}) {
+    for (const int kind : {0, 1, 2, 3, 4}) {
+      std::vector<float> v(static_cast<std::size_t>(n));
+      for (std::int64_t i = 0; i < n; ++i) {
+        const auto x = static_cast<float>(i);
+        v[static_cast<std::size_t>(i)] = kind == 0   ? std::normal_distribution<float>()(rng)
+                                         : kind == 1 ? static_cast<float>(rng() % 5)  // ties
+                                         : kind == 2 ? x                              // ascending
+                                         : kind == 3 ? -x                             // descending
+                                                     : static_cast<float>(rng() % 3) - 1.0f;
+      }
+      if (kind == 4)  // excluded items and a broken score
+        for (std::int64_t i = 0; i < n; i += 3)
+          v[static_cast<std::size_t>(i)] = i % 2 ? std::numeric_limits<float>::quiet_NaN()
+                                                 : -std::numeric_limits<float>::infinity();
+      for (const std::int64_t k : {std::int64_t{-1}, std::int64_t{0}, std::int64_t{1}, std::int64_t{5}, std::int64_t{20},
+                                   std::int64_t{48}, n, n + 3}) {
+        EXPECT_EQ(top_k(v.data(), n, k), reference(v, k)) << "n " << n << " kind " << kind << " k " << k;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 // GCC warns that passing 8-float vectors by value has another ABI without AVX; every function taking them is
@@ -391,6 +392,45 @@ at::Tensor Bf16Table::times_transposed(const at::Tensor& a) const {
       oi[j] = static_cast<float>(sum);
     }
   }
+  return out;
+}
+
+std::vector<std::int64_t> top_k(const float* values, std::int64_t n, std::int64_t k) {
+  k = std::clamp<std::int64_t>(k, 0, std::max<std::int64_t>(n, 0));
+  std::vector<std::int64_t> out;
+  if (k == 0) return out;
+  struct Entry {
+    float value;
+    std::int64_t index;
+  };
+  const auto better = [](const Entry& a, const Entry& b) {
+    return a.value > b.value || (a.value == b.value && a.index < b.index);
+  };
+  // Kept: at most `capacity` entries, among them the k best so far. When full it shrinks to those k, and the
+  // k-th's value becomes the bar: a later equal value has a higher index, so it loses to the k kept ones.
+  const auto capacity = std::max<std::int64_t>(2 * k, 64);
+  std::vector<Entry> kept;
+  kept.reserve(static_cast<std::size_t>(capacity));
+  float bar = -std::numeric_limits<float>::infinity();
+  const auto consider = [&](std::int64_t i) {
+    if (!(values[i] > bar)) return;
+    kept.push_back({values[i], i});
+    if (static_cast<std::int64_t>(kept.size()) < capacity) return;
+    std::nth_element(kept.begin(), kept.begin() + (k - 1), kept.end(), better);
+    kept.resize(static_cast<std::size_t>(k));
+    bar = kept.back().value;
+  };
+  constexpr std::int64_t kBlock = 16;
+  std::int64_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    bool any = false;  // vectorised: a block whose values are all at or below the bar needs no more look
+    for (std::int64_t j = 0; j < kBlock; ++j) any |= values[i + j] > bar;
+    if (any)
+      for (std::int64_t j = 0; j < kBlock; ++j) consider(i + j);
+  }
+  for (; i < n; ++i) consider(i);
+  std::sort(kept.begin(), kept.end(), better);
+  for (std::size_t j = 0; j < kept.size() && static_cast<std::int64_t>(j) < k; ++j) out.push_back(kept[j].index);
   return out;
 }
 

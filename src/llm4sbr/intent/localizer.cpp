@@ -223,12 +223,18 @@ class BlockedLocalizer final : public IntentLocalizer {
     for (std::int64_t i0 = 0; i0 < m; i0 += block_) {
       const auto i1 = std::min(m, i0 + block_);
       const auto block = q.slice(0, i0, i1);
-      const auto products = screened ? screen_.times_transposed(block) : times_transposed(block, searchable());
-      auto [v, idx] = products.topk(k, 1, /*largest=*/true, /*sorted=*/false);
-      v = v.contiguous();
-      idx = idx.contiguous();
-      std::copy_n(v.data_ptr<float>(), v.numel(), scores + i0 * k);
-      std::copy_n(idx.data_ptr<std::int64_t>(), idx.numel(), rows + i0 * k);
+      const auto products = (screened ? screen_.times_transposed(block) : times_transposed(block, searchable())).contiguous();
+      for (std::int64_t i = i0; i < i1; ++i) {
+        const float* p = products.data_ptr<float>() + (i - i0) * size();
+        const auto top = top_k(p, size(), k);
+        // Finite queries (checked_queries) and catalogue rows have finite products, so all k are there.
+        if (static_cast<std::int64_t>(top.size()) != k)
+          throw Error(fmt::format("intent localization: {} of {} screened products are finite", top.size(), k));
+        for (std::int64_t j = 0; j < k; ++j) {
+          scores[i * k + j] = p[top[static_cast<std::size_t>(j)]];
+          rows[i * k + j] = top[static_cast<std::size_t>(j)];
+        }
+      }
     }
     return screened ? screen_error_ : float32_error();
   }

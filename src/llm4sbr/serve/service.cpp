@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/linalg.hpp"
 #include "llm4sbr/core/runtime.hpp"
 #include "llm4sbr/intent/intent_stage.hpp"
 #include "llm4sbr/intent/titles_source.hpp"
@@ -203,7 +204,7 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
                                    torch::TensorOptions().device(device_));
     }
     auto out = trained_.model->forward(batch);
-    scores = out.scores.to(torch::kCPU);
+    scores = out.scores.to(torch::kCPU).contiguous();
     if (out.gates.defined()) gates = out.gates.to(torch::kCPU);
   }
 
@@ -225,17 +226,17 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
       answers.push_back(std::move(answer));
       continue;
     }
-    auto s = scores[row].clone();  // [N], item k+1 at k
-    if (request.exclude_seen)
-      s.index_fill_(0, torch::tensor(session.items) - 1, -std::numeric_limits<float>::infinity());
-    const auto top = s.topk(k);
-    const auto values = std::get<0>(top).accessor<float, 1>();
-    const auto ids = std::get<1>(top).accessor<std::int64_t, 1>();
-    for (std::int64_t j = 0; j < k; ++j) {
-      const float score = values[j];
-      if (!std::isfinite(score)) break;  // exclude_seen left fewer than k items
-      auto item = item_json(ids[j] + 1);
-      item["score"] = score;
+    const float* s = scores.data_ptr<float>() + row * scores.size(1);  // [N], item j+1 at j
+    std::vector<float> unseen;  // exclude_seen: the row with the session's items at -inf, which top_k never picks
+    if (request.exclude_seen) {
+      unseen.assign(s, s + scores.size(1));
+      for (const auto id : session.items) unseen[static_cast<std::size_t>(id - 1)] = -std::numeric_limits<float>::infinity();
+      s = unseen.data();
+    }
+    for (const auto j : top_k(s, scores.size(1), k)) {
+      if (!std::isfinite(s[j])) break;  // a broken model's +inf
+      auto item = item_json(j + 1);
+      item["score"] = s[j];
       answer["items"].push_back(std::move(item));
     }
     nlohmann::json views = nlohmann::json::object();
