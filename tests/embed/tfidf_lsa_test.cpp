@@ -139,6 +139,32 @@ TEST(TfidfLsa, MarkedColumnsComeOutSortedAndTheBitmapCleared) {
   }
 }
 
+// A vocabulary word's character n-grams are read from a table built at fit/load time; any other word's are
+// extracted from the text. Both must count the same columns the same number of times: with word_min_df = 1
+// every word below is a vocabulary word, with word_min_df = 9 none is, and the character vocabulary (and its
+// idf) is the same in both, so the character blocks of the rows must match up to their scale. The text has a
+// repeated word, a word of one byte (never a word feature), multi-byte code points and one unknown word.
+TEST(TfidfLsa, AVocabularyWordsCharacterNgramsAreTheExtractedOnes) {
+  const std::vector<std::string> corpus{"Leave-In Crème Brûlée, leave x", "Oil crème for hair", "x leave oil 10oz"};
+  const std::string text = "leave LEAVE-in crème oil x brûlée 10oz zzyzx";
+  std::vector<torch::Tensor> char_blocks;
+  for (const std::int64_t word_min_df : {1, 9}) {
+    TfidfLsaOptions o = small(2);
+    o.char_min_df = 1;
+    o.word_min_df = word_min_df;
+    TfidfLsaEncoder enc(o);
+    enc.fit(corpus);
+    const auto names = enc.feature_names();
+    const auto n_char = std::count_if(names.begin(), names.end(), [](const std::string& f) { return f.rfind("c:", 0) == 0; });
+    EXPECT_EQ(n_char == static_cast<std::int64_t>(names.size()), word_min_df == 9) << "words in the vocabulary";
+    const auto block = enc.tfidf({text}).to_dense()[0].slice(0, 0, n_char).to(torch::kFloat64);
+    char_blocks.push_back(block / block.norm());
+  }
+  ASSERT_EQ(char_blocks[0].size(0), char_blocks[1].size(0));
+  EXPECT_TRUE(torch::equal(char_blocks[0] != 0, char_blocks[1] != 0)) << "the same character n-grams";
+  EXPECT_TRUE(torch::allclose(char_blocks[0], char_blocks[1], 1e-6, 1e-7)) << "counted as often";
+}
+
 TEST(TfidfLsa, DeterministicForASeedAndAnyThreadCount) {
   const auto corpus = random_titles(400, 1);
   TfidfLsaOptions o = small(16);

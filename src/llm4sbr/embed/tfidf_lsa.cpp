@@ -62,6 +62,13 @@ class FeatureExtractor {
 
   template <typename Emit>
   void run(std::string_view text, Emit&& emit) {
+    split(text);
+    word_ngrams(emit);
+    for (const auto w : words_) char_ngrams(w, emit);
+  }
+
+  /// Lowercases `text` and splits it into words(), which stay valid until the next call.
+  void split(std::string_view text) {
     lower_.assign(text);
     for (auto& ch : lower_)
       if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
@@ -76,7 +83,12 @@ class FeatureExtractor {
       words_.emplace_back(lower_.data() + i, j - i);
       i = j;
     }
-    // Word unigrams and bigrams over the tokens of >= 2 bytes.
+  }
+  const std::vector<std::string_view>& words() const { return words_; }
+
+  /// Word unigrams and bigrams over the split words of >= 2 bytes.
+  template <typename Emit>
+  void word_ngrams(Emit&& emit) {
     std::string_view prev;
     for (const auto w : words_) {
       if (w.size() < 2) continue;
@@ -84,27 +96,29 @@ class FeatureExtractor {
       if (o_.word_ngram_max >= 2 && !prev.empty()) emit(kWordKind, feature_hash(kWordKind, prev, w), prev, w);
       prev = w;
     }
+  }
+
+  /// Character n-grams of " word ", in code points (char_wb); none when they are disabled.
+  template <typename Emit>
+  void char_ngrams(std::string_view word, Emit&& emit) {
     if (o_.char_ngram_max <= 0) return;
-    // Character n-grams of " word ", in code points (char_wb).
-    for (const auto w : words_) {
-      padded_.assign(1, ' ');
-      padded_.append(w);
-      padded_.push_back(' ');
-      starts_.clear();
-      for (std::size_t i = 0; i < padded_.size(); ++i)
-        if ((static_cast<unsigned char>(padded_[i]) & 0xC0) != 0x80) starts_.push_back(i);
-      const auto len = static_cast<std::int64_t>(starts_.size());
-      starts_.push_back(padded_.size());
-      for (std::int64_t n = o_.char_ngram_min; n <= o_.char_ngram_max; ++n) {
-        std::int64_t offset = 0;
-        do {
-          const auto end = static_cast<std::size_t>(std::min(offset + n, len));
-          const std::string_view g(padded_.data() + starts_[offset], starts_[end] - starts_[offset]);
-          emit(kCharKind, feature_hash(kCharKind, g), g, std::string_view{});
-          ++offset;
-        } while (offset + n <= len);
-        if (len <= n) break;  // a word no longer than n gives itself once, for the smallest such n
-      }
+    padded_.assign(1, ' ');
+    padded_.append(word);
+    padded_.push_back(' ');
+    starts_.clear();
+    for (std::size_t i = 0; i < padded_.size(); ++i)
+      if ((static_cast<unsigned char>(padded_[i]) & 0xC0) != 0x80) starts_.push_back(i);
+    const auto len = static_cast<std::int64_t>(starts_.size());
+    starts_.push_back(padded_.size());
+    for (std::int64_t n = o_.char_ngram_min; n <= o_.char_ngram_max; ++n) {
+      std::int64_t offset = 0;
+      do {
+        const auto end = static_cast<std::size_t>(std::min(offset + n, len));
+        const std::string_view g(padded_.data() + starts_[offset], starts_[end] - starts_[offset]);
+        emit(kCharKind, feature_hash(kCharKind, g), g, std::string_view{});
+        ++offset;
+      } while (offset + n <= len);
+      if (len <= n) break;  // a word no longer than n gives itself once, for the smallest such n
     }
   }
 
@@ -144,6 +158,39 @@ class TermIndex {
   std::size_t slot(std::uint64_t key) const { return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ULL) >> 17) & mask_; }
   std::size_t mask_ = 0;
   std::vector<std::uint64_t> keys_;
+  std::vector<std::int32_t> cols_;
+};
+
+/// The character n-gram columns of each vocabulary word (a unigram column), repeats kept, by word column: a
+/// known word's n-grams are read from here instead of hashing and looking up each (~20 a word), which was
+/// most of encoding a session's titles in serving. Made by the extractor's own char_ngrams, so a row counts
+/// the same columns the same number of times either way.
+class WordCharColumns {
+ public:
+  void build(const std::vector<std::string>& terms, std::int64_t n_char, const TermIndex& index,
+             const TfidfLsaOptions& o) {
+    first_ = n_char;
+    ptr_.assign(1, 0);
+    cols_.clear();
+    FeatureExtractor extract(o);
+    for (auto c = static_cast<std::size_t>(n_char); c < terms.size(); ++c) {
+      if (terms[c].find(' ') == std::string::npos)  // a bigram has none
+        extract.char_ngrams(terms[c], [&](char, std::uint64_t h, std::string_view, std::string_view) {
+          if (const auto col = index.find(h); col >= 0) cols_.push_back(col);
+        });
+      ptr_.push_back(static_cast<std::int64_t>(cols_.size()));
+    }
+  }
+  /// Calls count(col) for each character n-gram column of word column `word`.
+  template <typename Count>
+  void for_each(std::int32_t word, Count&& count) const {
+    const auto w = static_cast<std::size_t>(word - first_);
+    for (auto p = ptr_[w]; p < ptr_[w + 1]; ++p) count(cols_[static_cast<std::size_t>(p)]);
+  }
+
+ private:
+  std::int64_t first_ = 0;          ///< the first word column
+  std::vector<std::int64_t> ptr_;   ///< [word columns + 1]
   std::vector<std::int32_t> cols_;
 };
 
@@ -222,6 +269,7 @@ struct TfidfLsaEncoder::Model {
   std::int64_t n_char = 0;
   std::vector<float> idf;
   TermIndex index;
+  WordCharColumns word_chars;
   torch::Tensor projection;         ///< [V, dim] float32, contiguous
   std::vector<float> singular;      ///< [dim]
   std::int64_t n_docs = 0;
@@ -230,7 +278,7 @@ struct TfidfLsaEncoder::Model {
   std::int64_t vocabulary() const { return static_cast<std::int64_t>(terms.size()); }
   std::int64_t dim() const { return projection.size(1); }
 
-  void build_index() {
+  void build_index(const TfidfLsaOptions& o) {
     std::vector<std::uint64_t> keys(terms.size());
     for (std::size_t c = 0; c < terms.size(); ++c) {
       const auto& t = terms[c];
@@ -245,6 +293,7 @@ struct TfidfLsaEncoder::Model {
       }
     }
     index.build(keys);
+    word_chars.build(terms, n_char, index, o);
   }
 };
 
@@ -253,22 +302,32 @@ namespace {
 /// Turns texts into TF-IDF rows with a fitted vocabulary; one per thread.
 class Vectorizer {
  public:
-  Vectorizer(const TfidfLsaOptions& o, const std::vector<float>& idf, std::int64_t n_char, const TermIndex& index)
-      : o_(o), idf_(idf), n_char_(n_char), index_(index), extract_(o), counts_(idf.size(), 0),
-        seen_((idf.size() + 63) / 64, 0) {}
+  Vectorizer(const TfidfLsaOptions& o, const std::vector<float>& idf, std::int64_t n_char, const TermIndex& index,
+             const WordCharColumns& word_chars)
+      : o_(o), idf_(idf), n_char_(n_char), index_(index), word_chars_(word_chars), extract_(o),
+        counts_(idf.size(), 0), seen_((idf.size() + 63) / 64, 0) {}
 
   /// The L2-normalised row of `text` as sorted (column, value) pairs; empty if no feature is known.
   void row(std::string_view text, std::vector<std::int32_t>& cols, std::vector<float>& vals) {
     cols.clear();
     vals.clear();
-    extract_.run(text, [&](char, std::uint64_t h, std::string_view, std::string_view) {
-      const auto c = index_.find(h);
-      if (c < 0) return;
+    const auto count = [&](std::int32_t c) {
       if (counts_[static_cast<std::size_t>(c)]++ == 0) {
         cols.push_back(c);
         seen_[static_cast<std::size_t>(c) / 64] |= std::uint64_t{1} << (c % 64);
       }
-    });
+    };
+    const auto count_feature = [&](char, std::uint64_t h, std::string_view, std::string_view) {
+      if (const auto c = index_.find(h); c >= 0) count(c);
+    };
+    // FeatureExtractor::run, with a vocabulary word's character n-grams read from word_chars_.
+    extract_.split(text);
+    extract_.word_ngrams(count_feature);
+    for (const auto w : extract_.words()) {
+      const auto word = w.size() >= 2 ? index_.find(feature_hash(kWordKind, w)) : -1;
+      if (word >= n_char_) word_chars_.for_each(word, count);
+      else extract_.char_ngrams(w, count_feature);
+    }
     detail::sort_marked_columns(cols, seen_);
     double sq_char = 0, sq_word = 0;
     vals.resize(cols.size());
@@ -298,6 +357,7 @@ class Vectorizer {
   const std::vector<float>& idf_;
   std::int64_t n_char_;
   const TermIndex& index_;
+  const WordCharColumns& word_chars_;
   FeatureExtractor extract_;
   std::vector<std::int32_t> counts_;
   std::vector<std::uint64_t> seen_;  ///< a bit a column: set when its first feature is counted
@@ -421,7 +481,7 @@ void TfidfLsaEncoder::fit(const std::vector<std::string>& corpus) {
   cand.clear();
   cand.shrink_to_fit();
   slot_of.clear();
-  m->build_index();
+  m->build_index(options_);
 
   // 3. The TF-IDF matrix of the corpus.
   Csr x;
@@ -431,7 +491,7 @@ void TfidfLsaEncoder::fit(const std::vector<std::string>& corpus) {
     std::vector<std::vector<std::int32_t>> row_cols(corpus.size());
     std::vector<std::vector<float>> row_vals(corpus.size());
     parallel_for(m->n_docs, threads, 256, [&](std::int64_t begin, std::int64_t end) {
-      Vectorizer vec(options_, m->idf, m->n_char, m->index);
+      Vectorizer vec(options_, m->idf, m->n_char, m->index, m->word_chars);
       for (auto d = begin; d < end; ++d)
         vec.row(corpus[static_cast<std::size_t>(d)], row_cols[static_cast<std::size_t>(d)],
                 row_vals[static_cast<std::size_t>(d)]);
@@ -473,7 +533,7 @@ torch::Tensor TfidfLsaEncoder::encode(const std::vector<std::string>& texts) {
   float* op = out.data_ptr<float>();
   const float* pp = m.projection.data_ptr<float>();
   parallel_for(n, resolve_threads(options_.threads), 64, [&](std::int64_t begin, std::int64_t end) {
-    Vectorizer vec(options_, m.idf, m.n_char, m.index);
+    Vectorizer vec(options_, m.idf, m.n_char, m.index, m.word_chars);
     std::vector<std::int32_t> cols;
     std::vector<float> vals;
     for (auto i = begin; i < end; ++i) {
@@ -495,7 +555,7 @@ torch::Tensor TfidfLsaEncoder::encode(const std::vector<std::string>& texts) {
 torch::Tensor TfidfLsaEncoder::tfidf(const std::vector<std::string>& texts) const {
   if (!model_) throw Error("tfidf: tfidf() called before fit() or load()");
   const Model& m = *model_;
-  Vectorizer vec(options_, m.idf, m.n_char, m.index);
+  Vectorizer vec(options_, m.idf, m.n_char, m.index, m.word_chars);
   std::vector<std::int64_t> rows, cols;
   std::vector<float> vals;
   std::vector<std::int32_t> rc;
@@ -623,7 +683,7 @@ std::unique_ptr<TfidfLsaEncoder> TfidfLsaEncoder::load(const fs::path& dir) {
     throw InputError((dir / "singular_values.npy").string(), 0, "shape", fmt::format("expected ({},)", dim));
   m->singular = std::move(sv.data);
   m->fit_seconds = meta.value("fit_seconds", 0.0);
-  m->build_index();
+  m->build_index(enc->options_);
   enc->model_ = std::move(m);
   return enc;
 }
