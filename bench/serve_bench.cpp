@@ -16,7 +16,9 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -30,6 +32,7 @@ struct Load {
   double requests_per_second = 0;
   std::vector<double> latencies_ms;  ///< sorted
   std::int64_t errors = 0;
+  std::vector<std::string> error_reasons;  ///< the first few
 };
 
 double percentile(const std::vector<double>& sorted, double p) {
@@ -37,21 +40,38 @@ double percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(p * static_cast<double>(sorted.size())))];
 }
 
+// Requests that got no answer: counted apart (not in the rate or the latencies); the first few reasons are
+// printed under the table, so that an error count can be told apart (a lost connection, a 5xx).
+struct Errors {
+  std::atomic<std::int64_t> count{0};
+  std::mutex mutex;
+  std::vector<std::string> first;
+
+  void add(const httplib::Result& res) {
+    ++count;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (first.size() < 3)
+      first.push_back(res ? fmt::format("HTTP {}: {}", res->status, res->body.substr(0, 200))
+                          : "no answer: " + httplib::to_string(res.error()));
+  }
+};
+
 // The answers of every sender since `start`: rate and sorted latencies.
-Load collect(const std::vector<std::vector<double>>& latencies, std::int64_t errors,
+Load collect(const std::vector<std::vector<double>>& latencies, Errors& errors,
              std::chrono::steady_clock::time_point start) {
   Load load;
   for (const auto& l : latencies) load.latencies_ms.insert(load.latencies_ms.end(), l.begin(), l.end());
   std::sort(load.latencies_ms.begin(), load.latencies_ms.end());
   load.requests_per_second = static_cast<double>(load.latencies_ms.size()) /
                              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  load.errors = errors;
+  load.errors = errors.count;
+  load.error_reasons = errors.first;
   return load;
 }
 
 Load run_clients(const std::string& host, int port, const std::vector<std::string>& bodies, int clients, double seconds) {
   std::vector<std::vector<double>> latencies(static_cast<std::size_t>(clients));
-  std::atomic<std::int64_t> errors{0};
+  Errors errors;
   const auto start = std::chrono::steady_clock::now();
   const auto end = start + std::chrono::duration<double>(seconds);
   std::vector<std::thread> threads;
@@ -63,8 +83,8 @@ Load run_clients(const std::string& host, int port, const std::vector<std::strin
       for (std::size_t i = static_cast<std::size_t>(c); std::chrono::steady_clock::now() < end; i += static_cast<std::size_t>(clients)) {
         const auto t0 = std::chrono::steady_clock::now();
         auto res = client.Post("/v1/recommend", bodies[i % bodies.size()], "application/json");
-        if (!res || res->status != 200) {  // not an answer: counted apart, not in the rate or the latencies
-          ++errors;
+        if (!res || res->status != 200) {
+          errors.add(res);
           continue;
         }
         latencies[static_cast<std::size_t>(c)].push_back(
@@ -80,7 +100,8 @@ Load run_rate(const std::string& host, int port, const std::vector<std::string>&
               int connections) {
   const auto total = static_cast<std::int64_t>(rate * seconds);
   std::vector<std::vector<double>> latencies(static_cast<std::size_t>(connections));
-  std::atomic<std::int64_t> next{0}, errors{0};
+  std::atomic<std::int64_t> next{0};
+  Errors errors;
   const auto start = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
   std::vector<std::thread> threads;
   for (int c = 0; c < connections; ++c)
@@ -94,7 +115,7 @@ Load run_rate(const std::string& host, int port, const std::vector<std::string>&
         std::this_thread::sleep_until(due);
         auto res = client.Post("/v1/recommend", bodies[static_cast<std::size_t>(i) % bodies.size()], "application/json");
         if (!res || res->status != 200) {
-          ++errors;
+          errors.add(res);
           continue;
         }
         latencies[static_cast<std::size_t>(c)].push_back(
@@ -105,10 +126,12 @@ Load run_rate(const std::string& host, int port, const std::vector<std::string>&
   return collect(latencies, errors, start);
 }
 
-void print_row(const std::string& label, const Load& load) {
+// A row of the table; the run's first error reasons go to `notes`, printed after the table.
+void print_row(const std::string& label, const Load& load, std::vector<std::string>& notes) {
   fmt::print("| {} | {:.0f} | {:.2f} | {:.2f} | {:.2f} | {} |\n", label, load.requests_per_second,
              percentile(load.latencies_ms, 0.5), percentile(load.latencies_ms, 0.9), percentile(load.latencies_ms, 0.99),
              load.errors);
+  for (const auto& reason : load.error_reasons) notes.push_back(fmt::format("{}: {}", label, reason));
 }
 
 }  // namespace
@@ -121,7 +144,11 @@ int main(int argc, char** argv) {
   double seconds = 10;
   std::vector<int> clients{1, 4, 16};
   std::vector<double> rates;
-  int connections = 64;
+  // Not more: Debian's cpp-httplib (0.11) wakes the thread of every kept-alive connection each ~11 ms while it
+  // waits for the next request (a 10 ms poll, then a 1 ms sleep); at 64 connections that was ~8 % of the
+  // server's CPU at 1,500 requests/s. 16 still hold that rate (~5 requests in flight), and a request that
+  // waits for a free connection is late from its scheduled time, so its wait is in the latency.
+  int connections = 16;
   app.add_option("--host", host)->capture_default_str();
   app.add_option("--port", port)->capture_default_str();
   app.add_option("--data", data, "prepared dataset (its test split's sessions are sent)")->required();
@@ -150,8 +177,13 @@ int main(int argc, char** argv) {
   }
   fmt::print("{} test sessions of {}, k = {}, explain = {}, {} s a run\n\n", bodies.size(), ds.name, k, explain, seconds);
   fmt::print("| load | requests/s | p50 ms | p90 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|\n");
-  for (const int c : clients) print_row(fmt::format("{} closed-loop client{}", c, c == 1 ? "" : "s"), run_clients(host, port, bodies, c, seconds));
+  std::vector<std::string> notes;
+  for (const int c : clients)
+    print_row(fmt::format("{} closed-loop client{}", c, c == 1 ? "" : "s"), run_clients(host, port, bodies, c, seconds), notes);
   for (const double r : rates)
-    print_row(fmt::format("open loop, {:.0f} requests/s offered", r), run_rate(host, port, bodies, r, seconds, connections));
+    print_row(fmt::format("open loop, {:.0f} requests/s offered", r), run_rate(host, port, bodies, r, seconds, connections),
+              notes);
+  if (!notes.empty()) fmt::print("\nerrors (the first of each run):\n");
+  for (const auto& note : notes) fmt::print("- {}\n", note);
   return 0;
 }
