@@ -33,6 +33,7 @@ struct Load {
   std::vector<double> latencies_ms;  ///< sorted
   std::int64_t errors = 0;
   std::vector<std::string> error_reasons;  ///< the first few
+  std::vector<double> late_ms;             ///< open loop: how late each request was sent after its due time, sorted
 };
 
 double percentile(const std::vector<double>& sorted, double p) {
@@ -99,7 +100,7 @@ Load run_clients(const std::string& host, int port, const std::vector<std::strin
 Load run_rate(const std::string& host, int port, const std::vector<std::string>& bodies, double rate, double seconds,
               int connections) {
   const auto total = static_cast<std::int64_t>(rate * seconds);
-  std::vector<std::vector<double>> latencies(static_cast<std::size_t>(connections));
+  std::vector<std::vector<double>> latencies(static_cast<std::size_t>(connections)), late(latencies.size());
   std::atomic<std::int64_t> next{0};
   Errors errors;
   const auto start = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
@@ -113,6 +114,8 @@ Load run_rate(const std::string& host, int port, const std::vector<std::string>&
         const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                      std::chrono::duration<double>(static_cast<double>(i) / rate));
         std::this_thread::sleep_until(due);
+        late[static_cast<std::size_t>(c)].push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - due).count());
         auto res = client.Post("/v1/recommend", bodies[static_cast<std::size_t>(i) % bodies.size()], "application/json");
         if (!res || res->status != 200) {
           errors.add(res);
@@ -123,7 +126,10 @@ Load run_rate(const std::string& host, int port, const std::vector<std::string>&
       }
     });
   for (auto& t : threads) t.join();
-  return collect(latencies, errors, start);
+  auto load = collect(latencies, errors, start);
+  for (const auto& l : late) load.late_ms.insert(load.late_ms.end(), l.begin(), l.end());
+  std::sort(load.late_ms.begin(), load.late_ms.end());
+  return load;
 }
 
 // A row of the table; the run's first error reasons go to `notes`, printed after the table.
@@ -132,6 +138,10 @@ void print_row(const std::string& label, const Load& load, std::vector<std::stri
              percentile(load.latencies_ms, 0.5), percentile(load.latencies_ms, 0.9), percentile(load.latencies_ms, 0.99),
              load.errors);
   for (const auto& reason : load.error_reasons) notes.push_back(fmt::format("{}: {}", label, reason));
+  // The part of the latency spent before sending: the sender waking up late, or every connection busy.
+  if (!load.late_ms.empty())
+    notes.push_back(fmt::format("{}: sent after its due time by p50 {:.2f} ms, p99 {:.2f} ms", label,
+                                percentile(load.late_ms, 0.5), percentile(load.late_ms, 0.99)));
 }
 
 }  // namespace
@@ -183,7 +193,7 @@ int main(int argc, char** argv) {
   for (const double r : rates)
     print_row(fmt::format("open loop, {:.0f} requests/s offered", r), run_rate(host, port, bodies, r, seconds, connections),
               notes);
-  if (!notes.empty()) fmt::print("\nerrors (the first of each run):\n");
+  if (!notes.empty()) fmt::print("\nerrors (the first of each run) and the open loop's sending delays:\n");
   for (const auto& note : notes) fmt::print("- {}\n", note);
   return 0;
 }
