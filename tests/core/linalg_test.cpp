@@ -136,5 +136,19 @@ TEST(Linalg, TopKIsTheSortedPrefixWithTiesByLowerIndex) {
   }
 }
 
+// The first row along dim 0 with a NaN or an infinity, whatever the other dimensions: -1 when there is none.
+TEST(Linalg, FirstNonFiniteRowNamesTheFirstBadRow) {
+  EXPECT_EQ(first_non_finite_row(torch::zeros({0, 4})), -1);
+  auto m = torch::zeros({5, 3});
+  EXPECT_EQ(first_non_finite_row(m), -1);
+  m[3][2] = std::numeric_limits<float>::infinity();
+  m[4][0] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(first_non_finite_row(m), 3);
+  auto cube = torch::zeros({4, 2, 3});
+  cube[2][1][0] = -std::numeric_limits<float>::infinity();
+  EXPECT_EQ(first_non_finite_row(cube), 2);
+  EXPECT_THROW(first_non_finite_row(m.t()), c10::Error) << "not contiguous";
+}
+
 }  // namespace
 }  // namespace llm4sbr

@@ -395,6 +395,15 @@ at::Tensor Bf16Table::times_transposed(const at::Tensor& a) const {
   return out;
 }
 
+std::int64_t first_non_finite_row(const at::Tensor& t) {
+  TORCH_CHECK(t.dim() >= 1 && t.is_contiguous() && t.device().is_cpu(),
+              "first_non_finite_row: a contiguous CPU tensor of at least one dimension");
+  if (t.numel() == 0) return -1;
+  const float* p = t.data_ptr<float>();
+  const auto* bad = std::find_if(p, p + t.numel(), [](float v) { return !std::isfinite(v); });
+  return bad == p + t.numel() ? -1 : (bad - p) / (t.numel() / t.size(0));
+}
+
 std::vector<std::int64_t> top_k(const float* values, std::int64_t n, std::int64_t k) {
   k = std::clamp<std::int64_t>(k, 0, std::max<std::int64_t>(n, 0));
   std::vector<std::int64_t> out;

@@ -26,6 +26,11 @@ at::Tensor times_transposed(const at::Tensor& a, const at::Tensor& b);
 /// (serving's ranking and the localizer's screen each called it once a request).
 std::vector<std::int64_t> top_k(const float* values, std::int64_t n, std::int64_t k);
 
+/// The first row (index along dim 0) of `t` holding a NaN or an infinity, or -1 if none (or t is empty). t:
+/// float32, contiguous, on the CPU, at least one dimension; Error (c10) otherwise. A plain loop: a served
+/// request checks a few rows, where isfinite/all/nonzero cost more than the check.
+std::int64_t first_non_finite_row(const at::Tensor& t);
+
 /// A bfloat16 table h [n, d], packed once for products with float32 rows: a · float(h)ᵀ without the
 /// per-call packing of GEMM (OpenBLAS packs the whole table on every call), reading half the bytes of a
 /// float32 table. Localization screens its candidates with it (intent/localizer.hpp).

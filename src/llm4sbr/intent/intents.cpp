@@ -14,6 +14,7 @@
 
 #include "llm4sbr/core/atomic_file.hpp"
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/linalg.hpp"
 #include "llm4sbr/core/npy.hpp"
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/intent/localizer.hpp"
@@ -118,10 +119,7 @@ torch::Tensor encode_rows(const std::vector<std::string>& texts, const std::vect
     }
     bar.finish();
   }
-  // A plain scan: serving encodes a text or two a request, and isfinite/all/nonzero were five LibTorch operations.
-  const float* e = emb.data_ptr<float>();
-  const auto bad = std::find_if(e, e + u * d, [](float x) { return !std::isfinite(x); });
-  if (bad != e + u * d) bad_row((bad - e) / d);
+  if (const auto row = first_non_finite_row(emb); row >= 0) bad_row(row);
   return encoder.normalize() ? emb : unit_rows(emb);
 }
 
@@ -514,9 +512,7 @@ torch::Tensor read_intents(const fs::path& dir) {
                                                             fmt::join(shape, ", ")));
   auto out = torch::empty(h.shape, torch::kFloat32);
   read_npy_data(file, h, NpyDtype::kFloat32, out.data_ptr<float>());
-  const auto finite = torch::isfinite(out).flatten(1).all(1);
-  if (!finite.all().item<bool>()) {
-    const auto row = finite.logical_not().nonzero()[0][0].item<std::int64_t>();
+  if (const auto row = first_non_finite_row(out); row >= 0) {
     throw InputError(file.string(), 0, fmt::format("row {}", row),
                      "NaN or infinite intent values (a damaged file: delete the folder and run again)");
   }

@@ -30,14 +30,9 @@ torch::Tensor as_matrix(const torch::Tensor& t, std::int64_t d, const char* what
 }
 
 /// InputError naming the first row of `t` (a float32 CPU contiguous matrix from as_matrix) with NaN or Inf.
-/// A plain loop: a served request checks its few queries, where tensor operations cost more than the check.
 void check_finite(const torch::Tensor& t, const char* what, std::int64_t id_offset) {
-  if (t.numel() == 0) return;
-  const float* p = t.data_ptr<float>();
-  const auto d = t.size(1);
-  const auto* bad = std::find_if(p, p + t.numel(), [](float v) { return !std::isfinite(v); });
-  if (bad == p + t.numel()) return;
-  const auto row = (bad - p) / d;
+  const auto row = first_non_finite_row(t);
+  if (row < 0) return;
   throw InputError(what, 0, id_offset > 0 ? fmt::format("row {} (item id {})", row, row + id_offset)
                                           : fmt::format("row {}", row),
                    "contains NaN or Inf");
