@@ -175,6 +175,32 @@ TEST(Llm4sbrHead, TauAndWithoutAuSwitchOffTheAuxiliaryLoss) {
   EXPECT_NEAR(a2, 2 * a1, 1e-5);
 }
 
+// Serving ranks forward_unscored's session vectors against linear_scorer's table itself: for every variant of
+// the head, that product is forward's scores, and the gates come out as they do from forward.
+TEST(Llm4sbrHead, UnscoredSessionVectorsTimesTheScorerTableAreTheScores) {
+  for (const bool without_sbr : {false, true}) {
+    for (const std::vector<std::string>& views : {std::vector<std::string>{}, std::vector<std::string>{"long", "short"}}) {
+      if (without_sbr && views.empty()) continue;
+      auto o = options(views);
+      o.without_sbr = without_sbr;
+      enhance::Llm4sbrHeadImpl head(tiny_srgnn(), o, 3);
+      head.eval();
+      torch::NoGradGuard no_grad;
+      const auto batch = batch_of(samples(), {0, 1, 2, 3}, static_cast<std::int64_t>(views.size()));
+      const auto scored = head.forward(batch);
+      const auto unscored = head.forward_unscored(batch);
+      EXPECT_FALSE(unscored.scores.defined());
+      const auto scorer = head.linear_scorer();
+      ASSERT_TRUE(scorer.defined());
+      EXPECT_EQ(scorer.weight.sizes(), (std::vector<std::int64_t>{kItems, kHidden}));
+      EXPECT_TRUE(torch::allclose(unscored.session.mm(scorer.weight.t()), scored.scores, 1e-5, 1e-6))
+          << "views " << views.size() << ", without_sbr " << without_sbr;
+      EXPECT_EQ(unscored.gates.defined(), scored.gates.defined());
+      if (scored.gates.defined()) EXPECT_TRUE(torch::equal(unscored.gates, scored.gates));
+    }
+  }
+}
+
 TEST(Llm4sbrHead, WithoutSbrScoresFromTheIntentsAlone) {
   auto o = options({"long", "short"});
   o.without_sbr = true;

@@ -3,11 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "llm4sbr/core/config.hpp"
+#include "llm4sbr/core/error.hpp"
 #include "llm4sbr/data/dataset.hpp"
+#include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/models/recommender.hpp"
 #include "llm4sbr/models/session_encoder.hpp"
+#include "model_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
@@ -58,6 +63,35 @@ TEST(Registry, MisspelledModelKeyIsRefusedNamingModelAndKey) {
                 .find("tagnn: unknown config key 'beta'"),
             std::string::npos);
   EXPECT_EQ(message_of("srgnn", tiny.ctx, Config::parse("step: 2\nnonhybrid: true\n")), "");
+}
+
+// Serving ranks with linear_scorer's table instead of score() where a backbone has one, so the table (and
+// GRU4Rec's bias) must be exactly what score() multiplies with; the others say they have none, and their
+// forward_unscored is an error, not vectors scored some other way.
+TEST(Registry, ALinearScorerIsWhatScoreComputes) {
+  const TinyContext tiny;
+  const std::set<std::string> linear = {"gcegnn", "gru4rec", "sasrec", "srgnn"};
+  const auto samples = testing::samples_of({{1, 2, 3}, {4}, {2, 5, 2}}, {4, 5, 6});
+  for (const auto& model : registered_encoders()) {
+    SCOPED_TRACE(model);
+    auto encoder = make_encoder(model, tiny.ctx, Config());
+    PlainRecommenderImpl plain(encoder);
+    plain.eval();
+    torch::NoGradGuard no_grad;
+    for (auto& p : plain.parameters()) p.uniform_(-1, 1);  // GRU4Rec's bias starts at zero
+    const auto batch = make_batch(samples, std::vector<std::int64_t>{0, 1, 2});
+    const auto scorer = plain.linear_scorer();
+    ASSERT_EQ(scorer.defined(), linear.count(model) > 0);
+    if (!scorer.defined()) {
+      EXPECT_THROW(plain.forward_unscored(batch), Error);
+      continue;
+    }
+    const auto out = plain.forward_unscored(batch);
+    EXPECT_FALSE(out.scores.defined());
+    auto product = out.session.mm(scorer.weight.t());
+    if (scorer.bias.defined()) product = product + scorer.bias;
+    EXPECT_TRUE(torch::allclose(product, plain.forward(batch).scores, 1e-5, 1e-6));
+  }
 }
 
 }  // namespace

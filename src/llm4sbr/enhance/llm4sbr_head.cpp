@@ -60,10 +60,24 @@ Llm4sbrHeadImpl::Llm4sbrHeadImpl(models::SessionEncoder encoder, HeadOptions opt
   to(device);
 }
 
-models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch) {
+models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch) { return pass(batch, true); }
+
+models::ForwardOutput Llm4sbrHeadImpl::forward_unscored(const models::SessionBatch& batch) {
+  if (!linear_scorer().defined()) return RecommenderImpl::forward_unscored(batch);
+  return pass(batch, false);
+}
+
+models::ForwardOutput Llm4sbrHeadImpl::pass(const models::SessionBatch& batch, bool score) {
   models::SessionRepresentation rep = encoder_->encode(batch);
+  // The session vector and what goes with it; the scores of every item only when asked.
+  const auto scored = [&](torch::Tensor session, const models::SessionRepresentation& r, torch::Tensor aux,
+                          torch::Tensor alphas) {
+    models::ForwardOutput out{torch::Tensor(), std::move(aux), std::move(alphas), std::move(session)};
+    if (score) out.scores = encoder_->score(out.session, r);
+    return out;
+  };
   const auto n_views = static_cast<std::int64_t>(options_.views.size());
-  if (n_views == 0) return {encoder_->score(encoder_->readout(rep), rep), rep.aux_loss};
+  if (n_views == 0) return scored(encoder_->readout(rep), rep, rep.aux_loss, {});
 
   if (!batch.intents.defined())
     throw Error("the LLM4SBR head got a batch without intents (run the intent stage, or set enhance.enabled=false)");
@@ -76,7 +90,7 @@ models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch
   const auto projected = projection(batch.intents.to(rep.global.device(), rep.global.scalar_type()));  // [B, V, d]
   if (options_.without_sbr) {
     // LLM-Infer: the session is what the LLM said it is, nothing of the behaviour model.
-    return {encoder_->score(projected.mean(1), rep), torch::Tensor()};
+    return scored(projected.mean(1), rep, {}, {});
   }
 
   models::SessionRepresentation gated = rep;
@@ -96,7 +110,7 @@ models::ForwardOutput Llm4sbrHeadImpl::forward(const models::SessionBatch& batch
   for (std::size_t v = 0; v < slots.size(); ++v) *slots[v] = views.gated[v];
   torch::Tensor aux = rep.aux_loss;
   if (views.au.defined()) aux = aux.defined() ? aux + views.au : views.au;
-  return {encoder_->score(encoder_->readout(gated), gated), aux, views.alphas};
+  return scored(encoder_->readout(gated), gated, aux, views.alphas);
 }
 
 std::string Llm4sbrHeadImpl::label() const {

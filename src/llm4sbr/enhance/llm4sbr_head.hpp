@@ -63,6 +63,8 @@ class Llm4sbrHeadImpl : public models::RecommenderImpl {
   Llm4sbrHeadImpl(models::SessionEncoder encoder, HeadOptions options, std::uint64_t seed);
 
   models::ForwardOutput forward(const models::SessionBatch& batch) override;
+  models::ForwardOutput forward_unscored(const models::SessionBatch& batch) override;
+  models::LinearScorer linear_scorer() const override { return encoder_->linear_scorer(); }
   /// "LLM4SBR(SR-GNN)"; the w/o-SBR variant is "LLM-Infer".
   std::string label() const override;
 
@@ -73,6 +75,8 @@ class Llm4sbrHeadImpl : public models::RecommenderImpl {
   std::vector<torch::nn::Linear> gates;      ///< q_v, d -> 1 without bias, one per view (Eq. 10-11)
 
  private:
+  models::ForwardOutput pass(const models::SessionBatch& batch, bool score);
+
   models::SessionEncoder encoder_;
   HeadOptions options_;
 };

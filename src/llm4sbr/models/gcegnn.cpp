@@ -365,6 +365,10 @@ torch::Tensor GceGnnImpl::score(const torch::Tensor& session, const SessionRepre
   return embedding_scores(session, embedding->weight, options_.n_items);
 }
 
+LinearScorer GceGnnImpl::linear_scorer() const {
+  return embedding_scorer(embedding->weight, options_.n_items);
+}
+
 SessionEncoder make_gcegnn(const ModelContext& ctx, const Config& settings) {
   auto options = GceGnnOptions::from_config(ctx, settings);
   if (ctx.dataset == nullptr)

@@ -161,6 +161,10 @@ torch::Tensor Gru4RecImpl::score(const torch::Tensor& session, const SessionRepr
   return embedding_scores(session, embedding->weight, options_.n_items) + item_bias;
 }
 
+LinearScorer Gru4RecImpl::linear_scorer() const {
+  return embedding_scorer(embedding->weight, options_.n_items, item_bias);
+}
+
 SessionEncoder make_gru4rec(const ModelContext& ctx, const Config& settings) {
   return std::make_shared<Gru4RecImpl>(Gru4RecOptions::from_config(ctx, settings), ctx.seed);
 }

@@ -45,6 +45,10 @@ torch::Tensor embedding_scores(const torch::Tensor& session, const torch::Tensor
   return EmbeddingScores::apply(session, table, n_items);
 }
 
+LinearScorer embedding_scorer(const torch::Tensor& table, std::int64_t n_items, torch::Tensor bias) {
+  return {table.narrow(0, 1, n_items), std::move(bias)};
+}
+
 torch::Tensor item_lookup(const torch::Tensor& table, const torch::Tensor& ids) {
   // Only on a CPU, where the dense gradient's passes over the table were measured; a GPU's are cheap, and its
   // sparse accumulation sorts the indices.

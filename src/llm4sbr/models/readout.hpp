@@ -21,6 +21,9 @@ torch::Tensor hybrid_readout(torch::nn::Linear& fuse, const SessionRepresentatio
 /// -> [B, N] (column k is model id k+1).
 torch::Tensor embedding_scores(const torch::Tensor& session, const torch::Tensor& table, std::int64_t n_items);
 
+/// embedding_scores (plus a bias [N], if defined) as a LinearScorer: the table's rows 1..N, no copy.
+LinearScorer embedding_scorer(const torch::Tensor& table, std::int64_t n_items, torch::Tensor bias = {});
+
 /// Rows of the item table [N+1, d] for item ids (int64, any shape) -> [..., d], as torch::nn::Embedding
 /// (no padding row). On a CPU the table's gradient from this lookup is sparse, the rows looked up: the backbones
 /// also score against the whole table (embedding_scores), and autograd adds these rows in place into that dense

@@ -145,6 +145,10 @@ torch::Tensor SasRecImpl::score(const torch::Tensor& session, const SessionRepre
   return embedding_scores(session, embedding->weight, options_.n_items);
 }
 
+LinearScorer SasRecImpl::linear_scorer() const {
+  return embedding_scorer(embedding->weight, options_.n_items);
+}
+
 SessionEncoder make_sasrec(const ModelContext& ctx, const Config& settings) {
   return std::make_shared<SasRecImpl>(SasRecOptions::from_config(ctx, settings), ctx.seed);
 }

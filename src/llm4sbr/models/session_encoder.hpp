@@ -43,6 +43,13 @@ struct SessionRepresentation {
   torch::Tensor click_sessions;  ///< [P] int64 batch row of each click in `clicks`
 };
 
+/// A scorer that is one product with a fixed table: score(session, rep) = session · weightᵀ + bias for any rep.
+struct LinearScorer {
+  torch::Tensor weight;  ///< [N, d], row k scores item k+1; undefined when the model's scorer is not one
+  torch::Tensor bias;    ///< [N], or undefined for none
+  bool defined() const { return weight.defined(); }
+};
+
 /// Static facts a model is built from.
 struct ModelContext {
   std::int64_t n_items = 0;     ///< catalogue size N (ids 1..N); the embedding table has N+1 rows
@@ -62,6 +69,10 @@ class SessionEncoderImpl : public torch::nn::Module {
   virtual torch::Tensor readout(const SessionRepresentation& rep) = 0;
   /// Scores of every catalogue item [B, N] (column k is model id k+1; padding is never a candidate).
   virtual torch::Tensor score(const torch::Tensor& session, const SessionRepresentation& rep) = 0;
+  /// score() as a table, when it is one (the item embeddings, GRU4Rec's bias): serving then screens a session's
+  /// top k instead of scoring the whole catalogue. Undefined (this default) where the scores depend on the
+  /// representation or the pass: TAGNN's target attention, S²-DHCN's convolved items.
+  virtual LinearScorer linear_scorer() const { return {}; }
 
   /// encode -> readout -> score: the plain backbone.
   torch::Tensor forward(const SessionBatch& batch) {

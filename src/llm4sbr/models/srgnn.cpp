@@ -99,6 +99,10 @@ torch::Tensor SrGnnImpl::score(const torch::Tensor& session, const SessionRepres
   return embedding_scores(session, embedding->weight, options_.n_items);
 }
 
+LinearScorer SrGnnImpl::linear_scorer() const {
+  return embedding_scorer(embedding->weight, options_.n_items);
+}
+
 SessionEncoder make_srgnn(const ModelContext& ctx, const Config& settings) {
   return std::make_shared<SrGnnImpl>(SrGnnOptions::from_config(ctx, settings), ctx.seed);
 }

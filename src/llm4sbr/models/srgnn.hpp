@@ -66,6 +66,7 @@ class SrGnnImpl : public SessionEncoderImpl {
   SessionRepresentation encode(const SessionBatch& batch) override;
   torch::Tensor readout(const SessionRepresentation& rep) override;
   torch::Tensor score(const torch::Tensor& session, const SessionRepresentation& rep) override;
+  LinearScorer linear_scorer() const override;
 
   std::int64_t hidden_size() const override { return options_.hidden_size; }
   std::int64_t n_items() const override { return options_.n_items; }

@@ -57,6 +57,8 @@ class TagnnImpl : public SrGnnImpl {
 
   SessionRepresentation encode(const SessionBatch& batch) override;
   torch::Tensor score(const torch::Tensor& session, const SessionRepresentation& rep) override;
+  /// None: the target attention makes each item's score depend on the clicks (SR-GNN's table does not apply).
+  LinearScorer linear_scorer() const override { return {}; }
 
   std::string name() const override { return "tagnn"; }
   const TagnnOptions& tagnn_options() const { return tagnn_options_; }

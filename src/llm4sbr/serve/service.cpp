@@ -61,6 +61,7 @@ Service::Service(train::TrainedModel trained, ServeOptions options)
   std::iota(by_popularity_.begin(), by_popularity_.end(), 1);
   std::stable_sort(by_popularity_.begin(), by_popularity_.end(),
                    [&](std::int64_t a, std::int64_t b) { return clicks[static_cast<std::size_t>(a)] > clicks[static_cast<std::size_t>(b)]; });
+  prepare_ranking();
   if (!trained_.views.empty()) {
     auto online = train::online_intents(trained_);
     index_ = std::move(online.index);
@@ -71,6 +72,21 @@ Service::Service(train::TrainedModel trained, ServeOptions options)
       spdlog::warn("serve: {} was trained on titles intents: the LLM's answers at request time are not what it learned "
                    "from", trained_.model->label());
     prompt_template_ = text::prompt_template_from_config(trained_.config);
+  }
+}
+
+void Service::prepare_ranking() {
+  const auto scorer = trained_.model->linear_scorer();
+  if (!device_.is_cpu() || !scorer.defined()) return;
+  torch::NoGradGuard no_grad;
+  auto table = scorer.weight.detach().to(torch::kFloat32);
+  ranking_has_bias_ = scorer.bias.defined();
+  if (ranking_has_bias_) table = torch::cat({table, scorer.bias.detach().to(torch::kFloat32).unsqueeze(1)}, 1);  // [s, 1]·[e, b]
+  try {
+    auto index = intent::make_blocked_localizer(table.contiguous());
+    if (index->size() == table.size(0)) ranking_ = std::move(index);
+  } catch (const std::exception& e) {  // a table with NaN or Inf: every item's score, as the model computes them
+    spdlog::warn("serve: {}: ranking by the scores of every item ({})", model_label(), e.what());
   }
 }
 
@@ -187,7 +203,8 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
     samples.push_back({row_of[i], 0, sessions.back().items, 1});
   }
 
-  torch::Tensor scores, gates;
+  torch::Tensor gates;
+  std::vector<Ranking> ranked;  // [row]
   intent::MemoryIntents intents;
   std::vector<char> cached;  // [row]: intents from the cached LLM answers
   if (!samples.empty()) {
@@ -203,9 +220,14 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
                                     static_cast<std::int64_t>(trained_.views.size()), trained_.text_dim},
                                    torch::TensorOptions().device(device_));
     }
-    auto out = trained_.model->forward(batch);
-    scores = out.scores.to(torch::kCPU).contiguous();
+    auto out = ranking_ ? trained_.model->forward_unscored(batch) : trained_.model->forward(batch);
     if (out.gates.defined()) gates = out.gates.to(torch::kCPU);
+    if (ranking_ && first_non_finite_row(out.session.contiguous()) < 0) {
+      ranked = rank_screened(out.session.contiguous(), requests, sessions, row_of);
+    } else {  // a broken model's NaN or Inf session vectors: rank as the model scores them
+      if (!out.scores.defined()) out = trained_.model->forward(batch);
+      ranked = rank_scores(out.scores.to(torch::kCPU).contiguous(), requests, sessions, row_of);
+    }
   }
 
   std::vector<nlohmann::json> answers;
@@ -226,17 +248,9 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
       answers.push_back(std::move(answer));
       continue;
     }
-    const float* s = scores.data_ptr<float>() + row * scores.size(1);  // [N], item j+1 at j
-    std::vector<float> unseen;  // exclude_seen: the row with the session's items at -inf, which top_k never picks
-    if (request.exclude_seen) {
-      unseen.assign(s, s + scores.size(1));
-      for (const auto id : session.items) unseen[static_cast<std::size_t>(id - 1)] = -std::numeric_limits<float>::infinity();
-      s = unseen.data();
-    }
-    for (const auto j : top_k(s, scores.size(1), k)) {
-      if (!std::isfinite(s[j])) break;  // a broken model's +inf
-      auto item = item_json(j + 1);
-      item["score"] = s[j];
+    for (const auto& [id, score] : ranked[static_cast<std::size_t>(row)]) {
+      auto item = item_json(id);
+      item["score"] = score;
       answer["items"].push_back(std::move(item));
     }
     nlohmann::json views = nlohmann::json::object();
@@ -269,6 +283,58 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
     answers.push_back(std::move(answer));
   }
   return answers;
+}
+
+// The k best of each row's scores [rows, N] (exclude_seen: the session's items at -inf, which top_k never picks).
+std::vector<Service::Ranking> Service::rank_scores(const torch::Tensor& scores, const std::vector<RecommendRequest>& requests,
+                                                   const std::vector<Session>& sessions,
+                                                   const std::vector<std::int64_t>& row_of) const {
+  std::vector<Ranking> ranked(static_cast<std::size_t>(scores.size(0)));
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (row_of[i] < 0) continue;
+    const float* s = scores.data_ptr<float>() + row_of[i] * scores.size(1);  // [N], item j+1 at j
+    std::vector<float> unseen;
+    if (requests[i].exclude_seen) {
+      unseen.assign(s, s + scores.size(1));
+      for (const auto id : sessions[i].items) unseen[static_cast<std::size_t>(id - 1)] = -std::numeric_limits<float>::infinity();
+      s = unseen.data();
+    }
+    for (const auto j : top_k(s, scores.size(1), std::min(requests[i].k, n_items()))) {
+      if (!std::isfinite(s[j])) break;  // a broken model's +inf
+      ranked[static_cast<std::size_t>(row_of[i])].emplace_back(j + 1, s[j]);
+    }
+  }
+  return ranked;
+}
+
+// The k best items of each row of session [rows, d] by the search of ranking_: exact inner products (summed in
+// float64, rounded to float32; ties to the lower id), as many more as the session has items when they are to
+// be excluded.
+std::vector<Service::Ranking> Service::rank_screened(const torch::Tensor& session, const std::vector<RecommendRequest>& requests,
+                                                     const std::vector<Session>& sessions,
+                                                     const std::vector<std::int64_t>& row_of) const {
+  std::int64_t depth = 0;
+  for (std::size_t i = 0; i < requests.size(); ++i)
+    if (row_of[i] >= 0)
+      depth = std::max(depth, requests[i].k + (requests[i].exclude_seen ? static_cast<std::int64_t>(sessions[i].items.size()) : 0));
+  auto queries = session.to(torch::kFloat32);
+  if (ranking_has_bias_) queries = torch::cat({queries, torch::ones({queries.size(0), 1})}, 1);
+  const auto hits = ranking_->search(queries, std::min(depth, n_items()));
+  const auto ids = hits.ids.accessor<std::int64_t, 2>();
+  const auto scores = hits.scores.accessor<float, 2>();
+  std::vector<Ranking> ranked(static_cast<std::size_t>(session.size(0)));
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const auto row = row_of[i];
+    if (row < 0) continue;
+    const auto& seen = sessions[i].items;
+    auto& out = ranked[static_cast<std::size_t>(row)];
+    const auto k = std::min(requests[i].k, n_items());
+    for (std::int64_t j = 0; j < ids.size(1) && static_cast<std::int64_t>(out.size()) < k; ++j) {
+      if (requests[i].exclude_seen && std::find(seen.begin(), seen.end(), ids[row][j]) != seen.end()) continue;
+      out.emplace_back(ids[row][j], scores[row][j]);
+    }
+  }
+  return ranked;
 }
 
 std::vector<nlohmann::json> Service::search_items(const std::string& query, std::int64_t limit) const {

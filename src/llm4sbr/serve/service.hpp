@@ -83,6 +83,13 @@ class Service {
   bool with_intents() const { return !trained_.views.empty() && options_.intent_source != "none"; }
   intent::ViewTextSource view_texts(const std::vector<data::Sample>& samples, std::vector<char>& cached) const;
   nlohmann::json item_json(std::int64_t id) const;
+  void prepare_ranking();
+  /// (model id, score) of a session's best items, best first.
+  using Ranking = std::vector<std::pair<std::int64_t, float>>;
+  std::vector<Ranking> rank_screened(const torch::Tensor& session, const std::vector<RecommendRequest>& requests,
+                                     const std::vector<Session>& sessions, const std::vector<std::int64_t>& row_of) const;
+  std::vector<Ranking> rank_scores(const torch::Tensor& scores, const std::vector<RecommendRequest>& requests,
+                                   const std::vector<Session>& sessions, const std::vector<std::int64_t>& row_of) const;
 
   train::TrainedModel trained_;
   ServeOptions options_;
@@ -91,6 +98,12 @@ class Service {
   std::vector<std::int64_t> by_popularity_;  ///< model ids, most clicked in the training data first
   std::vector<std::string> lower_titles_;    ///< [k] = title of item k+1, lower case
   std::unique_ptr<intent::IntentLocalizer> index_;
+  /// The exact top k of session vectors against the model's scorer table (plus its bias as one more column),
+  /// screened in bfloat16 (intent/localizer.hpp's search): the ranking without scoring every item, ~3x less time
+  /// than the float32 product over Beauty's 12,101 items. Null where the scorer is not a table, the model is on a
+  /// GPU, or the table has an all-zero row (which that search skips).
+  std::unique_ptr<intent::IntentLocalizer> ranking_;
+  bool ranking_has_bias_ = false;
   std::unique_ptr<intent::PrecomputedTexts> titles_;  ///< every catalogue title's intent (precompute_titles), or null
   intent::IntentsOptions intents_options_;
   text::PromptTemplate prompt_template_;
