@@ -1,13 +1,17 @@
-// Serving's ranking against the model's own scores, without a server: a backbone whose scorer is a table
-// (SR-GNN; GRU4Rec with its per-item bias) is ranked by the service's screened search, another (TAGNN) by its
-// scores of every item. Either way the served items are the top k of forward's scores, with those scores, and
-// exclude_seen leaves the session's items out.
+// Serving's ranking against the model's own scores, without a server, for every backbone: one whose scorer is a
+// table (SR-GNN, GCE-GNN, SASRec; GRU4Rec with its per-item bias) is ranked by the service's screened search,
+// another (TAGNN, S²-DHCN) by its scores of every item. Either way the served items are the top k of forward's
+// scores, with those scores, and exclude_seen leaves the session's items out. Passes side by side give the
+// answers of passes one at a time.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "llm4sbr/models/batch.hpp"
@@ -46,7 +50,7 @@ train::TrainedModel tiny_trained(const std::string& name) {
 
 TEST(ServiceRanking, ServedItemsAreTheTopKOfTheModelsScores) {
   const std::vector<std::int64_t> clicks = {3, 7, 3, 12, 250};
-  for (const std::string name : {"srgnn", "gru4rec", "tagnn"}) {
+  for (const auto& name : models::registered_encoders()) {
     auto trained = tiny_trained(name);
     const auto model = trained.model;
     const Service service(std::move(trained));
@@ -80,6 +84,74 @@ TEST(ServiceRanking, ServedItemsAreTheTopKOfTheModelsScores) {
       }
     }
   }
+}
+
+// Passes side by side (the workers') give the answers of passes one at a time, for every backbone.
+TEST(ServiceRanking, ConcurrentPassesGiveTheSerialAnswers) {
+  for (const auto& name : models::registered_encoders()) {
+    SCOPED_TRACE(name);
+    const Service service(tiny_trained(name));
+    std::vector<RecommendRequest> requests(12);
+    for (std::size_t r = 0; r < requests.size(); ++r) {
+      for (std::size_t c = 0; c <= r % 4; ++c) requests[r].items.push_back("i" + std::to_string(1 + (7 * r + 13 * c) % kItems));
+      requests[r].k = 10;
+    }
+    constexpr int kThreads = 4;
+    std::vector<std::vector<std::string>> concurrent(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, t] {
+        for (const auto& request : requests) concurrent[static_cast<std::size_t>(t)].push_back(service.recommend({request}).at(0)["items"].dump());
+      });
+    for (auto& thread : threads) thread.join();
+    for (std::size_t r = 0; r < requests.size(); ++r) {
+      const auto serial = service.recommend({requests[r]}).at(0)["items"].dump();
+      for (int t = 0; t < kThreads; ++t) EXPECT_EQ(concurrent[static_cast<std::size_t>(t)][r], serial) << "request " << r;
+    }
+  }
+}
+
+// A model's first pass, held 100 ms, noting whether another pass began meanwhile.
+class FirstPassProbe : public models::RecommenderImpl {
+ public:
+  explicit FirstPassProbe(models::Recommender inner) : inner_(register_module("inner", std::move(inner))) {}
+  models::ForwardOutput forward(const models::SessionBatch& batch) override {
+    return watched([&] { return inner_->forward(batch); });
+  }
+  models::ForwardOutput forward_unscored(const models::SessionBatch& batch) override {
+    return watched([&] { return inner_->forward_unscored(batch); });
+  }
+  models::LinearScorer linear_scorer() const override { return inner_->linear_scorer(); }
+  std::string label() const override { return inner_->label(); }
+  bool first_pass_shared() const { return first_pass_shared_; }
+
+ private:
+  template <typename Pass>
+  models::ForwardOutput watched(Pass pass) {
+    if (passes_++ == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (passes_ > 1) first_pass_shared_ = true;  // another began before this one ended
+    }
+    return pass();
+  }
+  models::Recommender inner_;
+  std::atomic<int> passes_{0};
+  std::atomic<bool> first_pass_shared_{false};
+};
+
+// S²-DHCN builds state on its first evaluation pass (its convolved items and sparse layouts) and later passes
+// read it, so that pass must not run beside others: the service runs it when it is made, before any request.
+TEST(ServiceRanking, TheModelsFirstPassRunsAloneBeforeAnyRequest) {
+  auto trained = tiny_trained("dhcn");
+  const auto probe = std::make_shared<FirstPassProbe>(trained.model);
+  trained.model = probe;
+  const Service service(std::move(trained));
+  RecommendRequest request;
+  request.items = {"i3", "i4"};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { service.recommend({request}); });
+  for (auto& thread : threads) thread.join();
+  EXPECT_FALSE(probe->first_pass_shared());
 }
 
 }  // namespace

@@ -73,6 +73,18 @@ Service::Service(train::TrainedModel trained, ServeOptions options)
                    "from", trained_.model->label());
     prompt_template_ = text::prompt_template_from_config(trained_.config);
   }
+  warm_up();
+}
+
+// One pass before any request: a model that builds state on its first evaluation pass (S²-DHCN's convolved items
+// and its sparse layouts) builds it here, not in the first passes the workers run side by side, which would
+// write it at once.
+void Service::warm_up() const {
+  if (by_popularity_.empty()) return;
+  RecommendRequest request;
+  request.items = {trained_.dataset->items[static_cast<std::size_t>(by_popularity_.front() - 1)].raw_id};
+  request.k = 1;
+  recommend({request});
 }
 
 void Service::prepare_ranking() {

@@ -84,6 +84,7 @@ class Service {
   intent::ViewTextSource view_texts(const std::vector<data::Sample>& samples, std::vector<char>& cached) const;
   nlohmann::json item_json(std::int64_t id) const;
   void prepare_ranking();
+  void warm_up() const;
   /// (model id, score) of a session's best items, best first.
   using Ranking = std::vector<std::pair<std::int64_t, float>>;
   std::vector<Ranking> rank_screened(const torch::Tensor& session, const std::vector<RecommendRequest>& requests,
