@@ -234,8 +234,9 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
     }
     auto out = ranking_ ? trained_.model->forward_unscored(batch) : trained_.model->forward(batch);
     if (out.gates.defined()) gates = out.gates.to(torch::kCPU);
-    if (ranking_ && first_non_finite_row(out.session.contiguous()) < 0) {
-      ranked = rank_screened(out.session.contiguous(), requests, sessions, row_of);
+    const auto session = ranking_ ? out.session.contiguous() : torch::Tensor();
+    if (ranking_ && first_non_finite_row(session) < 0) {
+      ranked = rank_screened(session, requests, sessions, row_of);
     } else {  // a broken model's NaN or Inf session vectors: rank as the model scores them
       if (!out.scores.defined()) out = trained_.model->forward(batch);
       ranked = rank_scores(out.scores.to(torch::kCPU).contiguous(), requests, sessions, row_of);
