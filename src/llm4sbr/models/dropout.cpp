@@ -15,8 +15,12 @@ namespace {
 constexpr std::int64_t kStateWords = 624, kShift = 397;  // MT19937's n and m
 constexpr std::int64_t kChunk = 256;                     // values decided per block of tempered words
 
+// The helpers below are always inlined: a function called from the target_clones wrappers further down is
+// otherwise compiled once, for the default ISA, and the clones only jump to it (perf showed draw<float> as SSE2
+// code with a mispredicted branch per value).
+
 // The Mersenne Twister's state transition (at::mt19937_engine::next_state, written as two vectorizable loops).
-void next_state(std::uint32_t* s) {
+[[gnu::always_inline]] inline void next_state(std::uint32_t* s) {
   auto twist = [](std::uint32_t u, std::uint32_t v) {
     return (((u & 0x80000000u) | (v & 0x7fffffffu)) >> 1) ^ ((v & 1u) ? 0x9908b0dfu : 0u);
   };
@@ -26,7 +30,7 @@ void next_state(std::uint32_t* s) {
   s[kStateWords - 1] = s[kShift - 1] ^ twist(s[kStateWords - 1], s[0]);
 }
 
-std::uint32_t temper(std::uint32_t y) {
+[[gnu::always_inline]] inline std::uint32_t temper(std::uint32_t y) {
   y ^= y >> 11;
   y ^= (y << 7) & 0x9d2c5680u;
   y ^= (y << 15) & 0xefc60000u;
@@ -38,7 +42,7 @@ std::uint32_t temper(std::uint32_t y) {
 // word₂, masked to 53 bits and scaled by 2⁻⁵³, compared with p — that is, the 53-bit integer v < p · 2⁵³, i.e.
 // v < ceil(p · 2⁵³).
 template <typename T>
-void draw(at::mt19937_data_pod& pod, std::uint64_t threshold, T* out, std::int64_t n) {
+[[gnu::always_inline]] inline void draw(at::mt19937_data_pod& pod, std::uint64_t threshold, T* out, std::int64_t n) {
   std::uint32_t words[2 * kChunk];
   std::int64_t left = pod.left_, next = pod.next_;  // the engine's own counters: words left = left − 1
   std::uint32_t* state = pod.state_.data();
@@ -56,7 +60,7 @@ void draw(at::mt19937_data_pod& pod, std::uint64_t threshold, T* out, std::int64
     }
     for (std::int64_t k = 0; k < chunk; ++k) {
       const auto v = (static_cast<std::uint64_t>(words[2 * k] & 0x1fffffu) << 32) | words[2 * k + 1];
-      out[i + k] = v < threshold ? T(1) : T(0);
+      out[i + k] = static_cast<T>(v < threshold);  // a compare and a convert, no branch: vectorizes
     }
   }
   pod.left_ = static_cast<int>(left);
