@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <torch/torch.h>
 
+#include <stdexcept>
 #include <string>
 
 TEST(Runtime, LibTorchWarningsDoNotGoThroughGlog) {
@@ -82,4 +83,29 @@ TEST(Runtime, FasterBlasCoreReplacesOnlySlowerKernels) {
   EXPECT_EQ(faster_blas_core("SkylakeX", "SkylakeX"), "");
   EXPECT_EQ(faster_blas_core("Prescott", ""), "");  // nothing faster to run
   EXPECT_EQ(faster_blas_core("", "SkylakeX"), "");  // not OpenBLAS
+}
+
+// ScopedBlasThreads: one thread inside its scope, the count before it after, even when the scope is left by an
+// exception; nothing changes when the count is already the one asked for.
+TEST(Runtime, ScopedBlasThreadsRestoresTheCountItFound) {
+  if (llm4sbr::blas_threads() == 0) GTEST_SKIP() << "not OpenBLAS: no thread count to set";
+  const int before = llm4sbr::blas_threads();
+  llm4sbr::set_blas_threads(2);
+  {
+    const llm4sbr::ScopedBlasThreads one(1);
+    EXPECT_EQ(llm4sbr::blas_threads(), 1);
+    {
+      const llm4sbr::ScopedBlasThreads again(1);  // already 1: keeps it, restores nothing
+      EXPECT_EQ(llm4sbr::blas_threads(), 1);
+    }
+    EXPECT_EQ(llm4sbr::blas_threads(), 1);
+  }
+  EXPECT_EQ(llm4sbr::blas_threads(), 2);
+  try {
+    const llm4sbr::ScopedBlasThreads one(1);
+    throw std::runtime_error("left by an exception");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(llm4sbr::blas_threads(), 2);
+  llm4sbr::set_blas_threads(before);
 }

@@ -139,6 +139,22 @@ void set_blas_threads(int threads) {
   if (auto set = openblas_symbol<void (*)(int)>("openblas_set_num_threads")) set(threads);
 }
 
+int blas_threads() {
+  const auto get = openblas_symbol<int (*)()>("openblas_get_num_threads");
+  return get ? get() : 0;
+}
+
+ScopedBlasThreads::ScopedBlasThreads(int threads) {
+  const int current = blas_threads();
+  if (current <= 0 || current == threads) return;
+  set_blas_threads(threads);
+  restore_ = current;
+}
+
+ScopedBlasThreads::~ScopedBlasThreads() {
+  if (restore_ > 0) set_blas_threads(restore_);
+}
+
 namespace {
 
 // LibTorch's CPU tensors come from malloc. glibc gives a block above its mmap threshold back to the kernel
@@ -167,7 +183,7 @@ RuntimeInfo configure_runtime(int threads) {
   info.blas_library = loaded_blas_path();
   info.blas_kind = info.blas_library.empty() ? "unknown" : classify_blas(info.blas_library);
   info.blas_core = openblas_core();
-  if (auto get_threads = openblas_symbol<int (*)()>("openblas_get_num_threads")) info.blas_threads = get_threads();
+  info.blas_threads = blas_threads();
   const bool blas_has_own_pool = info.blas_kind == "OpenBLAS" && info.blas_library.find("pthread") != std::string::npos;
   if (threads <= 0) threads = blas_has_own_pool ? 1 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);

@@ -53,4 +53,23 @@ std::size_t release_freed_memory();
 /// OpenBLAS's idle threads spinning in sched_yield cost more than they add.
 void set_blas_threads(int threads);
 
+/// OpenBLAS's thread count now (0 with another BLAS).
+int blas_threads();
+
+/// OpenBLAS on `threads` threads while this object lives, then the count it had (a no-op with another BLAS or
+/// when the count is already `threads`). For a region of small products, e.g. [100, 100] x [100, 100], where
+/// handing half of each to OpenBLAS's other thread and waiting for it costs more than that half (the LLM4SBR
+/// head's DirectAU Grams). OpenBLAS's count is process-wide: not for a region that threads run concurrently
+/// while the count differs from `threads` (the service runs OpenBLAS on one thread throughout).
+class ScopedBlasThreads {
+ public:
+  explicit ScopedBlasThreads(int threads);
+  ~ScopedBlasThreads();
+  ScopedBlasThreads(const ScopedBlasThreads&) = delete;
+  ScopedBlasThreads& operator=(const ScopedBlasThreads&) = delete;
+
+ private:
+  int restore_ = 0;  ///< the count to set back, 0 = nothing changed
+};
+
 }  // namespace llm4sbr
