@@ -135,12 +135,15 @@ std::size_t release_freed_memory() {
 #endif
 }
 
+// Looked up once: ScopedBlasThreads reads and sets the count on every pass of the LLM4SBR head's gates, and a
+// dlsym is a string hash and a search of every loaded library's symbols.
 void set_blas_threads(int threads) {
-  if (auto set = openblas_symbol<void (*)(int)>("openblas_set_num_threads")) set(threads);
+  static const auto set = openblas_symbol<void (*)(int)>("openblas_set_num_threads");
+  if (set) set(threads);
 }
 
 int blas_threads() {
-  const auto get = openblas_symbol<int (*)()>("openblas_get_num_threads");
+  static const auto get = openblas_symbol<int (*)()>("openblas_get_num_threads");
   return get ? get() : 0;
 }
 
