@@ -41,6 +41,26 @@ using torch::autograd::variable_list;
 
 constexpr double kNormEps = 1e-12;  // F::normalize's default: rows shorter than this are divided by it
 
+// Σ_k term(k) for k < n, accumulated in Acc in 8 partial sums. One running sum is a chain of dependent adds
+// (4 cycles each): the node's ~1,600 sums of 100 terms a step were most of its own time that way, and 8
+// independent chains are what the compiler keeps in vector registers.
+template <typename Acc, typename Term>
+Acc partial_sums(std::int64_t n, Term term) {
+  Acc part[8] = {};
+  std::int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int l = 0; l < 8; ++l) part[l] += term(k + l);
+  Acc total = 0;
+  for (; k < n; ++k) total += term(k);
+  for (const Acc p : part) total += p;
+  return total;
+}
+
+template <typename T>
+T dot(const T* x, const T* y, std::int64_t n) {
+  return partial_sums<T>(n, [&](std::int64_t k) { return x[k] * y[k]; });
+}
+
 // The batch's tensors as pointers: projected [B, V, d] (view v of session b at p(b, v)), the V anchors [B, d]
 // and the V gate weights [d], all contiguous.
 template <typename T>
@@ -61,18 +81,25 @@ Views<T> views_of(const torch::Tensor& projected, at::TensorList anchors, at::Te
   return x;
 }
 
-// Eq. 10-11: s = σ(anchor + h̃_v) (kept for the backward pass), α_v = q_v · s, gated = α_v · anchor.
+// The gates' pre-activations z = anchor + h̃_v into s [V, B, d]; σ is applied to all of them at once by ATen's
+// vectorized kernel (a scalar exp per value was most of the forward pass's own time in perf).
 template <typename T>
-void gates_forward(const Views<T>& x, T* s, T* alphas, const std::vector<T*>& gated) {
+void gate_inputs(const Views<T>& x, T* s) {
   for (std::int64_t v = 0; v < x.v; ++v)
     for (std::int64_t b = 0; b < x.b; ++b) {
-      const T *p = x.p(b, v), *a = x.a(b, v), *q = x.gate[v];
+      const T *p = x.p(b, v), *a = x.a(b, v);
       T* sb = s + (v * x.b + b) * x.d;
-      T alpha = 0;
-      for (std::int64_t k = 0; k < x.d; ++k) {
-        sb[k] = T(1) / (T(1) + std::exp(-(a[k] + p[k])));
-        alpha += q[k] * sb[k];
-      }
+      for (std::int64_t k = 0; k < x.d; ++k) sb[k] = a[k] + p[k];
+    }
+}
+
+// Eq. 10-11 from s = σ(anchor + h̃_v) (kept for the backward pass): α_v = q_v · s, gated = α_v · anchor.
+template <typename T>
+void gates_forward(const Views<T>& x, const T* s, T* alphas, const std::vector<T*>& gated) {
+  for (std::int64_t v = 0; v < x.v; ++v)
+    for (std::int64_t b = 0; b < x.b; ++b) {
+      const T *a = x.a(b, v), *q = x.gate[v], *sb = s + (v * x.b + b) * x.d;
+      const T alpha = dot(q, sb, x.d);
       alphas[b * x.v + v] = alpha;
       T* g = gated[v] + b * x.d;
       for (std::int64_t k = 0; k < x.d; ++k) g[k] = alpha * a[k];
@@ -93,10 +120,8 @@ void gates_backward(const Views<T>& x, const T* s, const T* alphas, const std::v
       T dalpha = dalphas ? dalphas[b * x.v + v] : T(0);
       if (dg) {
         const T alpha = alphas[b * x.v + v];
-        for (std::int64_t k = 0; k < x.d; ++k) {
-          dalpha += dg[k] * a[k];
-          dab[k] += dg[k] * alpha;
-        }
+        dalpha += dot(dg, a, x.d);
+        for (std::int64_t k = 0; k < x.d; ++k) dab[k] += dg[k] * alpha;
       }
       for (std::int64_t k = 0; k < x.d; ++k) {
         const T dz = dalpha * q[k] * sb[k] * (T(1) - sb[k]);  // σ' = σ (1 − σ)
@@ -112,9 +137,7 @@ template <typename T>
 void normalize_rows(const T* x, std::int64_t stride, std::int64_t b_count, std::int64_t d, T* u, T* n) {
   for (std::int64_t b = 0; b < b_count; ++b) {
     const T* xb = x + b * stride;
-    T sq = 0;
-    for (std::int64_t k = 0; k < d; ++k) sq += xb[k] * xb[k];
-    n[b] = std::sqrt(sq);
+    n[b] = std::sqrt(dot(xb, xb, d));
     const T scale = T(1) / std::max(n[b], T(kNormEps));
     for (std::int64_t k = 0; k < d; ++k) u[b * d + k] = xb[k] * scale;
   }
@@ -132,37 +155,58 @@ void normalize_backward(const T* u, const T* n, const T* g, std::int64_t b_count
       for (std::int64_t k = 0; k < d; ++k) dxb[k] += gb[k] / T(kNormEps);
       continue;
     }
-    T ug = 0;
-    for (std::int64_t k = 0; k < d; ++k) ug += ub[k] * gb[k];
+    const T ug = dot(ub, gb, d);
     for (std::int64_t k = 0; k < d; ++k) dxb[k] += (gb[k] - ub[k] * ug) / n[b];
   }
 }
 
-// L_u of the rows of u [B, d] (B ≥ 2), as uniformity_loss computes it: the squared distances from the Gram
-// matrix, clamped at 0, and log mean exp(−2 d²) over the pairs by a max-shifted sum. The pair weights of
-// the gradient go to c [B, B] (symmetric, zero diagonal): softmax_ij over the pairs, 0 where the clamp held.
-// One exp a pair (in T: float's is several times cheaper than double's, and B² of them are most of the cost).
+// ‖u_i‖² + ‖u_j‖² − 2 u_i·u_j from the Gram matrix g [B, B] (may round below 0).
 template <typename T>
-double uniformity_forward(const torch::Tensor& u, T* c) {
-  const auto b_count = u.size(0);
-  const auto gram = at::mm(u, u.t());
-  const T* g = gram.data_ptr<T>();
-  auto raw = [&](std::int64_t i, std::int64_t j) { return g[i * b_count + i] + g[j * b_count + j] - 2 * g[i * b_count + j]; };
+T squared_distance(const T* g, std::int64_t b_count, std::int64_t i, std::int64_t j) {
+  return g[i * b_count + i] + g[j * b_count + j] - 2 * g[i * b_count + j];
+}
+
+// The pairs' logits −2 max(d², 0) into c's upper triangle [B, B]; returns their maximum. Not inlined: inlined,
+// GCC kept the running maximum in memory (it lives across the caller's calls), and the store and reload of
+// each pair was a fifth of the node's forward pass.
+template <typename T>
+[[gnu::noinline]] T pair_logits(const T* g, std::int64_t b_count, T* c) {
   T top = -std::numeric_limits<T>::infinity();
   for (std::int64_t i = 0; i < b_count; ++i)
     for (std::int64_t j = i + 1; j < b_count; ++j) {
-      c[i * b_count + j] = T(-2) * std::max(raw(i, j), T(0));  // the pair's logit
-      top = std::max(top, c[i * b_count + j]);
+      const T logit = T(-2) * std::max(squared_distance(g, b_count, i, j), T(0));
+      c[i * b_count + j] = logit;
+      top = logit > top ? logit : top;
     }
-  double total = 0;
+  return top;
+}
+
+// L_u of the rows of u [B, d] (B ≥ 2), as uniformity_loss computes it: the squared distances from the Gram
+// matrix, clamped at 0, and log mean exp(−2 d²) over the pairs by a max-shifted sum. The pair weights of
+// the gradient go to pairs [B, B] (symmetric, zero diagonal): softmax_ij over the pairs, 0 where the clamp held.
+// The B² exps are one call of ATen's vectorized exp over the whole matrix (−inf off the upper triangle gives
+// 0): as scalar calls, one a pair, they were most of the node's own time.
+template <typename T>
+double uniformity_forward(const torch::Tensor& u, torch::Tensor& pairs) {
+  const auto b_count = u.size(0);
+  const auto gram = at::mm(u, u.t());
+  const T* g = gram.data_ptr<T>();
+  T* c = pairs.data_ptr<T>();
+  const T top = pair_logits(g, b_count, c);
   for (std::int64_t i = 0; i < b_count; ++i)
-    for (std::int64_t j = i + 1; j < b_count; ++j) total += c[i * b_count + j] = std::exp(c[i * b_count + j] - top);
-  const auto inverse = static_cast<T>(1.0 / total);
+    for (std::int64_t j = 0; j < b_count; ++j)
+      c[i * b_count + j] = j > i ? c[i * b_count + j] - top : -std::numeric_limits<T>::infinity();
+  pairs.exp_();
+  double total = 0;
   for (std::int64_t i = 0; i < b_count; ++i) {
-    c[i * b_count + i] = 0;
-    for (std::int64_t j = i + 1; j < b_count; ++j)
-      c[i * b_count + j] = c[j * b_count + i] = raw(i, j) >= 0 ? c[i * b_count + j] * inverse : T(0);
+    const T* row = c + i * b_count + i + 1;  // the pairs (i, j > i)
+    total += partial_sums<double>(b_count - i - 1, [&](std::int64_t k) { return static_cast<double>(row[k]); });
   }
+  const auto inverse = static_cast<T>(1.0 / total);
+  for (std::int64_t i = 0; i < b_count; ++i)
+    for (std::int64_t j = i + 1; j < b_count; ++j)
+      c[i * b_count + j] = c[j * b_count + i] =
+          squared_distance(g, b_count, i, j) >= 0 ? c[i * b_count + j] * inverse : T(0);
   return static_cast<double>(top) + std::log(total) - std::log(static_cast<double>(b_count * (b_count - 1) / 2));
 }
 
@@ -174,8 +218,7 @@ void uniformity_backward(const torch::Tensor& u, const torch::Tensor& c, double 
   const T *up = u.data_ptr<T>(), *cp = c.data_ptr<T>(), *cup = cu.data_ptr<T>();
   const T s = static_cast<T>(-4.0 * scale);
   for (std::int64_t i = 0; i < b_count; ++i) {
-    T row = 0;
-    for (std::int64_t j = 0; j < b_count; ++j) row += cp[i * b_count + j];
+    const T row = partial_sums<T>(b_count, [&](std::int64_t j) { return cp[i * b_count + j]; });
     for (std::int64_t k = 0; k < d; ++k) g[i * d + k] += s * (row * up[i * d + k] - cup[i * d + k]);
   }
 }
@@ -191,19 +234,21 @@ struct DirectAuState {
 // Σ_v L_a(h̃_v, anchor_v) + ½ (L_u(h̃_v) + L_u(anchor_v)), filling `state` for the backward pass.
 template <typename T>
 double direct_au_forward(const Views<T>& x, DirectAuState& state) {
-  T *unit = state.unit.data_ptr<T>(), *norms = state.norms.data_ptr<T>(), *pairs = state.pairs.data_ptr<T>();
-  const auto bd = x.b * x.d, bb = x.b * x.b;
+  T *unit = state.unit.data_ptr<T>(), *norms = state.norms.data_ptr<T>();
+  const auto bd = x.b * x.d;
   double total = 0;
   for (std::int64_t v = 0; v < x.v; ++v) {
     normalize_rows(x.p(0, v), x.v * x.d, x.b, x.d, unit + 2 * v * bd, norms + 2 * v * x.b);
     normalize_rows(x.a(0, v), x.d, x.b, x.d, unit + (2 * v + 1) * bd, norms + (2 * v + 1) * x.b);
     const T *u = unit + 2 * v * bd, *w = unit + (2 * v + 1) * bd;
-    double align = 0;
-    for (std::int64_t i = 0; i < bd; ++i) align += static_cast<double>((u[i] - w[i]) * (u[i] - w[i]));
+    const double align =
+        partial_sums<double>(bd, [&](std::int64_t i) { return static_cast<double>((u[i] - w[i]) * (u[i] - w[i])); });
     total += align / static_cast<double>(x.b);
     if (x.b < 2) continue;  // no pair: L_u = 0
-    for (std::int64_t side = 2 * v; side <= 2 * v + 1; ++side)
-      total += 0.5 * uniformity_forward<T>(state.unit[side], pairs + side * bb);
+    for (std::int64_t side = 2 * v; side <= 2 * v + 1; ++side) {
+      auto side_pairs = state.pairs[side];
+      total += 0.5 * uniformity_forward<T>(state.unit[side], side_pairs);
+    }
   }
   return total;
 }
@@ -253,6 +298,8 @@ struct ViewGates : torch::autograd::Function<ViewGates> {
     DirectAuState state;
     AT_DISPATCH_FLOATING_TYPES(projected.scalar_type(), "view_gates_forward", [&] {
       const auto x = views_of<scalar_t>(projected, anchors, weights);
+      gate_inputs(x, s.data_ptr<scalar_t>());
+      s.sigmoid_();
       gates_forward(x, s.data_ptr<scalar_t>(), alphas.data_ptr<scalar_t>(), pointers<scalar_t>(gated));
       if (au_weight > 0) {
         state = {at::empty({2 * v, b, d}, projected.options()), at::empty({2 * v, b}, projected.options()),
