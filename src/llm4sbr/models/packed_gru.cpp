@@ -64,7 +64,7 @@ struct Activations<float> {
 };
 
 // The gates and state of `rows` rows of one step: gi [rows, 3d] = W_i x + b_i, gh [rows, 3d] = W_h h + b_h,
-// h_prev [rows, d] (zeros at step 0: h_0 = 0). Writes r, z, n to gates [rows, 3d], W_hn h + b_hn to gh_n
+// h_prev [rows, d] (h_0 at step 0). Writes r, z, n to gates [rows, 3d], W_hn h + b_hn to gh_n
 // [rows, d] (the backward pass needs it apart from r's product) and the new state to h [rows, d].
 template <typename T>
 [[gnu::always_inline]] inline void step_forward_rows(const T* __restrict gi, const T* __restrict gh,
@@ -100,8 +100,10 @@ void step_forward(const float* gi, const float* gh, const float* h_prev, std::in
 // d(W_hn h + b_hn) = r ⊙ d(n's pre-activation)), and replaces carry by ∂L/∂h through z ⊙ h only (the caller
 // adds d_gh W_h).
 template <typename T>
-void step_backward(const T* grad, const T* gates, const T* gh_n, const T* h_prev, std::int64_t rows, std::int64_t d,
-                   T* carry, T* d_gi, T* d_gh) {
+[[gnu::always_inline]] inline void step_backward_rows(const T* __restrict grad, const T* __restrict gates,
+                                                      const T* __restrict gh_n, const T* __restrict h_prev,
+                                                      std::int64_t rows, std::int64_t d, T* __restrict carry,
+                                                      T* __restrict d_gi, T* __restrict d_gh) {
   for (std::int64_t i = 0; i < rows; ++i) {
     const auto row = i * d, gate_row = 3 * i * d;
     for (std::int64_t j = 0; j < d; ++j) {
@@ -119,20 +121,34 @@ void step_backward(const T* grad, const T* gates, const T* gh_n, const T* h_prev
   }
 }
 
+void step_backward(const double* grad, const double* gates, const double* gh_n, const double* h_prev,
+                   std::int64_t rows, std::int64_t d, double* carry, double* d_gi, double* d_gh) {
+  step_backward_rows(grad, gates, gh_n, h_prev, rows, d, carry, d_gi, d_gh);
+}
+
+// Cloned per ISA level like step_forward: the loop in the baseline's SSE2 was as long as the forward step's.
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
+void step_backward(const float* grad, const float* gates, const float* gh_n, const float* h_prev, std::int64_t rows,
+                   std::int64_t d, float* carry, float* d_gi, float* d_gh) {
+  step_backward_rows(grad, gates, gh_n, h_prev, rows, d, carry, d_gi, d_gh);
+}
+
 struct PackedGru : torch::autograd::Function<PackedGru> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w_ih,
                                const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh,
-                               const torch::Tensor& batch_sizes) {
+                               const torch::Tensor& batch_sizes, const torch::Tensor& initial) {
+    const bool has_initial = initial.dim() == 2;  // else a 1-d placeholder: apply() takes no undefined tensor
     const auto [sizes, offsets] = steps_of(batch_sizes);
-    const std::int64_t rows = x.size(0), d = w_hh.size(1);
+    const std::int64_t rows = x.size(0), d = w_hh.size(1), first = sizes.empty() ? 0 : sizes[0];
     const auto gi = at::addmm(b_ih, x, w_ih.t());  // the input side of every step in one product, [P, 3d]
     auto h = at::empty({rows, d}, x.options());
     auto gates = at::empty({rows, 3 * d}, x.options());
     auto gh_n = at::empty({rows, d}, x.options());
-    // Scratch for W_h h + b_h, which is b_h at step 0 (h_0 = 0). A copy: expand().contiguous() of one row would
-    // be b_h itself, and the products of later steps would overwrite the parameter.
-    auto gh = sizes.empty() ? torch::Tensor() : b_hh.unsqueeze(0).repeat({sizes[0], 1});
-    const auto h_0 = at::zeros({sizes.empty() ? 0 : sizes[0], d}, x.options());
+    // Scratch for W_h h + b_h: at step 0 W_h h_0 + b_h, or b_h alone when h_0 = 0. A copy: expand().contiguous()
+    // of one row would be b_h itself, and the products of later steps would overwrite the parameter.
+    auto gh = has_initial ? at::addmm(b_hh, initial, w_hh.t())
+                          : (sizes.empty() ? torch::Tensor() : b_hh.unsqueeze(0).repeat({first, 1}));
+    const auto h_0 = has_initial ? initial : at::zeros({first, d}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "packed_gru_forward", [&] {
       for (std::size_t t = 0; t < sizes.size(); ++t) {
         const auto o = offsets[t], n = sizes[t];
@@ -148,48 +164,53 @@ struct PackedGru : torch::autograd::Function<PackedGru> {
                      h.data_ptr<scalar_t>() + o * d);
       }
     });
-    ctx->save_for_backward({x, w_ih, w_hh, h, gates, gh_n, batch_sizes});
+    ctx->save_for_backward({x, w_ih, w_hh, h, gates, gh_n, batch_sizes, initial});
     return h;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w_ih = saved[1], &w_hh = saved[2], &h = saved[3], &gates = saved[4], &gh_n = saved[5];
-    const auto& batch_sizes = saved[6];
+    const auto &batch_sizes = saved[6], &initial = saved[7];
+    const bool has_initial = initial.dim() == 2;
     const auto [sizes, offsets] = steps_of(batch_sizes);
     const std::int64_t rows = x.size(0), d = w_hh.size(1);
     const auto grad = grad_outputs[0].contiguous();
     auto d_gi = at::empty({rows, 3 * d}, x.options());
     auto d_gh = at::empty({rows, 3 * d}, x.options());
     auto h_prev = at::zeros({rows, d}, x.options());  // each row's previous state, for W_h's gradient
+    if (has_initial) h_prev.narrow(0, 0, initial.size(0)).copy_(initial);
     auto carry = at::zeros({sizes.empty() ? 0 : sizes[0], d}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "packed_gru_backward", [&] {
       for (std::size_t t = sizes.size(); t-- > 0;) {
         const auto o = offsets[t], n = sizes[t];
-        if (t > 0) h_prev.narrow(0, o, n).copy_(h.narrow(0, offsets[t - 1], n));  // step 0's rows stay h_0 = 0
+        if (t > 0) h_prev.narrow(0, o, n).copy_(h.narrow(0, offsets[t - 1], n));  // step 0's rows stay h_0
         const scalar_t* previous = h_prev.data_ptr<scalar_t>() + o * d;
         step_backward(grad.data_ptr<scalar_t>() + o * d, gates.data_ptr<scalar_t>() + o * 3 * d,
                       gh_n.data_ptr<scalar_t>() + o * d, previous, n, d, carry.data_ptr<scalar_t>(),
                       d_gi.data_ptr<scalar_t>() + o * 3 * d, d_gh.data_ptr<scalar_t>() + o * 3 * d);
-        if (t > 0) {  // the rest of ∂L/∂h for the step before: through W_h h
+        if (t > 0 || has_initial) {  // the rest of ∂L/∂h for the step before (or h_0): through W_h h
           auto carried = carry.narrow(0, 0, n);
           carried.addmm_(d_gh.narrow(0, o, n), w_hh);
         }
       }
     });
-    return {d_gi.mm(w_ih), d_gi.t().mm(x), d_gh.t().mm(h_prev), d_gi.sum(0), d_gh.sum(0), torch::Tensor()};
+    return {d_gi.mm(w_ih), d_gi.t().mm(x), d_gh.t().mm(h_prev), d_gi.sum(0), d_gh.sum(0), torch::Tensor(),
+            has_initial ? carry : torch::Tensor()};
   }
 };
 
 // Shapes, dtypes and devices packed_gru_layer accepts, checked before any pointer is read.
 void check_inputs(const torch::Tensor& x, const torch::Tensor& batch_sizes, const torch::Tensor& w_ih,
-                  const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh) {
+                  const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh,
+                  const torch::Tensor& h_0) {
   const bool floating = x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64;
-  for (const auto* t : {&x, &w_ih, &w_hh, &b_ih, &b_hh, &batch_sizes})
-    if (!t->device().is_cpu()) throw Error("packed_gru_layer: CPU tensors only (use torch::nn::GRU on a GPU)");
-  for (const auto* t : {&w_ih, &w_hh, &b_ih, &b_hh})
-    if (!floating || t->scalar_type() != x.scalar_type())
-      throw Error("packed_gru_layer: x and the weights must be all float32 or all float64");
+  for (const auto* t : {&x, &w_ih, &w_hh, &b_ih, &b_hh, &batch_sizes, &h_0})
+    if (t->defined() && !t->device().is_cpu())
+      throw Error("packed_gru_layer: CPU tensors only (use torch::nn::GRU on a GPU)");
+  for (const auto* t : {&w_ih, &w_hh, &b_ih, &b_hh, &h_0})
+    if (t->defined() && (!floating || t->scalar_type() != x.scalar_type()))
+      throw Error("packed_gru_layer: x, the weights and h_0 must be all float32 or all float64");
   const auto d = w_hh.dim() == 2 ? w_hh.size(1) : -1;
   if (x.dim() != 2 || d < 1 || w_hh.size(0) != 3 * d || w_ih.dim() != 2 || w_ih.size(0) != 3 * d ||
       w_ih.size(1) != x.size(1) || b_ih.dim() != 1 || b_ih.size(0) != 3 * d || b_hh.dim() != 1 || b_hh.size(0) != 3 * d)
@@ -207,15 +228,20 @@ void check_inputs(const torch::Tensor& x, const torch::Tensor& batch_sizes, cons
   }
   if (total != x.size(0))
     throw Error(c10::str("packed_gru_layer: batch_sizes sum to ", total, " but x has ", x.size(0), " rows"));
+  const auto first = batch_sizes.numel() > 0 ? s[0] : 0;
+  if (h_0.defined() && (h_0.dim() != 2 || h_0.size(0) != first || h_0.size(1) != d))
+    throw Error(
+        c10::str("packed_gru_layer: h_0 must be [", first, ", ", d, "] (the first step's rows); got ", h_0.sizes()));
 }
 
 }  // namespace
 
 torch::Tensor packed_gru_layer(const torch::Tensor& x, const torch::Tensor& batch_sizes, const torch::Tensor& w_ih,
-                               const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh) {
-  check_inputs(x, batch_sizes, w_ih, w_hh, b_ih, b_hh);
+                               const torch::Tensor& w_hh, const torch::Tensor& b_ih, const torch::Tensor& b_hh,
+                               const torch::Tensor& h_0) {
+  check_inputs(x, batch_sizes, w_ih, w_hh, b_ih, b_hh, h_0);
   return PackedGru::apply(x.contiguous(), w_ih.contiguous(), w_hh.contiguous(), b_ih.contiguous(), b_hh.contiguous(),
-                          batch_sizes.contiguous());
+                          batch_sizes.contiguous(), h_0.defined() ? h_0.contiguous() : at::empty({0}, x.options()));
 }
 
 }  // namespace llm4sbr::models

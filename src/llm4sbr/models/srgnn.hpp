@@ -48,6 +48,9 @@ class GatedGnnImpl : public torch::nn::Module {
   torch::Tensor b_iah, b_oah;                            ///< [d] biases added after aggregation
 
  private:
+  /// One GRU cell (PyTorch's equations, Eq. 2-5 of SR-GNN) from input [V, 2d] and hidden [V, d] to [V, d].
+  torch::Tensor gru_cell(const torch::Tensor& input, const torch::Tensor& hidden);
+
   std::int64_t step_;
 };
 TORCH_MODULE(GatedGnn);
