@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "llm4sbr/core/config.hpp"
+#include "llm4sbr/core/error.hpp"
 #include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/session_graph.hpp"
 #include "llm4sbr/models/srgnn.hpp"
@@ -71,6 +72,24 @@ TEST(SessionGraph, MatchesHandComputedGraphs) {
     EXPECT_TRUE(torch::allclose(agg_in.slice(0, lo, hi), torch::mm(g.dense_in(b), x.slice(0, lo, hi))));
     EXPECT_TRUE(torch::allclose(agg_out.slice(0, lo, hi), torch::mm(g.dense_out(b), x.slice(0, lo, hi))));
   }
+}
+
+// aggregate_both (its own loops on a CPU) equals the two composed aggregations side by side, values and gradients.
+TEST(SessionGraph, AggregateBothEqualsBothAggregationsWithGradients) {
+  const SessionGraph g = build_session_graph(int_matrix({{5, 3, 5, 7}, {2, 2, 6, 0}, {9, 0, 0, 0}, {1, 2, 1, 2}}),
+                                             torch::kFloat64);
+  torch::manual_seed(3);
+  const auto x = torch::randn({8, 6}, torch::kFloat64), weights = torch::randn({8, 6}, torch::kFloat64);
+  auto fused_x = x.clone().requires_grad_(), composed_x = x.clone().requires_grad_();
+  const auto fused = g.aggregate_both(fused_x);
+  const auto composed = torch::cat({g.aggregate_in(composed_x.narrow(1, 0, 3)), g.aggregate_out(composed_x.narrow(1, 3, 3))}, 1);
+  EXPECT_TRUE(torch::allclose(fused, composed, 1e-12, 1e-12));
+  (fused * weights).sum().backward();
+  (composed * weights).sum().backward();
+  EXPECT_TRUE(torch::allclose(fused_x.grad(), composed_x.grad(), 1e-12, 1e-12));
+  EXPECT_GT(fused_x.grad().abs().sum().item<double>(), 0);
+  EXPECT_THROW(g.aggregate_both(torch::randn({8, 5}, torch::kFloat64)), Error);  // odd width
+  EXPECT_THROW(g.aggregate_both(torch::randn({7, 6}, torch::kFloat64)), Error);  // not the graph's 8 nodes
 }
 
 TEST(SessionGraph, WeightsFollowRequestedDtype) {

@@ -127,6 +127,68 @@ torch::Tensor SessionGraph::aggregate_out(const torch::Tensor& x) const {
   return scatter_edges(x, edge_dst, edge_src, out_weight);
 }
 
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// One pass over the edges u->v with weights a_in (of v's in-degree) and a_out (of u's out-degree):
+// out[v, :d] += a_in · x[u, :d] and out[u, d:] += a_out · x[v, d:] (x, out [V, 2d], out zeroed). The backward
+// pass is the same loop with the roles of u and v swapped (the transposed adjacencies).
+template <typename T>
+void aggregate_edges(const T* x, const std::int64_t* src, const std::int64_t* dst, const T* a_in, const T* a_out,
+                     std::int64_t edges, std::int64_t d, bool transposed, T* out) {
+  for (std::int64_t e = 0; e < edges; ++e) {
+    const auto u = transposed ? dst[e] : src[e], v = transposed ? src[e] : dst[e];
+    const T *x_in = x + u * 2 * d, *x_out = x + v * 2 * d + d;
+    T *to_in = out + v * 2 * d, *to_out = out + u * 2 * d + d;
+    for (std::int64_t k = 0; k < d; ++k) to_in[k] += a_in[e] * x_in[k];
+    for (std::int64_t k = 0; k < d; ++k) to_out[k] += a_out[e] * x_out[k];
+  }
+}
+
+torch::Tensor run_aggregate(const torch::Tensor& x, const torch::Tensor& src, const torch::Tensor& dst,
+                            const torch::Tensor& a_in, const torch::Tensor& a_out, bool transposed) {
+  auto out = at::zeros_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "aggregate_both", [&] {
+    aggregate_edges(x.data_ptr<scalar_t>(), src.data_ptr<std::int64_t>(), dst.data_ptr<std::int64_t>(),
+                    a_in.data_ptr<scalar_t>(), a_out.data_ptr<scalar_t>(), src.numel(), x.size(1) / 2, transposed,
+                    out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+struct AggregateBoth : torch::autograd::Function<AggregateBoth> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& src,
+                               const torch::Tensor& dst, const torch::Tensor& a_in, const torch::Tensor& a_out) {
+    ctx->save_for_backward({src, dst, a_in, a_out});
+    return run_aggregate(x, src, dst, a_in, a_out, false);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    if (!grads[0].defined()) return {torch::Tensor(), {}, {}, {}, {}};
+    return {run_aggregate(grads[0].contiguous(), saved[0], saved[1], saved[2], saved[3], true), {}, {}, {}, {}};
+  }
+};
+
+}  // namespace
+
+torch::Tensor SessionGraph::aggregate_both(const torch::Tensor& x) const {
+  const auto nodes = node_items.size(0);
+  if (x.dim() != 2 || x.size(0) != nodes || x.size(1) % 2 != 0)
+    throw Error(c10::str("aggregate_both: expected x [", nodes, ", 2d] (the graph's nodes); got ", x.sizes()));
+  const bool written_out = x.is_cpu() && edge_src.is_cpu() &&
+                           (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64);
+  if (!written_out) {
+    const auto halves = x.chunk(2, 1);
+    return torch::cat({aggregate_in(halves[0]), aggregate_out(halves[1])}, 1);
+  }
+  const auto type = x.scalar_type();
+  return AggregateBoth::apply(x.contiguous(), edge_src.contiguous(), edge_dst.contiguous(),
+                              in_weight.to(type).contiguous(), out_weight.to(type).contiguous());
+}
+
 torch::Tensor SessionGraph::dense_in(std::int64_t b) const { return dense(*this, b, edge_dst, edge_src, in_weight); }
 
 torch::Tensor SessionGraph::dense_out(std::int64_t b) const { return dense(*this, b, edge_src, edge_dst, out_weight); }

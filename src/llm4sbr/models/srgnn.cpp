@@ -46,9 +46,10 @@ GatedGnnImpl::GatedGnnImpl(std::int64_t hidden_size, std::int64_t step) : step_(
 
 torch::Tensor GatedGnnImpl::forward(const SessionGraph& graph, torch::Tensor hidden) {
   for (std::int64_t i = 0; i < step_; ++i) {
-    const auto input_in = graph.aggregate_in(edge_in(hidden)) + b_iah;
-    const auto input_out = graph.aggregate_out(edge_out(hidden)) + b_oah;
-    hidden = gru_cell(torch::cat({input_in, input_out}, -1), hidden);
+    // [W_in h + b_in, W_out h + b_out] as one product, aggregated along in- and out-edges (Eq. 1), + [b_iah, b_oah].
+    const auto messages = F::linear(hidden, torch::cat({edge_in->weight, edge_out->weight}),
+                                    torch::cat({edge_in->bias, edge_out->bias}));  // [V, 2d]
+    hidden = gru_cell(graph.aggregate_both(messages) + torch::cat({b_iah, b_oah}), hidden);
   }
   return hidden;
 }
