@@ -142,6 +142,7 @@ bool launch_ranks(const Options& o) {
   for (int r = 0; r < o.nproc; ++r) pids.push_back(start_rank(r, o.nproc, port, args));
 
   int failed_rank = -1, failed_status = 0, alive = o.nproc, interrupted = 0;
+  long sweep = 0, failure_sweep = -1;  // a sweep: the ranks reaped between two waits
   std::chrono::steady_clock::time_point term_at{}, kill_at{};
   const auto signal_alive = [&](int sig) {
     for (const auto pid : pids)
@@ -157,6 +158,7 @@ bool launch_ranks(const Options& o) {
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
     const auto now = std::chrono::steady_clock::now();
     if (pid <= 0) {
+      ++sweep;
       if (failed_rank >= 0 && now >= term_at) signal_alive(SIGTERM), term_at = kill_at;
       if (failed_rank >= 0 && now >= kill_at) signal_alive(SIGKILL);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -168,8 +170,14 @@ bool launch_ranks(const Options& o) {
     *it = -1;
     --alive;
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!ok && failed_rank < 0 && !interrupted) {
-      failed_rank = rank, failed_status = status;
+    // Among the ranks that failed in the first failure's sweep, one killed by a signal is named: the others
+    // exited with an error because they lost it at their next collective (waitpid's order among them is not
+    // the order they stopped in).
+    const bool first_failure = failed_rank < 0;
+    const bool signalled_first = !first_failure && sweep == failure_sweep && WIFSIGNALED(status) &&
+                                 !WIFSIGNALED(failed_status);
+    if (!ok && (first_failure || signalled_first) && !interrupted) {
+      failed_rank = rank, failed_status = status, failure_sweep = sweep;
       // The others usually notice the lost peer at once and say so; those that do not are stopped.
       term_at = now + std::chrono::seconds(3), kill_at = term_at + std::chrono::seconds(10);
       if (alive > 0) spdlog::error("rank {} {}: stopping the other ranks", rank, describe(status));

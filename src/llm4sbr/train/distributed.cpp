@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -89,6 +90,9 @@ bool Distributed::join_from_environment(std::chrono::seconds timeout) {
                                 "headers were missing: Debian's libgloo-dev); rebuild with them",
                                 world));
 #else
+  // A peer that dies while this rank writes to it must be an error from Gloo that names the collective, not a
+  // SIGPIPE that kills this rank too and hides which rank failed first.
+  std::signal(SIGPIPE, SIG_IGN);
   auto group = std::make_unique<Group>();
   spdlog::info("distributed: rank {} of {} joining the job at {}:{} (waits up to {} s for every rank: --dist-timeout)",
                rank, world, address, port, timeout.count());
