@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/lane_sum.hpp"
 #include "llm4sbr/core/runtime.hpp"
 
 namespace llm4sbr::enhance {
@@ -41,24 +42,11 @@ using torch::autograd::variable_list;
 
 constexpr double kNormEps = 1e-12;  // F::normalize's default: rows shorter than this are divided by it
 
-// Σ_k term(k) for k < n, accumulated in Acc in 8 partial sums. One running sum is a chain of dependent adds
-// (4 cycles each): the node's ~1,600 sums of 100 terms a step were most of its own time that way, and 8
-// independent chains are what the compiler keeps in vector registers.
-template <typename Acc, typename Term>
-Acc partial_sums(std::int64_t n, Term term) {
-  Acc part[8] = {};
-  std::int64_t k = 0;
-  for (; k + 8 <= n; k += 8)
-    for (int l = 0; l < 8; ++l) part[l] += term(k + l);
-  Acc total = 0;
-  for (; k < n; ++k) total += term(k);
-  for (const Acc p : part) total += p;
-  return total;
-}
-
+// x · y in lane_sum's 16 partial sums: the node's ~1,600 sums of 100 terms a step, as single running sums, were
+// most of its own time.
 template <typename T>
 T dot(const T* x, const T* y, std::int64_t n) {
-  return partial_sums<T>(n, [&](std::int64_t k) { return x[k] * y[k]; });
+  return lane_sum<T>(n, [&](std::int64_t k) { return x[k] * y[k]; });
 }
 
 // The batch's tensors as pointers: projected [B, V, d] (view v of session b at p(b, v)), the V anchors [B, d]
@@ -200,7 +188,7 @@ double uniformity_forward(const torch::Tensor& u, torch::Tensor& pairs) {
   double total = 0;
   for (std::int64_t i = 0; i < b_count; ++i) {
     const T* row = c + i * b_count + i + 1;  // the pairs (i, j > i)
-    total += partial_sums<double>(b_count - i - 1, [&](std::int64_t k) { return static_cast<double>(row[k]); });
+    total += lane_sum<double>(b_count - i - 1, [&](std::int64_t k) { return static_cast<double>(row[k]); });
   }
   const auto inverse = static_cast<T>(1.0 / total);
   for (std::int64_t i = 0; i < b_count; ++i)
@@ -218,7 +206,7 @@ void uniformity_backward(const torch::Tensor& u, const torch::Tensor& c, double 
   const T *up = u.data_ptr<T>(), *cp = c.data_ptr<T>(), *cup = cu.data_ptr<T>();
   const T s = static_cast<T>(-4.0 * scale);
   for (std::int64_t i = 0; i < b_count; ++i) {
-    const T row = partial_sums<T>(b_count, [&](std::int64_t j) { return cp[i * b_count + j]; });
+    const T row = lane_sum<T>(b_count, [&](std::int64_t j) { return cp[i * b_count + j]; });
     for (std::int64_t k = 0; k < d; ++k) g[i * d + k] += s * (row * up[i * d + k] - cup[i * d + k]);
   }
 }
@@ -242,7 +230,7 @@ double direct_au_forward(const Views<T>& x, DirectAuState& state) {
     normalize_rows(x.a(0, v), x.d, x.b, x.d, unit + (2 * v + 1) * bd, norms + (2 * v + 1) * x.b);
     const T *u = unit + 2 * v * bd, *w = unit + (2 * v + 1) * bd;
     const double align =
-        partial_sums<double>(bd, [&](std::int64_t i) { return static_cast<double>((u[i] - w[i]) * (u[i] - w[i])); });
+        lane_sum<double>(bd, [&](std::int64_t i) { return static_cast<double>((u[i] - w[i]) * (u[i] - w[i])); });
     total += align / static_cast<double>(x.b);
     if (x.b < 2) continue;  // no pair: L_u = 0
     for (std::int64_t side = 2 * v; side <= 2 * v + 1; ++side) {

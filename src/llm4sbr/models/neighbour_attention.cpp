@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/lane_sum.hpp"
 
 namespace llm4sbr::models {
 
@@ -33,21 +34,6 @@ struct Rows {
   const T* w2;         // [d]
   const T* neighbours;  // [n·K, d]
 };
-
-// Σ_{j < d} term(j) in 16 partial sums, lane l adding the terms j ≡ l (mod 16) in order: without
-// -ffast-math the compiler vectorizes this and not a single running sum (float addition does not reassociate).
-template <typename T, typename Term>
-[[gnu::always_inline]] inline T lane_sum(std::int64_t d, Term term) {
-  constexpr std::int64_t kLanes = 16;
-  T lanes[kLanes] = {};
-  std::int64_t j = 0;
-  for (; j + kLanes <= d; j += kLanes)
-    for (std::int64_t l = 0; l < kLanes; ++l) lanes[l] += term(j + l);
-  for (; j < d; ++j) lanes[j % kLanes] += term(j);
-  T total = 0;
-  for (const T lane : lanes) total += lane;
-  return total;
-}
 
 // π [n, K] and out [n, d] (see neighbour_attention), one pass over hidden and one over the neighbours.
 template <typename T>
