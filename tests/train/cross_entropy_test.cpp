@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <utility>
 
 #include "llm4sbr/train/cross_entropy.hpp"
@@ -27,12 +29,12 @@ torch::Tensor torch_loss(const torch::Tensor& s, const torch::Tensor& t) {
 
 torch::Tensor fused_loss(const torch::Tensor& s, const torch::Tensor& t) { return llm4sbr::train::cross_entropy(s, t); }
 
-// Scores of order `scale` over a catalogue of 1,001 items, with repeated targets and the first and last item.
-std::pair<torch::Tensor, torch::Tensor> batch(double scale) {
+// Scores of order `scale` over a catalogue of n items, with repeated targets and the first and last item.
+std::pair<torch::Tensor, torch::Tensor> batch(double scale, std::int64_t n = 1001) {
   torch::manual_seed(3);
-  auto targets = torch::randint(0, 1001, {37}, torch::kLong);
-  targets[0] = 0, targets[1] = 1000, targets[2] = targets[3];
-  return {torch::randn({37, 1001}) * scale, targets};
+  auto targets = torch::randint(0, n, {37}, torch::kLong);
+  targets[0] = 0, targets[1] = n - 1, targets[2] = targets[3];
+  return {torch::randn({37, n}) * scale, targets};
 }
 
 }  // namespace
@@ -50,6 +52,38 @@ TEST(CrossEntropy, FusedEqualsTorchsLossAndGradient) {
     EXPECT_NEAR(fused_value.item<double>(), loss, 2e-6 * std::max(1.0, loss)) << "scale " << scale;
     EXPECT_LT((fused_grad - torch_grad).abs().max().item<double>(), 1e-5 / 37) << "scale " << scale;
     EXPECT_NEAR(fused_grad.sum().item<double>(), 0, 1e-6);  // softmax − one-hot sums to 0 in each row
+  }
+}
+
+// 30,001 items: rows larger than a core's L1 cache, and a length that is not a multiple of the 16 lanes.
+TEST(CrossEntropy, ALargeCatalogueEqualsTorchs) {
+  auto [scores, targets] = batch(10, 30001);
+  auto [torch_value, torch_grad] = loss_and_gradient(torch_loss, scores, targets);
+  auto [fused_value, fused_grad] = loss_and_gradient(fused_loss, scores, targets);
+  EXPECT_NEAR(fused_value.item<double>(), torch_value.item<double>(), 2e-6 * torch_value.item<double>());
+  EXPECT_LT((fused_grad - torch_grad).abs().max().item<double>(), 1e-5 / 37);
+}
+
+// The gradient handed back is the one the forward pass made: a second backward (retain_graph) must find it as
+// the first left it, even when the first accumulated it into the scores' .grad.
+TEST(CrossEntropy, ASecondBackwardGivesTheSameGradient) {
+  auto [scores, targets] = batch(1);
+  auto s = scores.clone().requires_grad_();
+  auto loss = fused_loss(s, targets);
+  loss.backward({}, /*retain_graph=*/true);
+  const auto first = s.grad().clone();
+  loss.backward();
+  EXPECT_TRUE(torch::allclose(s.grad(), 2 * first, 0, 1e-9));
+  auto [torch_value, torch_grad] = loss_and_gradient(torch_loss, scores, targets);
+  EXPECT_LT((first - torch_grad).abs().max().item<double>(), 1e-5 / 37);
+}
+
+// The trainer stops on a loss that is not finite: a NaN or infinite score must not vanish in the fused pass.
+TEST(CrossEntropy, ANonFiniteScoreGivesANonFiniteLoss) {
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    auto [scores, targets] = batch(1);
+    scores[7][500] = bad;
+    EXPECT_FALSE(std::isfinite(fused_loss(scores, targets).item<float>())) << bad;
   }
 }
 

@@ -2,13 +2,12 @@
 
 #include <c10/util/Exception.h>
 
-#include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <cstdint>
 #include <vector>
 
 #include "llm4sbr/core/error.hpp"
+#include "llm4sbr/core/vectorizable_exp.hpp"
 
 namespace llm4sbr::models {
 
@@ -31,10 +30,9 @@ Steps steps_of(const torch::Tensor& batch_sizes) {
   return steps;
 }
 
-// σ and tanh for the step loops. float: written out from one exp (Cephes' expf: 2^n times a degree-6
-// polynomial on [-ln2/2, ln2/2], ~2 ulp) so that the compiler vectorizes the loops (std::exp and std::tanh are
-// calls into libm, one value at a time: they were most of the forward step's time). double (tests,
-// gradient checks) keeps the library's functions.
+// σ and tanh for the step loops. float: written out from vectorizable_exp so that the compiler vectorizes the
+// loops (std::exp and std::tanh are calls into libm, one value at a time: they were most of the forward step's
+// time). double (tests, gradient checks) keeps the library's functions.
 template <typename T>
 struct Activations {
   static T sigmoid(T v) { return T(1) / (T(1) + std::exp(-v)); }
@@ -43,55 +41,43 @@ struct Activations {
 
 template <>
 struct Activations<float> {
-  static float exp(float x) {
-    x = std::min(std::max(x, -87.0f), 88.0f);                 // e^x stays a normal float
-    const float n = std::floor(x * 1.44269504088896341f + 0.5f);  // x = n ln2 + r, |r| ≤ ln2 / 2
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;     // ln2 in two parts: r exact to float
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float e = p * r * r + r + 1.0f;
-    const auto bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(n) + 127) << 23;  // 2^n
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return e * scale;
-  }
-  static float sigmoid(float v) { return 1.0f / (1.0f + exp(-v)); }
-  static float tanh(float v) { return 1.0f - 2.0f / (exp(2.0f * v) + 1.0f); }  // absolute error ~1e-7 near 0
+  static float sigmoid(float v) { return 1.0f / (1.0f + vectorizable_exp(-v)); }
+  static float tanh(float v) { return 1.0f - 2.0f / (vectorizable_exp(2.0f * v) + 1.0f); }  // absolute error ~1e-7 near 0
 };
 
-// The gates and state of `rows` rows of one step: gi [rows, 3d] = W_i x + b_i, gh [rows, 3d] = W_h h + b_h,
-// h_prev [rows, d] (h_0 at step 0). Writes r, z, n to gates [rows, 3d], W_hn h + b_hn to gh_n
-// [rows, d] (the backward pass needs it apart from r's product) and the new state to h [rows, d].
+// The gates and state of `rows` rows of one step: gi [rows, 3d] = W_i x, gh [rows, 3d] = W_h h (h_prev's
+// products, zero for a zero h_0), the biases b_i and b_h [3d] (added here rather than by addmm, which first
+// fills its output with the broadcast bias: a slow copy, ~0.5 ms of an SR-GNN step), h_prev [rows, d] (h_0 at
+// step 0). Writes r, z, n to gates [rows, 3d], W_hn h + b_hn to gh_n [rows, d] (the backward pass needs it apart
+// from r's product) and the new state to h [rows, d].
 template <typename T>
 [[gnu::always_inline]] inline void step_forward_rows(const T* __restrict gi, const T* __restrict gh,
+                                                     const T* __restrict b_i, const T* __restrict b_h,
                                                      const T* __restrict h_prev, std::int64_t rows, std::int64_t d,
                                                      T* __restrict gates, T* __restrict gh_n, T* __restrict h) {
   using A = Activations<T>;
   for (std::int64_t i = 0; i < rows; ++i, gi += 3 * d, gh += 3 * d, h_prev += d, gates += 3 * d, gh_n += d, h += d) {
     for (std::int64_t j = 0; j < d; ++j) {
-      const T r = A::sigmoid(gi[j] + gh[j]);
-      const T z = A::sigmoid(gi[d + j] + gh[d + j]);
-      const T n = A::tanh(gi[2 * d + j] + r * gh[2 * d + j]);
+      const T hn = gh[2 * d + j] + b_h[2 * d + j];
+      const T r = A::sigmoid((gi[j] + b_i[j]) + (gh[j] + b_h[j]));
+      const T z = A::sigmoid((gi[d + j] + b_i[d + j]) + (gh[d + j] + b_h[d + j]));
+      const T n = A::tanh((gi[2 * d + j] + b_i[2 * d + j]) + r * hn);
       gates[j] = r, gates[d + j] = z, gates[2 * d + j] = n;
-      gh_n[j] = gh[2 * d + j];
+      gh_n[j] = hn;
       h[j] = (T(1) - z) * n + z * h_prev[j];
     }
   }
 }
 
-void step_forward(const double* gi, const double* gh, const double* h_prev, std::int64_t rows, std::int64_t d,
-                  double* gates, double* gh_n, double* h) {
-  step_forward_rows(gi, gh, h_prev, rows, d, gates, gh_n, h);
+void step_forward(const double* gi, const double* gh, const double* b_i, const double* b_h, const double* h_prev,
+                  std::int64_t rows, std::int64_t d, double* gates, double* gh_n, double* h) {
+  step_forward_rows(gi, gh, b_i, b_h, h_prev, rows, d, gates, gh_n, h);
 }
 
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
-void step_forward(const float* gi, const float* gh, const float* h_prev, std::int64_t rows, std::int64_t d,
-                  float* gates, float* gh_n, float* h) {
-  step_forward_rows(gi, gh, h_prev, rows, d, gates, gh_n, h);
+void step_forward(const float* gi, const float* gh, const float* b_i, const float* b_h, const float* h_prev,
+                  std::int64_t rows, std::int64_t d, float* gates, float* gh_n, float* h) {
+  step_forward_rows(gi, gh, b_i, b_h, h_prev, rows, d, gates, gh_n, h);
 }
 
 // The backward pass of step_forward for `rows` rows: grad [rows, d] = ∂L/∂h' from the layer's output plus
@@ -140,15 +126,14 @@ struct PackedGru : torch::autograd::Function<PackedGru> {
     const bool has_initial = initial.dim() == 2;  // else a 1-d placeholder: apply() takes no undefined tensor
     const auto [sizes, offsets] = steps_of(batch_sizes);
     const std::int64_t rows = x.size(0), d = w_hh.size(1), first = sizes.empty() ? 0 : sizes[0];
-    const auto gi = at::addmm(b_ih, x, w_ih.t());  // the input side of every step in one product, [P, 3d]
+    const auto gi = at::mm(x, w_ih.t());  // the input side of every step in one product, [P, 3d]
     auto h = at::empty({rows, d}, x.options());
     auto gates = at::empty({rows, 3 * d}, x.options());
     auto gh_n = at::empty({rows, d}, x.options());
-    // Scratch for W_h h + b_h: at step 0 W_h h_0 + b_h, or b_h alone when h_0 = 0. A copy: expand().contiguous()
-    // of one row would be b_h itself, and the products of later steps would overwrite the parameter.
-    auto gh = has_initial ? at::addmm(b_hh, initial, w_hh.t())
-                          : (sizes.empty() ? torch::Tensor() : b_hh.unsqueeze(0).repeat({first, 1}));
+    // Scratch for W_h h: at step 0 W_h h_0, zero when h_0 = 0; later steps overwrite its first rows.
+    auto gh = has_initial ? at::mm(initial, w_hh.t()) : at::zeros({first, 3 * d}, x.options());
     const auto h_0 = has_initial ? initial : at::zeros({first, d}, x.options());
+    const auto b_i = b_ih.contiguous(), b_h = b_hh.contiguous();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "packed_gru_forward", [&] {
       for (std::size_t t = 0; t < sizes.size(); ++t) {
         const auto o = offsets[t], n = sizes[t];
@@ -156,12 +141,12 @@ struct PackedGru : torch::autograd::Function<PackedGru> {
         if (t > 0) {
           const auto previous = h.narrow(0, offsets[t - 1], n);
           auto gh_t = gh.narrow(0, 0, n);
-          at::addmm_out(gh_t, b_hh, previous, w_hh.t());
+          at::mm_out(gh_t, previous, w_hh.t());
           h_prev = previous.data_ptr<scalar_t>();
         }
-        step_forward(gi.data_ptr<scalar_t>() + o * 3 * d, gh.data_ptr<scalar_t>(), h_prev, n, d,
-                     gates.data_ptr<scalar_t>() + o * 3 * d, gh_n.data_ptr<scalar_t>() + o * d,
-                     h.data_ptr<scalar_t>() + o * d);
+        step_forward(gi.data_ptr<scalar_t>() + o * 3 * d, gh.data_ptr<scalar_t>(), b_i.data_ptr<scalar_t>(),
+                     b_h.data_ptr<scalar_t>(), h_prev, n, d, gates.data_ptr<scalar_t>() + o * 3 * d,
+                     gh_n.data_ptr<scalar_t>() + o * d, h.data_ptr<scalar_t>() + o * d);
       }
     });
     ctx->save_for_backward({x, w_ih, w_hh, h, gates, gh_n, batch_sizes, initial});
