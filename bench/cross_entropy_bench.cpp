@@ -18,7 +18,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using LossFn = torch::Tensor (*)(const torch::Tensor&, const torch::Tensor&);
 
-torch::Tensor torch_loss(const torch::Tensor& s, const torch::Tensor& t) { return torch::nn::functional::cross_entropy(s, t); }
+torch::Tensor torch_loss(const torch::Tensor& s, const torch::Tensor& t) {
+  return torch::nn::functional::cross_entropy(s, t);
+}
 
 // Mean microseconds of `reps` forward+backward passes of `fn`. The gradient is taken with autograd::grad, as a
 // step hands it to the scores' producer: no .grad accumulated into a leaf.

@@ -159,7 +159,8 @@ int main(int argc, char** argv) {
   };
   const double diff = std::max({relative(o.s, s), relative(o.dh, dh), relative(o.de, de)});
   fmt::print("three scoring products, B {} d {} N {}: OpenBLAS on {} threads {:.0f} us, on 1 thread {:.0f} us, halves "
-             "on 2 threads of 1 {:.0f} us (medians of {} rounds of {} steps); halves against whole: largest difference {:.1e} of the largest value\n",
+             "on 2 threads of 1 {:.0f} us (medians of {} rounds of {} steps); halves against whole: largest "
+             "difference {:.1e} of the largest value\n",
              batch, dim, items, info.blas_threads, median(own), median(one), median(split), rounds, reps, diff);
   fmt::print("command: build/bin/scoring_threads_bench --batch {} --dim {} --items {} --reps {} --rounds {}\n", batch,
              dim, items, reps, rounds);

@@ -42,7 +42,8 @@ struct Activations {
 template <>
 struct Activations<float> {
   static float sigmoid(float v) { return 1.0f / (1.0f + vectorizable_exp(-v)); }
-  static float tanh(float v) { return 1.0f - 2.0f / (vectorizable_exp(2.0f * v) + 1.0f); }  // absolute error ~1e-7 near 0
+  // Absolute error ~1e-7 near 0.
+  static float tanh(float v) { return 1.0f - 2.0f / (vectorizable_exp(2.0f * v) + 1.0f); }
 };
 
 // The gates and state of `rows` rows of one step: gi [rows, 3d] = W_i x, gh [rows, 3d] = W_h h (h_prev's
