@@ -6,11 +6,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <chrono>
 #include <vector>
 
 #include "llm4sbr/core/runtime.hpp"
+#include "median.hpp"
 #include "llm4sbr/train/cross_entropy.hpp"
 
 namespace {
@@ -55,10 +55,6 @@ int main(int argc, char** argv) {
     fused.push_back(time_us(llm4sbr::train::cross_entropy, scores, targets, reps));
     composed.push_back(time_us(torch_loss, scores, targets, reps));
   }
-  const auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   fmt::print("cross-entropy, forward and backward, B {} N {}: fused {:.0f} us, F::cross_entropy {:.0f} us (medians of "
              "{} rounds of {}); {:.1f}x\n",
              batch, items, median(fused), median(composed), rounds, reps, median(composed) / median(fused));

@@ -34,6 +34,7 @@
 #include "llm4sbr/train/build.hpp"
 #include "llm4sbr/train/experiment.hpp"
 #include "llm4sbr/train/trainer.hpp"
+#include "median.hpp"
 
 using namespace llm4sbr;
 
@@ -65,8 +66,7 @@ double shared_floor_step_seconds(std::int64_t b, std::int64_t d, std::int64_t n,
   if (const auto it = probed.find(d); it != probed.end()) return it->second;
   std::vector<double> rounds;
   for (int i = 0; i < 7; ++i) rounds.push_back(floor_step_seconds(b, d, n, device, 50));
-  std::nth_element(rounds.begin(), rounds.begin() + 3, rounds.end());
-  return probed[d] = rounds[3];
+  return probed[d] = median(rounds);
 }
 
 /// The process's peak resident set (VmHWM, MB) since the last reset_peak_rss.

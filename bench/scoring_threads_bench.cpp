@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "llm4sbr/core/runtime.hpp"
+#include "median.hpp"
 
 namespace {
 
@@ -78,26 +79,26 @@ void whole(Operands& o) {
 }
 
 void halves(Operands& o, Helper& helper) {
-  const auto n = o.e.size(0), half = n / 2;
-  auto part = [&](std::int64_t lo, std::int64_t hi) {
-    return std::pair{o.e.narrow(0, lo, hi - lo), o.ds.narrow(1, lo, hi - lo)};
+  const auto n = o.e.size(0);
+  // Half k (0: items [0, n/2), 1: the rest) of t along its catalogue dimension `dim`.
+  auto half = [n](const torch::Tensor& t, std::int64_t dim, int k) {
+    return t.narrow(dim, k == 0 ? 0 : n / 2, k == 0 ? n / 2 : n - n / 2);
   };
-  auto run = [&](const std::function<void(std::int64_t, std::int64_t, bool)>& product) {
-    helper.both([&] { product(0, half, true); }, [&] { product(half, n, false); });
+  auto both_halves = [&](const std::function<void(int)>& product) {
+    helper.both([&] { product(0); }, [&] { product(1); });
   };
-  run([&](std::int64_t lo, std::int64_t hi, bool) {
-    auto s = o.s.narrow(1, lo, hi - lo);
-    torch::mm_out(s, o.h, part(lo, hi).first.t());
+  both_halves([&](int k) {
+    auto s = half(o.s, 1, k);
+    torch::mm_out(s, o.h, half(o.e, 0, k).t());
   });
-  run([&](std::int64_t lo, std::int64_t hi, bool first) {
-    auto [e, ds] = part(lo, hi);
-    auto out = first ? o.dh : o.dh2;
-    torch::mm_out(out, ds, e);
+  both_halves([&](int k) {
+    auto dh = k == 0 ? o.dh : o.dh2;
+    torch::mm_out(dh, half(o.ds, 1, k), half(o.e, 0, k));
   });
   o.dh.add_(o.dh2);
-  run([&](std::int64_t lo, std::int64_t hi, bool) {
-    auto de = o.de.narrow(0, lo, hi - lo);
-    torch::mm_out(de, part(lo, hi).second.t(), o.h);
+  both_halves([&](int k) {
+    auto de = half(o.de, 0, k);
+    torch::mm_out(de, half(o.ds, 1, k).t(), o.h);
   });
 }
 
@@ -107,11 +108,6 @@ double step_us(Step step, int reps) {
   const auto t0 = Clock::now();
   for (int i = 0; i < reps; ++i) step();
   return std::chrono::duration<double>(Clock::now() - t0).count() / reps * 1e6;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace

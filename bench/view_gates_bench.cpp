@@ -7,11 +7,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <chrono>
 #include <vector>
 
 #include "llm4sbr/core/runtime.hpp"
+#include "median.hpp"
 #include "llm4sbr/enhance/view_gates.hpp"
 
 namespace {
@@ -63,10 +63,6 @@ int main(int argc, char** argv) {
     fused.push_back(time_us(llm4sbr::enhance::gate_views, projected, anchors, weights, au_weight, reps));
     composed.push_back(time_us(llm4sbr::enhance::composed_gate_views, projected, anchors, weights, au_weight, reps));
   }
-  const auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   fmt::print("gates + DirectAU, forward and backward, B {} V {} d {}: one node {:.0f} us, LibTorch operations {:.0f} us "
              "(medians of {} rounds of {}); {:.1f}x\n",
              batch, views, dim, median(fused), median(composed), rounds, reps, median(composed) / median(fused));
