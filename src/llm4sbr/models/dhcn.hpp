@@ -58,10 +58,14 @@ struct PrefixChains {
   static PrefixChains from_samples(const std::vector<data::Sample>& samples);
   /// A copy whose edge weights have `dtype` (the dtype of the x it will multiply).
   PrefixChains to(torch::Dtype dtype) const;
+  /// The loop multiply runs. automatic: for float32 on a CPU with AVX-512 and at most 128 columns a thread, the
+  /// running sums stay in registers (~1.8x faster on Beauty, bench/hypergraph_bench); portable: always the
+  /// plain loop. Both make the same additions in the same order: the same values.
+  enum class Kernel { automatic, portable };
   /// S x for a dense CPU x [N, d] with N = the items, in the dtype of edge_weights -> [N, d]. Threads
   /// split the columns, so the result does not depend on their number. Throws c10::Error for a dtype
   /// that is not floating.
-  torch::Tensor multiply(const torch::Tensor& x) const;
+  torch::Tensor multiply(const torch::Tensor& x, Kernel kernel = Kernel::automatic) const;
 };
 
 /// The item hypergraph of S²-DHCN (reference util.Data.__init__, backbone-notes §6.1).
