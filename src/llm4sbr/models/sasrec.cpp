@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 
+#include "llm4sbr/models/layer_norm.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/packed_attention.hpp"
 #include "llm4sbr/models/readout.hpp"
@@ -19,8 +20,14 @@ namespace {
 
 constexpr double kLayerNormEps = 1e-8;  // the authors' normalize()
 
-torch::nn::LayerNorm layer_norm(std::int64_t d) {
+torch::nn::LayerNorm layer_norm_module(std::int64_t d) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(kLayerNormEps));
+}
+
+/// The module's normalization through models/layer_norm.hpp (its parameters, checkpoint names and eps stay the
+/// module's).
+torch::Tensor normalize(const torch::nn::LayerNorm& norm, const torch::Tensor& x) {
+  return layer_norm(x, norm->weight, norm->bias, norm->options.eps());
 }
 
 }  // namespace
@@ -49,20 +56,20 @@ SasRecBlockImpl::SasRecBlockImpl(std::int64_t hidden_size, std::int64_t heads, d
                                  bool padded_dropout_masks)
     : heads_(heads), dropout_(dropout), padded_dropout_masks_(padded_dropout_masks) {
   const std::int64_t d = hidden_size;
-  attention_norm = register_module("attention_norm", layer_norm(d));
+  attention_norm = register_module("attention_norm", layer_norm_module(d));
   query = register_module("query", torch::nn::Linear(d, d));
   key = register_module("key", torch::nn::Linear(d, d));
   value = register_module("value", torch::nn::Linear(d, d));
-  ffn_norm = register_module("ffn_norm", layer_norm(d));
+  ffn_norm = register_module("ffn_norm", layer_norm_module(d));
   ffn_in = register_module("ffn_in", torch::nn::Linear(d, d));
   ffn_out = register_module("ffn_out", torch::nn::Linear(d, d));
 }
 
 torch::Tensor SasRecBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& slots, const torch::Tensor& kept,
                                        std::int64_t window) {
-  const auto q_in = attention_norm(x);
+  const auto q_in = normalize(attention_norm, x);
   const auto keep = attention_keep(kept, window, heads_, dropout_, is_training(), padded_dropout_masks_, x.options());
-  const auto h = ffn_norm(q_in + causal_attention(query(q_in), key(x), value(x), kept, heads_, keep));
+  const auto h = normalize(ffn_norm, q_in + causal_attention(query(q_in), key(x), value(x), kept, heads_, keep));
   auto dropout = [&](const torch::Tensor& t) {
     return dropout_packed(t, slots, kept.size(0) * window, dropout_, is_training(), padded_dropout_masks_);
   };
@@ -78,7 +85,7 @@ SasRecImpl::SasRecImpl(SasRecOptions options, std::uint64_t seed) : options_(opt
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < options_.blocks; ++i)
     blocks->push_back(SasRecBlock(d, options_.heads, options_.dropout, options_.padded_dropout_masks));
-  final_norm = register_module("final_norm", layer_norm(d));
+  final_norm = register_module("final_norm", layer_norm_module(d));
   // Registered last (the other parameters draw the same values as without it), and in nonhybrid mode
   // too, so that both variants share one checkpoint layout.
   linear_transform = register_module("linear_transform", torch::nn::Linear(2 * d, d));
@@ -127,7 +134,7 @@ SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
            pos_embedding(positions.reshape({-1}).index_select(0, slots));  // [P, d]
   x = dropout_packed(x, slots, rows, options_.dropout, is_training(), options_.padded_dropout_masks);
   for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, slots, kept, window);
-  const auto out = final_norm(x);  // [P, d]
+  const auto out = normalize(final_norm, x);  // [P, d]
 
   SessionRepresentation rep;
   rep.local = out.index_select(0, kept.cumsum(0) - 1);  // each row's last kept click
