@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "llm4sbr/core/runtime.hpp"
-#include "median.hpp"
+#include "timing.hpp"
 #include "llm4sbr/train/cross_entropy.hpp"
 
 namespace {

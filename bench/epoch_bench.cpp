@@ -19,7 +19,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -34,7 +33,7 @@
 #include "llm4sbr/train/build.hpp"
 #include "llm4sbr/train/experiment.hpp"
 #include "llm4sbr/train/trainer.hpp"
-#include "median.hpp"
+#include "timing.hpp"
 
 using namespace llm4sbr;
 
@@ -52,10 +51,7 @@ double floor_step_seconds(std::int64_t b, std::int64_t d, std::int64_t n, torch:
     auto de = torch::mm(ds.t(), h);
     return s[0][0].item<float>() + dh[0][0].item<float>() + de[0][0].item<float>();
   };
-  for (int i = 0; i < 5; ++i) step();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < reps; ++i) step();
-  return seconds_since(t0) / reps;
+  return mean_seconds(step, reps, 5);
 }
 
 /// The floor of one step for width d, probed once per run and shared by every row of that width: the median of

@@ -6,7 +6,6 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include <chrono>
 #include <filesystem>
 #include <vector>
 
@@ -15,7 +14,7 @@
 #include "llm4sbr/data/data_dir.hpp"
 #include "llm4sbr/models/dhcn.hpp"
 #include "llm4sbr/train/experiment.hpp"
-#include "median.hpp"
+#include "timing.hpp"
 
 using namespace llm4sbr;
 using Kernel = models::PrefixChains::Kernel;
@@ -41,12 +40,7 @@ int main(int argc, char** argv) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(1);
   const auto x = torch::randn({ds.n_items(), dim});
-  auto time_ms = [&](Kernel kernel) {
-    chains.multiply(x, kernel);
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) chains.multiply(x, kernel);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps * 1e3;
-  };
+  auto time_ms = [&](Kernel kernel) { return 1e3 * mean_seconds([&] { chains.multiply(x, kernel); }, reps, 1); };
   std::vector<double> portable, automatic;
   for (int r = 0; r < rounds; ++r) {
     portable.push_back(time_ms(Kernel::portable));

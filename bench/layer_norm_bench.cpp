@@ -5,24 +5,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include <chrono>
 #include <vector>
 
 #include "llm4sbr/core/runtime.hpp"
 #include "llm4sbr/models/layer_norm.hpp"
-#include "median.hpp"
-
-namespace {
-
-template <typename Step>
-double step_us(Step step, int reps) {
-  for (int i = 0; i < 5; ++i) step();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < reps; ++i) step();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps * 1e6;
-}
-
-}  // namespace
+#include "timing.hpp"
 
 int main(int argc, char** argv) {
   llm4sbr::ensure_fast_blas(argv);
@@ -51,10 +38,10 @@ int main(int argc, char** argv) {
   auto both = [&g](auto norm) { return [norm, &g] { norm().backward(g); }; };
   std::vector<double> ours_f, theirs_f, ours_fb, theirs_fb;
   for (int r = 0; r < rounds; ++r) {
-    theirs_f.push_back(step_us(forward(theirs), reps));
-    ours_f.push_back(step_us(forward(ours), reps));
-    theirs_fb.push_back(step_us(both(theirs), reps));
-    ours_fb.push_back(step_us(both(ours), reps));
+    theirs_f.push_back(1e6 * mean_seconds(forward(theirs), reps, 5));
+    ours_f.push_back(1e6 * mean_seconds(forward(ours), reps, 5));
+    theirs_fb.push_back(1e6 * mean_seconds(both(theirs), reps, 5));
+    ours_fb.push_back(1e6 * mean_seconds(both(ours), reps, 5));
   }
   fmt::print("layer norm [{}, {}], float32: forward torch {:.1f} us, ours {:.1f} us; forward + backward torch {:.1f} "
              "us, ours {:.1f} us (medians of {} rounds of {})\n",

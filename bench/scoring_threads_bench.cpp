@@ -9,7 +9,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -17,11 +16,10 @@
 #include <vector>
 
 #include "llm4sbr/core/runtime.hpp"
-#include "median.hpp"
+#include "timing.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 // One helper thread that runs one job at a time while the caller runs another (blocking hand-off: no spinning).
 class Helper {
@@ -102,14 +100,6 @@ void halves(Operands& o, Helper& helper) {
   });
 }
 
-template <typename Step>
-double step_us(Step step, int reps) {
-  for (int i = 0; i < 3; ++i) step();
-  const auto t0 = Clock::now();
-  for (int i = 0; i < reps; ++i) step();
-  return std::chrono::duration<double>(Clock::now() - t0).count() / reps * 1e6;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,11 +126,11 @@ int main(int argc, char** argv) {
   Helper helper;
   std::vector<double> own, one, split;
   for (int r = 0; r < rounds; ++r) {
-    own.push_back(step_us([&] { whole(o); }, reps));
+    own.push_back(1e6 * mean_seconds([&] { whole(o); }, reps));
     {
       const llm4sbr::ScopedBlasThreads single(1);
-      one.push_back(step_us([&] { whole(o); }, reps));
-      split.push_back(step_us([&] { halves(o, helper); }, reps));
+      one.push_back(1e6 * mean_seconds([&] { whole(o); }, reps));
+      split.push_back(1e6 * mean_seconds([&] { halves(o, helper); }, reps));
     }
   }
   // The halves compute the same products: S and dE element for element, dH as two partial sums added.

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "llm4sbr/core/runtime.hpp"
-#include "median.hpp"
+#include "timing.hpp"
 #include "llm4sbr/enhance/view_gates.hpp"
 
 namespace {
