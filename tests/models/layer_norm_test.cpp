@@ -6,31 +6,16 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <vector>
+
+#include "models/kernel_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
 
-// Largest |a − b| relative to b's largest value.
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / std::max(1e-30, b.abs().max().item<double>());
-}
-
-struct Result {
-  torch::Tensor y, dx, dw, db;
-};
-
-// The output and gradients of Σ y·u (u random, so that every element's gradient differs) for either function.
-template <typename Norm>
-Result run(Norm norm, const torch::Tensor& x0, const torch::Tensor& w0, const torch::Tensor& b0,
-           const torch::Tensor& u) {
-  auto x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
-  const auto y = norm(x, w, b);
-  (y * u).sum().backward();
-  return {y.detach(), x.grad(), w.grad(), b.grad()};
-}
+using testing::expect_all_close;
+using testing::output_and_gradients;
 
 void expect_equal_to_torchs(std::vector<std::int64_t> shape, torch::Dtype dtype, double eps, double tolerance) {
   torch::manual_seed(3);
@@ -38,13 +23,10 @@ void expect_equal_to_torchs(std::vector<std::int64_t> shape, torch::Dtype dtype,
   auto x = torch::randn(shape, dtype) * 3 + 1;
   x.view({-1, d})[0].fill_(2.5);  // a constant row: zero variance, rstd = 1/sqrt(eps)
   const auto w = torch::randn({d}, dtype), b = torch::randn({d}, dtype), u = torch::randn(shape, dtype);
-  const auto ours = run([&](auto& xx, auto& ww, auto& bb) { return layer_norm(xx, ww, bb, eps); }, x, w, b, u);
-  const auto theirs = run([&](auto& xx, auto& ww, auto& bb) { return torch::layer_norm(xx, {d}, ww, bb, eps); }, x, w,
-                          b, u);
-  EXPECT_LT(relative_difference(ours.y, theirs.y), tolerance);
-  EXPECT_LT(relative_difference(ours.dx, theirs.dx), tolerance);
-  EXPECT_LT(relative_difference(ours.dw, theirs.dw), tolerance);
-  EXPECT_LT(relative_difference(ours.db, theirs.db), tolerance);
+  const auto ours = output_and_gradients([&](auto& t) { return layer_norm(t[0], t[1], t[2], eps); }, {x, w, b}, u);
+  const auto theirs =
+      output_and_gradients([&](auto& t) { return torch::layer_norm(t[0], {d}, t[1], t[2], eps); }, {x, w, b}, u);
+  expect_all_close(ours, theirs, tolerance);
 }
 
 TEST(LayerNorm, EqualsTorchsInFloat64) {

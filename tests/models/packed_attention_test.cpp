@@ -11,16 +11,12 @@
 #include <vector>
 
 #include "llm4sbr/core/error.hpp"
+#include "models/kernel_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
 
 namespace F = torch::nn::functional;
-
-// Largest |a − b| relative to b's largest value.
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / std::max(1e-30, b.abs().max().item<double>());
-}
 
 // Session by session, head by head: softmax of the causal-masked q kᵀ / √dh, times the keep multipliers
 // (read in the session, head, query, key order), times v.
@@ -48,25 +44,11 @@ torch::Tensor dense_reference(const torch::Tensor& q, const torch::Tensor& k, co
   return torch::cat(rows, 0);
 }
 
-struct Result {
-  torch::Tensor out, dq, dk, dv;
-};
-
-// out and the gradients of a loss that weighs every output value differently.
+// An attention's output and the gradients of q, k and v (testing::output_and_gradients).
 template <typename Attention>
-Result run(Attention attention, const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-           const torch::Tensor& weights) {
-  auto q1 = q.clone().requires_grad_(), k1 = k.clone().requires_grad_(), v1 = v.clone().requires_grad_();
-  const auto out = attention(q1, k1, v1);
-  (out * weights).sum().backward();
-  return {out.detach(), q1.grad(), k1.grad(), v1.grad()};
-}
-
-void expect_close(const Result& a, const Result& b, double tolerance) {
-  EXPECT_LT(relative_difference(a.out, b.out), tolerance);
-  EXPECT_LT(relative_difference(a.dq, b.dq), tolerance);
-  EXPECT_LT(relative_difference(a.dk, b.dk), tolerance);
-  EXPECT_LT(relative_difference(a.dv, b.dv), tolerance);
+std::vector<torch::Tensor> run(Attention attention, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& weights) {
+  return testing::output_and_gradients([&](auto& t) { return attention(t[0], t[1], t[2]); }, {q, k, v}, weights);
 }
 
 void expect_kernel_equals_references(torch::Dtype dtype, double tolerance, std::int64_t heads, bool with_keep) {
@@ -86,8 +68,8 @@ void expect_kernel_equals_references(torch::Dtype dtype, double tolerance, std::
       weights);
   const auto dense = run([&](auto& a, auto& b, auto& c) { return dense_reference(a, b, c, lengths_of, heads, keep); },
                          q, k, v, weights);
-  expect_close(kernel, dense, tolerance);
-  expect_close(composed, dense, tolerance);
+  testing::expect_all_close(kernel, dense, tolerance);
+  testing::expect_all_close(composed, dense, tolerance);
 }
 
 TEST(PackedAttention, EqualsTheDenseAndComposedAttentionInDouble) {

@@ -10,16 +10,14 @@
 #include <vector>
 
 #include "llm4sbr/core/error.hpp"
+#include "models/kernel_testing.hpp"
 
 namespace llm4sbr::models {
 namespace {
 
 namespace rnn = torch::nn::utils::rnn;
 
-// Largest |a − b| relative to b's largest value.
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / std::max(1e-30, b.abs().max().item<double>());
-}
+using testing::relative_difference;
 
 // Sequences of the given lengths (at most 5), d_in 6, d 4, non-zero biases; the loss weighs every state
 // differently so that each row's gradient matters. The parameters must not change (a scratch buffer that
