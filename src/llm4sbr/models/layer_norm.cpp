@@ -16,7 +16,7 @@ using torch::autograd::variable_list;
 // backward pass. The variance from the centred values, not E[x²] − μ². Pass by pass over all rows rather than row
 // by row: a row's sums, their lanes folded, the square root and the division are one chain of dependent steps,
 // and rows of 100 values are too short to hide it; the rows of a pass are independent, so the CPU overlaps them
-// (bench/layer_norm_bench: forward 44 µs row by row at [850, 100]; x stays in L2 between passes).
+// (bench/layer_norm_bench at [850, 100]: forward 44 µs row by row, 29 pass by pass; x stays in L2 between passes).
 template <typename T>
 [[gnu::always_inline]] inline void forward_rows_impl(const T* __restrict x, const T* __restrict w,
                                                      const T* __restrict b, std::int64_t rows, std::int64_t d, T eps,
