@@ -42,8 +42,10 @@ int main(int argc, char** argv) {
   int reps = 200, rounds = 7;
   app.add_option("--batch", batch, "sessions per batch (B)")->capture_default_str();
   app.add_option("--items", items, "catalogue size (N)")->capture_default_str();
-  app.add_option("--reps", reps, "forward+backward passes per round")->capture_default_str();
-  app.add_option("--rounds", rounds, "rounds, each timing both in turn")->capture_default_str();
+  app.add_option("--reps", reps, "forward+backward passes per round")
+      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("--rounds", rounds, "rounds, each timing both in turn")
+      ->check(CLI::Range(1, 1000000))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   llm4sbr::configure_runtime();
 
