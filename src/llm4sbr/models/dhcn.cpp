@@ -149,8 +149,8 @@ void chain_columns_f32(const ChainArrays<float>& c, const float* x, float* out, 
   chain_columns<float>(c, x, out, ld, w, z, sum);
 }
 
-/// The register kernel's prefetch distance: 8 entries beat 4 (prefetch_row's loop) by 5-10 % in
-/// bench/hypergraph_bench, three rounds each of 4, 6, 8 and 12; 4 with the loop unrolled was in between.
+/// The register kernel's prefetch distance: 8 entries beat 4 (prefetch_row's loop over w, not unrolled) by 5-10 %
+/// in bench/hypergraph_bench, three rounds each of 4, 6, 8 and 12; 4 with the loop unrolled was in between.
 constexpr std::int64_t kAheadInRegisters = 8;
 
 /// chain_columns for float32 and w <= 16·V columns with AVX-512: the running sums live in V registers instead of a
@@ -168,13 +168,9 @@ template <int V>
     for (int v = 0; v < V; ++v) sum[v] = _mm512_setzero_ps();
     for (std::int64_t e = e0; e < e1; ++e) {  // z_e = (Σ_{j ∈ e} x_j) / |e|
       for (std::int64_t k = c.first[e]; k < c.first[e + 1]; ++k) {
-        if (k + kAheadInRegisters < c.n_entries) {  // one line a vector: V prefetches a row, no loop
-          const float* x_ahead = x + c.item[k + kAheadInRegisters] * ld;
-          const float* out_ahead = out + c.item[k + kAheadInRegisters] * ld;
-          for (int v = 0; v < V; ++v) {
-            _mm_prefetch(reinterpret_cast<const char*>(x_ahead + 16 * v), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(out_ahead + 16 * v), _MM_HINT_T0);
-          }
+        if (k + kAheadInRegisters < c.n_entries) {  // 16·V values: V lines a row, a loop the compiler unrolls
+          prefetch_row(x + c.item[k + kAheadInRegisters] * ld, 16 * V);
+          prefetch_row(out + c.item[k + kAheadInRegisters] * ld, 16 * V);
         }
         const float* xr = x + c.item[k] * ld;
         for (int v = 0; v < V - 1; ++v) sum[v] = _mm512_add_ps(sum[v], _mm512_loadu_ps(xr + 16 * v));
