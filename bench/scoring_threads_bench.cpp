@@ -20,7 +20,6 @@
 
 namespace {
 
-
 // One helper thread that runs one job at a time while the caller runs another (blocking hand-off: no spinning).
 class Helper {
  public:

@@ -116,8 +116,7 @@ struct LayerNorm : torch::autograd::Function<LayerNorm> {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "layer_norm_backward", [&] {
       backward_rows(x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), mean.data_ptr<scalar_t>(),
                     rstd.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), rows, d, g_means.data_ptr<scalar_t>(),
-                    dx.data_ptr<scalar_t>(),
-                    dw.data_ptr<scalar_t>(), db.data_ptr<scalar_t>());
+                    dx.data_ptr<scalar_t>(), dw.data_ptr<scalar_t>(), db.data_ptr<scalar_t>());
     });
     return {dx, dw, db, torch::Tensor()};
   }
