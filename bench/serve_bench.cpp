@@ -162,10 +162,16 @@ int main(int argc, char** argv) {
   app.add_option("--host", host)->capture_default_str();
   app.add_option("--port", port)->capture_default_str();
   app.add_option("--data", data, "prepared dataset (its test split's sessions are sent)")->required();
-  app.add_option("--clients", clients, "closed-loop clients, one run each")->delimiter(',');
-  app.add_option("--rates", rates, "open-loop request rates (requests/s), one run each")->delimiter(',');
-  app.add_option("--connections", connections, "open loop: connections sending on schedule")->capture_default_str();
-  app.add_option("--seconds", seconds, "seconds a run")->capture_default_str();
+  app.add_option("--clients", clients, "closed-loop clients, one run each (0: no closed-loop run)")
+      ->delimiter(',')
+      ->check(CLI::Range(0, 100000));
+  app.add_option("--rates", rates, "open-loop request rates (requests/s), one run each")
+      ->delimiter(',')
+      ->check(CLI::Range(1.0, 1e7));
+  app.add_option("--connections", connections, "open loop: connections sending on schedule")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--seconds", seconds, "seconds a run")->capture_default_str()->check(CLI::Range(0.1, 86400.0));
   std::string dump;
   app.add_option("--dump-bodies", dump, "write the request bodies to this file, one a line, and exit (for wrk)");
   app.add_option("--k", k)->capture_default_str();
@@ -188,8 +194,10 @@ int main(int argc, char** argv) {
   fmt::print("{} test sessions of {}, k = {}, explain = {}, {} s a run\n\n", bodies.size(), ds.name, k, explain, seconds);
   fmt::print("| load | requests/s | p50 ms | p90 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|\n");
   std::vector<std::string> notes;
-  for (const int c : clients)
+  for (const int c : clients) {
+    if (c == 0) continue;  // `--clients 0` (or an empty value, which CLI11 reads as 0): open loop only
     print_row(fmt::format("{} closed-loop client{}", c, c == 1 ? "" : "s"), run_clients(host, port, bodies, c, seconds), notes);
+  }
   for (const double r : rates)
     print_row(fmt::format("open loop, {:.0f} requests/s offered", r), run_rate(host, port, bodies, r, seconds, connections),
               notes);
