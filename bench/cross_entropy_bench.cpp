@@ -42,10 +42,7 @@ int main(int argc, char** argv) {
   int reps = 200, rounds = 7;
   app.add_option("--batch", batch, "sessions per batch (B)")->capture_default_str();
   app.add_option("--items", items, "catalogue size (N)")->capture_default_str();
-  app.add_option("--reps", reps, "forward+backward passes per round")
-      ->check(CLI::Range(1, 1000000))->capture_default_str();
-  app.add_option("--rounds", rounds, "rounds, each timing both in turn")
-      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  add_repetition_options(app, reps, "forward+backward passes per round", rounds, "rounds, each timing both in turn");
   CLI11_PARSE(app, argc, argv);
   llm4sbr::configure_runtime();
 

@@ -25,9 +25,7 @@ int main(int argc, char** argv) {
   int rounds = 5, reps = 20;
   std::int64_t dim = 100;
   std::string data_dir, cache = "runs/bench";
-  app.add_option("--rounds", rounds, "rounds, each timing both kernels")
-      ->check(CLI::Range(1, 1000000))->capture_default_str();
-  app.add_option("--reps", reps, "products per round and kernel")->check(CLI::Range(1, 1000000))->capture_default_str();
+  add_repetition_options(app, reps, "products per round and kernel", rounds, "rounds, each timing both kernels");
   app.add_option("--dim", dim, "columns of x (the hidden size)")->capture_default_str();
   app.add_option("--data-dir", data_dir, "raw data directory");
   app.add_option("--cache", cache, "folder of the cached stages (prepared data)")->capture_default_str();

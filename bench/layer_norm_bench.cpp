@@ -18,9 +18,7 @@ int main(int argc, char** argv) {
   int reps = 500, rounds = 5;
   app.add_option("--rows", rows, "rows (SASRec: the batch's clicks)")->capture_default_str();
   app.add_option("--dim", dim, "width (the hidden size)")->capture_default_str();
-  app.add_option("--reps", reps, "calls per round and function")->check(CLI::Range(1, 1000000))->capture_default_str();
-  app.add_option("--rounds", rounds, "rounds, each timing both functions")
-      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  add_repetition_options(app, reps, "calls per round and function", rounds, "rounds, each timing both functions");
   CLI11_PARSE(app, argc, argv);
   llm4sbr::configure_runtime();
   constexpr double kEps = 1e-8;  // SASRec's

@@ -109,9 +109,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "sessions per batch (B)")->capture_default_str();
   app.add_option("--dim", dim, "hidden size (d)")->capture_default_str();
   app.add_option("--items", items, "catalogue size (N)")->capture_default_str();
-  app.add_option("--reps", reps, "steps per round and way")->check(CLI::Range(1, 1000000))->capture_default_str();
-  app.add_option("--rounds", rounds, "rounds, each timing the three ways in turn")
-      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  add_repetition_options(app, reps, "steps per round and way", rounds, "rounds, each timing the three ways in turn");
   CLI11_PARSE(app, argc, argv);
   const auto info = llm4sbr::configure_runtime();
   if (info.blas_threads < 2) {

@@ -2,8 +2,11 @@
 // slow moment of a shared machine moves a mean, not a median).
 #pragma once
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <vector>
 
 /// The middle value of v (the upper one of the two middle values for an even count); v must not be empty.
@@ -19,4 +22,12 @@ double mean_seconds(Step&& step, int reps, int warmup = 3) {
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < reps; ++i) step();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
+/// The --reps and --rounds options of a microbenchmark (timed calls a round, rounds), both at least 1:
+/// mean_seconds divides by reps, and median needs a round.
+inline void add_repetition_options(CLI::App& app, int& reps, const std::string& reps_help, int& rounds,
+                                   const std::string& rounds_help) {
+  app.add_option("--reps", reps, reps_help)->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("--rounds", rounds, rounds_help)->check(CLI::Range(1, 1000000))->capture_default_str();
 }

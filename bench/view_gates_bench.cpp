@@ -45,10 +45,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "sessions per batch (B)")->capture_default_str();
   app.add_option("--views", views, "intent views (V)")->capture_default_str();
   app.add_option("--dim", dim, "hidden size (d)")->capture_default_str();
-  app.add_option("--reps", reps, "forward+backward passes per round")
-      ->check(CLI::Range(1, 1000000))->capture_default_str();
-  app.add_option("--rounds", rounds, "rounds, each timing both in turn")
-      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  add_repetition_options(app, reps, "forward+backward passes per round", rounds, "rounds, each timing both in turn");
   app.add_option("--au-weight", au_weight, "DirectAU weight (0: the gates alone, as in evaluation)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   llm4sbr::configure_runtime();
