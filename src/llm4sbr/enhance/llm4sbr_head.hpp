@@ -64,6 +64,10 @@ class Llm4sbrHeadImpl : public models::RecommenderImpl {
 
   models::ForwardOutput forward(const models::SessionBatch& batch) override;
   models::ForwardOutput forward_unscored(const models::SessionBatch& batch) override;
+  std::shared_ptr<const models::BatchInputs> prepare(const models::SessionBatch& batch,
+                                                     const torch::Device& device) const override {
+    return encoder_->prepare(batch, device);
+  }
   models::LinearScorer linear_scorer() const override { return encoder_->linear_scorer(); }
   /// "LLM4SBR(SR-GNN)"; the w/o-SBR variant is "LLM-Infer".
   std::string label() const override;

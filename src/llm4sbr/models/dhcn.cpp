@@ -16,6 +16,7 @@
 
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/prefetch.hpp"
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/readout.hpp"
 #include "llm4sbr/models/segments.hpp"
@@ -47,6 +48,28 @@ PackedClicks pack_batch(const torch::Tensor& items, const torch::Tensor& mask, c
   c.last = lengths.cumsum(0) - 1;
   return c;
 }
+
+/// D̂⁻¹Â of the line graph over a batch's sessions, [B, B] of `dtype`: the Jaccard overlap of their item sets
+/// (padding left out), with self-loops. items [B, L] on the CPU.
+torch::Tensor line_graph_propagation(const torch::Tensor& items, torch::Dtype dtype) {
+  const auto [distinct, inverse] = torch::_unique(items, /*sorted=*/true, /*return_inverse=*/true);
+  auto incidence = torch::zeros({items.size(0), distinct.size(0)}, dtype)
+                       .scatter_(1, inverse, 1.0)
+                       .mul_(distinct.ne(0).to(dtype).unsqueeze(0));
+  const auto overlap = incidence.mm(incidence.t());
+  const auto sizes = incidence.sum(1);
+  auto adjacency = overlap / (sizes.unsqueeze(1) + sizes.unsqueeze(0) - overlap);
+  adjacency.fill_diagonal_(1.0);  // Â = W + I: the reference leaves W's diagonal at 0
+  return adjacency / adjacency.sum(1, /*keepdim=*/true);
+}
+
+/// What a pass derives from its batch's items alone (DhcnImpl::prepare), on the model's device: the packed
+/// clicks, and for the SSL loss the line graph's D̂⁻¹Â. Made on the CPU, where _unique and the boolean
+/// indexing of the packing need no wait for a GPU.
+struct DhcnBatch {
+  PackedClicks clicks;
+  torch::Tensor propagate;  ///< [B, B]; undefined when made for a pass without the SSL loss
+};
 
 /// y = A x for a fixed sparse A, with the backward pass grad_x = Aᵀ grad_y from a precomputed Aᵀ
 /// (autograd's own backward for sparse @ dense transposes and re-sorts A on every call).
@@ -500,16 +523,36 @@ torch::Tensor DhcnImpl::states_for_encode() {
   return current_states_;
 }
 
+std::shared_ptr<const BatchInputs> DhcnImpl::batch_inputs(const SessionBatch& batch, const torch::Device& device,
+                                                          bool line_graph) const {
+  const auto items = batch.items_on_cpu();
+  const auto clicks = pack_batch(items, items.ne(0), batch.lengths_on_cpu());
+  DhcnBatch made{{to_device(clicks.rows, device), to_device(clicks.sessions, device), to_device(clicks.reversed, device),
+                  to_device(clicks.last, device)},
+                 {}};
+  if (line_graph) made.propagate = to_device(line_graph_propagation(items, embedding->weight.scalar_type()), device);
+  return std::make_shared<PreparedInputs<DhcnBatch>>(std::move(made));
+}
+
+std::shared_ptr<const BatchInputs> DhcnImpl::prepare(const SessionBatch& batch, const torch::Device& device) const {
+  return batch_inputs(batch, device, is_training() && options_.beta > 0);
+}
+
+std::shared_ptr<const BatchInputs> DhcnImpl::inputs_of(const SessionBatch& batch, bool line_graph) const {
+  if (batch.inputs && (!line_graph || prepared_as<DhcnBatch>(*batch.inputs).propagate.defined())) return batch.inputs;
+  return batch_inputs(batch, embedding->weight.device(), line_graph);
+}
+
 SessionRepresentation DhcnImpl::encode(const SessionBatch& batch) {
   const auto& weight = embedding->weight;
   const auto device = weight.device();
-  const auto items = batch.items.to(device);
-  const auto mask = batch.mask.to(device);
   const auto lengths = batch.lengths.to(device);
-  const std::int64_t b = items.size(0);
+  const std::int64_t b = lengths.size(0);
+  const bool ssl = is_training() && options_.beta > 0;
+  const auto inputs = inputs_of(batch, ssl);
 
   const auto x_h = states_for_encode();  // [N, d]
-  const PackedClicks clicks = pack_batch(items, mask, lengths);
+  const PackedClicks& clicks = prepared_as<DhcnBatch>(*inputs).clicks;
   const auto x = x_h.index_select(0, clicks.rows);                                                    // [P, d], x_t
   const auto mean = segment_sum(x, clicks.sessions, b) / lengths.to(weight.scalar_type()).unsqueeze(1);  // s*, [B, d]
   torch::Tensor z;
@@ -528,35 +571,24 @@ SessionRepresentation DhcnImpl::encode(const SessionBatch& batch) {
   rep.local = x.index_select(0, clicks.last);
   rep.clicks = x;
   rep.click_sessions = clicks.sessions;
-  if (is_training() && options_.beta > 0) rep.aux_loss = ssl_loss(rep.global, line_graph_sessions(batch));
+  if (ssl) rep.aux_loss = ssl_loss(rep.global, line_graph_sessions(*inputs, lengths));
   return rep;
 }
 
 torch::Tensor DhcnImpl::line_graph_sessions(const SessionBatch& batch) {
+  return line_graph_sessions(*inputs_of(batch, true), batch.lengths.to(embedding->weight.device()));
+}
+
+torch::Tensor DhcnImpl::line_graph_sessions(const BatchInputs& inputs, const torch::Tensor& lengths) {
   torch::NoGradGuard no_grad;  // the reference builds Θ⁰ through numpy: no gradient reaches this channel
   const auto& weight = embedding->weight;
-  const auto items = batch.items.to(weight.device());
-  const auto mask = batch.mask.to(weight.device());
-  const auto lengths = batch.lengths.to(weight.device());
-  const PackedClicks clicks = pack_batch(items, mask, lengths);
+  const auto& made = prepared_as<DhcnBatch>(inputs);
   // Θ⁰: mean of raw E over each session's clicks, duplicates counted.
-  auto theta = segment_sum(weight.detach().index_select(0, clicks.rows), clicks.sessions, items.size(0)) /
+  auto theta = segment_sum(weight.detach().index_select(0, made.clicks.rows), made.clicks.sessions, lengths.size(0)) /
                lengths.to(weight.scalar_type()).unsqueeze(1);
-
-  // Jaccard overlap of the batch's item sets over the batch's distinct items (padding column zeroed).
-  const auto [distinct, inverse] = torch::_unique(items, /*sorted=*/true, /*return_inverse=*/true);
-  auto incidence = torch::zeros({items.size(0), distinct.size(0)}, weight.options())
-                       .scatter_(1, inverse, 1.0)
-                       .mul_(distinct.ne(0).to(weight.scalar_type()).unsqueeze(0));
-  const auto overlap = incidence.mm(incidence.t());
-  const auto sizes = incidence.sum(1);
-  auto adjacency = overlap / (sizes.unsqueeze(1) + sizes.unsqueeze(0) - overlap);
-  adjacency.fill_diagonal_(1.0);  // Â = W + I: the reference leaves W's diagonal at 0
-  const auto propagate = adjacency / adjacency.sum(1, /*keepdim=*/true);  // D̂⁻¹ Â
-
   auto sum = theta;
   for (std::int64_t l = 0; l < options_.layers; ++l) {
-    theta = propagate.mm(theta);
+    theta = made.propagate.mm(theta);  // D̂⁻¹Â Θ
     sum = sum + theta;
   }
   return sum / static_cast<double>(options_.layers + 1);

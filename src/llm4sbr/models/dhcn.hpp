@@ -141,6 +141,8 @@ class DhcnImpl : public SessionEncoderImpl {
   DhcnImpl(DhcnOptions options, Hypergraph graph, std::uint64_t seed = 0);
 
   SessionRepresentation encode(const SessionBatch& batch) override;
+  /// The batch's packed clicks and, in training with beta > 0, its line graph's D̂⁻¹Â, on `device`.
+  std::shared_ptr<const BatchInputs> prepare(const SessionBatch& batch, const torch::Device& device) const override;
   torch::Tensor readout(const SessionRepresentation& rep) override;
   torch::Tensor score(const torch::Tensor& session, const SessionRepresentation& rep) override;
 
@@ -166,6 +168,13 @@ class DhcnImpl : public SessionEncoderImpl {
   torch::nn::Linear linear_transform{nullptr};  ///< W3, b3 [d, 2d] (hybrid readout only)
 
  private:
+  /// prepare()'s inputs, with the line graph or without.
+  std::shared_ptr<const BatchInputs> batch_inputs(const SessionBatch& batch, const torch::Device& device,
+                                                  bool line_graph) const;
+  /// batch.inputs when they hold what the pass needs (the line graph or not), else made now.
+  std::shared_ptr<const BatchInputs> inputs_of(const SessionBatch& batch, bool line_graph) const;
+  /// θ_l from a batch's inputs (made with the line graph) and lengths [B] on the model's device.
+  torch::Tensor line_graph_sessions(const BatchInputs& inputs, const torch::Tensor& lengths);
   /// A and Aᵀ in the dtype and on the device of E (converted once, then cached).
   const std::pair<SparseRows, SparseRows>& adjacency_like(const torch::Tensor& like);
   /// X -> A X, differentiable, by the chains where they apply (CPU, nothing pruned), else by the explicit A.

@@ -322,9 +322,15 @@ torch::Tensor GceGnnImpl::global_level(const HopTree& tree, std::vector<torch::T
   return vectors[0];
 }
 
+std::shared_ptr<const BatchInputs> GceGnnImpl::prepare(const SessionBatch& batch, const torch::Device& device) const {
+  return std::make_shared<PreparedInputs<RelationGraph>>(
+      build_relation_graph(batch.items_on_cpu(), options_.max_positions).to(device));
+}
+
 SessionRepresentation GceGnnImpl::encode(const SessionBatch& batch) {
   const auto device = embedding->weight.device();
-  const RelationGraph graph = build_relation_graph(batch.items_on_cpu(), options_.max_positions).to(device);
+  const auto inputs = inputs_for(batch, device);
+  const auto& graph = prepared_as<RelationGraph>(*inputs);
   const std::int64_t b = graph.batch_size();
   const auto& node_items = graph.node_items;
   const auto& click_nodes = graph.click_nodes;

@@ -154,6 +154,8 @@ class GceGnnImpl : public SessionEncoderImpl {
   GceGnnImpl(GceGnnOptions options, NeighbourTable table, std::uint64_t seed = 0);
 
   SessionRepresentation encode(const SessionBatch& batch) override;
+  /// The batch's RelationGraph (build_relation_graph) on `device`.
+  std::shared_ptr<const BatchInputs> prepare(const SessionBatch& batch, const torch::Device& device) const override;
   torch::Tensor readout(const SessionRepresentation& rep) override;
   torch::Tensor score(const torch::Tensor& session, const SessionRepresentation& rep) override;
   LinearScorer linear_scorer() const override;

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/dropout.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/packed_gru.hpp"
@@ -118,38 +119,56 @@ PackedLayout packed_layout(const torch::nn::utils::rnn::PackedSequence& packed, 
       owner[at] = b;
       final_row[b] = p;  // the last step that has this session wins
     }
-  return {slots.to(device), major.to(device), click_sessions.to(device), last.to(device)};
+  return {to_device(slots, device), to_device(major, device), to_device(click_sessions, device), to_device(last, device)};
 }
+
+/// A batch packed for the GRU (Gru4RecImpl::prepare). Packed on the CPU, so that the layout, which walks the
+/// step sizes and the sort order on the host, needs no copy back from a GPU.
+struct GruBatch {
+  torch::Tensor items;             ///< [P] model ids, time-major (the packed sequence's data)
+  torch::Tensor batch_sizes;       ///< [T] sessions a step, on the CPU (as PackedSequence wants it)
+  torch::Tensor sorted_indices;    ///< [B]
+  torch::Tensor unsorted_indices;  ///< [B]
+  PackedLayout layout;
+  torch::Tensor lengths;  ///< [B] int64
+  std::int64_t width = 0;  ///< L of the padded batch (the dropout masks' layout)
+};
 
 }  // namespace
 
+std::shared_ptr<const BatchInputs> Gru4RecImpl::prepare(const SessionBatch& batch, const torch::Device& device) const {
+  const auto items = batch.items_on_cpu();
+  const auto lengths = batch.lengths_on_cpu();  // int64
+  const auto packed = torch::nn::utils::rnn::pack_padded_sequence(items, lengths, /*batch_first=*/true,
+                                                                   /*enforce_sorted=*/false);
+  return std::make_shared<PreparedInputs<GruBatch>>(GruBatch{
+      to_device(packed.data(), device), packed.batch_sizes(), to_device(packed.sorted_indices(), device),
+      to_device(packed.unsorted_indices(), device), packed_layout(packed, lengths, items.size(1), device),
+      to_device(lengths, device), items.size(1)});
+}
+
 SessionRepresentation Gru4RecImpl::encode(const SessionBatch& batch) {
   const auto& weight = embedding->weight;
-  const auto device = weight.device();
-  const auto items = batch.items.to(device);
-  const auto sessions = items.size(0), width = items.size(1);
   // Packed from the item ids on: the GRU steps over real clicks only, and nothing is computed at padding (a
   // batch is padded to its longest prefix, up to 200 clicks on Beauty, while most prefixes are a few clicks
   // long: the padded run cost 10x more). The dropout masks are drawn for the real clicks only, or with
   // padded_dropout_masks over the padded [B, L, d] as the padded model drew them.
-  namespace rnn = torch::nn::utils::rnn;
-  const auto lengths = batch.lengths_on_cpu();  // int64
-  const auto packed = rnn::pack_padded_sequence(items, lengths, /*batch_first=*/true, /*enforce_sorted=*/false);
-  const auto layout = packed_layout(packed, lengths, width, device);
+  const auto inputs = inputs_for(batch, weight.device());
+  const auto& g = prepared_as<GruBatch>(*inputs);
+  const auto sessions = g.lengths.size(0);
   auto dropout = [&](const torch::Tensor& x, double p) {
-    return dropout_packed(x, layout.slots, sessions * width, p, is_training(), options_.padded_dropout_masks);
+    return dropout_packed(x, g.layout.slots, sessions * g.width, p, is_training(), options_.padded_dropout_masks);
   };
-  const auto input = dropout(item_lookup(weight, packed.data()), options_.dropout_embed);
-  const auto outputs = run_gru(rnn::PackedSequence(input, packed.batch_sizes(), packed.sorted_indices(),
-                                                   packed.unsorted_indices()));
+  const auto input = dropout(item_lookup(weight, g.items), options_.dropout_embed);
+  const auto outputs =
+      run_gru(torch::nn::utils::rnn::PackedSequence(input, g.batch_sizes, g.sorted_indices, g.unsorted_indices));
   const auto states = dropout(outputs.data(), options_.dropout_hidden);  // [P, d], time-major
 
   SessionRepresentation rep;
-  rep.clicks = states.index_select(0, layout.session_major);
-  rep.click_sessions = layout.click_sessions;
-  rep.local = states.index_select(0, layout.last);
-  rep.global = segment_sum(rep.clicks, rep.click_sessions, sessions) /
-               lengths.to(device, weight.scalar_type()).unsqueeze(1);
+  rep.clicks = states.index_select(0, g.layout.session_major);
+  rep.click_sessions = g.layout.click_sessions;
+  rep.local = states.index_select(0, g.layout.last);
+  rep.global = segment_sum(rep.clicks, rep.click_sessions, sessions) / g.lengths.to(weight.scalar_type()).unsqueeze(1);
   return rep;
 }
 

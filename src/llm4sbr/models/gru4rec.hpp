@@ -61,6 +61,8 @@ class Gru4RecImpl : public SessionEncoderImpl {
   explicit Gru4RecImpl(Gru4RecOptions options, std::uint64_t seed = 0);
 
   SessionRepresentation encode(const SessionBatch& batch) override;
+  /// The batch packed for the GRU (its ids, step sizes, sort order, and where each packed row belongs).
+  std::shared_ptr<const BatchInputs> prepare(const SessionBatch& batch, const torch::Device& device) const override;
   torch::Tensor readout(const SessionRepresentation& rep) override;
   torch::Tensor score(const torch::Tensor& session, const SessionRepresentation& rep) override;
   LinearScorer linear_scorer() const override;

@@ -22,6 +22,11 @@ struct ForwardOutput {
 class RecommenderImpl : public torch::nn::Module {
  public:
   virtual ForwardOutput forward(const SessionBatch& batch) = 0;
+  /// The backbone's SessionEncoderImpl::prepare: what forward() would derive from `batch` on the CPU, made
+  /// ahead of it (SessionBatch::inputs). Null (this default) when there is nothing to make.
+  virtual std::shared_ptr<const BatchInputs> prepare(const SessionBatch& /*batch*/, const torch::Device& /*device*/) const {
+    return nullptr;
+  }
   /// forward() up to the vectors its scorer takes: `session` set, `scores` undefined, for a model whose
   /// linear_scorer() is defined (serving ranks the vectors against that table itself, in less time than
   /// scoring the catalogue). Error (this default) for other models.
@@ -40,6 +45,9 @@ class PlainRecommenderImpl : public RecommenderImpl {
   explicit PlainRecommenderImpl(SessionEncoder encoder);
   ForwardOutput forward(const SessionBatch& batch) override;
   ForwardOutput forward_unscored(const SessionBatch& batch) override;
+  std::shared_ptr<const BatchInputs> prepare(const SessionBatch& batch, const torch::Device& device) const override {
+    return encoder_->prepare(batch, device);
+  }
   LinearScorer linear_scorer() const override { return encoder_->linear_scorer(); }
   std::string label() const override;
   const SessionEncoder& encoder() const { return encoder_; }

@@ -3,9 +3,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
+#include "llm4sbr/models/batch.hpp"
 #include "llm4sbr/models/layer_norm.hpp"
 #include "llm4sbr/models/model_settings.hpp"
 #include "llm4sbr/models/packed_attention.hpp"
@@ -109,38 +111,62 @@ SasRecImpl::SasRecImpl(SasRecOptions options, std::uint64_t seed) : options_(opt
   }
 }
 
+namespace {
+
+/// A batch's real clicks in its window (SasRecImpl::prepare): every per-position layer runs on these P rows
+/// only (Beauty's prefixes are mostly a few clicks in a window of up to 50). Made on the CPU, where the
+/// nonzero of the slots needs no wait for a GPU.
+struct WindowClicks {
+  torch::Tensor items;      ///< [P] model id of each kept click, row by row in click order
+  torch::Tensor positions;  ///< [P] its row of the position table
+  torch::Tensor slots;      ///< [P] its slot in the [B, window] grid, in [0, B·window)
+  torch::Tensor sessions;   ///< [P] its batch row
+  torch::Tensor kept;       ///< [B] clicks kept of each row, n' = min(length, max_length)
+  std::int64_t window = 0;  ///< slots a row: min(L, max_length)
+};
+
+/// The last `window` slots of each row of items [B, L] (lengths [B]): kept clicks left-aligned,
+/// start = max(0, length − max_length).
+WindowClicks window_clicks(const torch::Tensor& items, const torch::Tensor& lengths, std::int64_t max_length) {
+  WindowClicks w;
+  w.window = std::min(items.size(1), max_length);
+  w.kept = lengths.clamp_max(max_length);                                    // n'
+  const auto t = torch::arange(w.window, lengths.options()).unsqueeze(0);  // [1, n]
+  const auto real_mask = t < w.kept.unsqueeze(1);                          // [B, n]
+  const auto source = ((lengths - w.kept).unsqueeze(1) + t).clamp_max(items.size(1) - 1);
+  const auto clicks = items.gather(1, source);  // read at the real slots only
+  const auto positions = ((max_length - w.kept).unsqueeze(1) + t).clamp_max(max_length - 1);
+  w.slots = real_mask.reshape({-1}).nonzero().squeeze(1);
+  w.sessions = w.slots.div(w.window, "floor");
+  w.items = clicks.reshape({-1}).index_select(0, w.slots);
+  w.positions = positions.reshape({-1}).index_select(0, w.slots);
+  return w;
+}
+
+}  // namespace
+
+std::shared_ptr<const BatchInputs> SasRecImpl::prepare(const SessionBatch& batch, const torch::Device& device) const {
+  auto w = window_clicks(batch.items_on_cpu(), batch.lengths_on_cpu(), options_.max_length);
+  for (auto* t : {&w.items, &w.positions, &w.slots, &w.sessions, &w.kept}) *t = to_device(*t, device);
+  return std::make_shared<PreparedInputs<WindowClicks>>(std::move(w));
+}
+
 SessionRepresentation SasRecImpl::encode(const SessionBatch& batch) {
   const auto& weight = embedding->weight;
-  const auto device = weight.device();
-  const auto items = batch.items.to(device);
-  const auto lengths = batch.lengths.to(device);
   const auto dtype = weight.scalar_type();
-  const std::int64_t window = std::min(items.size(1), options_.max_length);
-
-  // The last `window` slots of each row: kept clicks left-aligned, start = max(0, length - max_length).
-  const auto kept = lengths.clamp_max(options_.max_length);              // n'
-  const auto t = torch::arange(window, lengths.options()).unsqueeze(0);  // [1, n]
-  const auto real_mask = t < kept.unsqueeze(1);                          // [B, n]
-  const auto source = ((lengths - kept).unsqueeze(1) + t).clamp_max(items.size(1) - 1);
-  const auto clicks = items.gather(1, source);  // read at the real slots only
-  const auto positions = ((options_.max_length - kept).unsqueeze(1) + t).clamp_max(options_.max_length - 1);
-
-  // The window's real slots, row by row: every per-position layer runs on these P rows only (Beauty's
-  // prefixes are mostly a few clicks in a window of up to 50).
-  const auto slots = real_mask.reshape({-1}).nonzero().squeeze(1);  // [P] in [0, B·n)
-  const auto sessions = slots.div(window, "floor");                  // [P] batch row of each
-  const std::int64_t b = items.size(0), rows = b * window;
-  auto x = item_lookup(weight, clicks.reshape({-1}).index_select(0, slots)) * std::sqrt(static_cast<double>(options_.hidden_size)) +
-           pos_embedding(positions.reshape({-1}).index_select(0, slots));  // [P, d]
-  x = dropout_packed(x, slots, rows, options_.dropout, is_training(), options_.padded_dropout_masks);
-  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, slots, kept, window);
+  const auto inputs = inputs_for(batch, weight.device());
+  const auto& w = prepared_as<WindowClicks>(*inputs);
+  const std::int64_t b = w.kept.size(0), rows = b * w.window;
+  auto x = item_lookup(weight, w.items) * std::sqrt(static_cast<double>(options_.hidden_size)) + pos_embedding(w.positions);  // [P, d]
+  x = dropout_packed(x, w.slots, rows, options_.dropout, is_training(), options_.padded_dropout_masks);
+  for (const auto& block : *blocks) x = block->as<SasRecBlock>()->forward(x, w.slots, w.kept, w.window);
   const auto out = normalize(final_norm, x);  // [P, d]
 
   SessionRepresentation rep;
-  rep.local = out.index_select(0, kept.cumsum(0) - 1);  // each row's last kept click
-  rep.global = segment_sum(out, sessions, b) / kept.to(dtype).unsqueeze(1);
+  rep.local = out.index_select(0, w.kept.cumsum(0) - 1);  // each row's last kept click
+  rep.global = segment_sum(out, w.sessions, b) / w.kept.to(dtype).unsqueeze(1);
   rep.clicks = out;
-  rep.click_sessions = sessions;
+  rep.click_sessions = w.sessions;
   return rep;
 }
 

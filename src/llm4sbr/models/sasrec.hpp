@@ -91,6 +91,8 @@ class SasRecImpl : public SessionEncoderImpl {
   explicit SasRecImpl(SasRecOptions options, std::uint64_t seed = 0);
 
   SessionRepresentation encode(const SessionBatch& batch) override;
+  /// The batch's real clicks in its window (items, positions, slots, sessions, kept counts) on `device`.
+  std::shared_ptr<const BatchInputs> prepare(const SessionBatch& batch, const torch::Device& device) const override;
   torch::Tensor readout(const SessionRepresentation& rep) override;
   torch::Tensor score(const torch::Tensor& session, const SessionRepresentation& rep) override;
   LinearScorer linear_scorer() const override;

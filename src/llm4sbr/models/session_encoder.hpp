@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,28 @@
 #include "llm4sbr/data/dataset.hpp"
 
 namespace llm4sbr::models {
+
+/// What a model derives from a batch on the CPU before its pass (the graph models' session graphs), already
+/// on the model's device. SessionEncoderImpl::prepare makes it; the trainer has it made for the next batches on
+/// a thread of its own while a step runs (train/batch_prefetcher.hpp), so that a GPU never waits for it.
+struct BatchInputs {
+  virtual ~BatchInputs() = default;
+};
+
+/// A model's BatchInputs of one type (SR-GNN's SessionGraph, GCE-GNN's RelationGraph).
+template <typename T>
+struct PreparedInputs final : BatchInputs {
+  explicit PreparedInputs(T made) : value(std::move(made)) {}
+  T value;
+};
+
+/// The T that prepare() made, from `inputs`. Throws std::logic_error if another model made them.
+template <typename T>
+const T& prepared_as(const BatchInputs& inputs) {
+  const auto* made = dynamic_cast<const PreparedInputs<T>*>(&inputs);
+  if (made == nullptr) throw std::logic_error("SessionBatch::inputs were prepared by another model");
+  return made->value;
+}
 
 /// A batch of samples as tensors, all on the model's device.
 struct SessionBatch {
@@ -26,11 +49,16 @@ struct SessionBatch {
                              ///< undefined when the run has none
   torch::Tensor host_items;  ///< [B, L] `items` on the CPU (make_batch keeps it): the graph models build their
                              ///< session graphs from it without waiting for the GPU; undefined = use items
+  std::shared_ptr<const BatchInputs> inputs;  ///< the model's prepare() of this batch; null: encode derives them
   std::int64_t size() const { return items.size(0); }
   /// The items on the CPU: host_items when kept, else a copy of items (which waits for the device).
   torch::Tensor items_on_cpu() const { return host_items.defined() ? host_items : items.to(torch::kCPU); }
-  /// The lengths on the CPU, counted from host_items when kept (prefixes hold no 0), else copied.
-  torch::Tensor lengths_on_cpu() const { return host_items.defined() ? host_items.ne(0).sum(1) : lengths.to(torch::kCPU); }
+  /// The lengths on the CPU: lengths themselves there, else counted from host_items when kept (prefixes hold no
+  /// 0), else copied.
+  torch::Tensor lengths_on_cpu() const {
+    if (lengths.is_cpu() || !host_items.defined()) return lengths.to(torch::kCPU);
+    return host_items.ne(0).sum(1);
+  }
 };
 
 /// What an encoder hands to its readout, to the scorer and to the LLM4SBR head.
@@ -65,6 +93,16 @@ class SessionEncoderImpl : public torch::nn::Module {
  public:
   /// Runs the backbone up to its local and global representations.
   virtual SessionRepresentation encode(const SessionBatch& batch) = 0;
+  /// What encode() derives from `batch` on the CPU, copied to `device` without blocking, for
+  /// SessionBatch::inputs; null (this default) for a model that derives nothing there. Runs on another thread
+  /// while a step runs: it reads no parameter value and draws no random number.
+  virtual std::shared_ptr<const BatchInputs> prepare(const SessionBatch& /*batch*/, const torch::Device& /*device*/) const {
+    return nullptr;
+  }
+  /// batch.inputs, or prepare()'s made now (a batch that did not come through the trainer: serving, tests).
+  std::shared_ptr<const BatchInputs> inputs_for(const SessionBatch& batch, const torch::Device& device) const {
+    return batch.inputs ? batch.inputs : prepare(batch, device);
+  }
   /// The model's own readout: the session vector [B, d] from (possibly gated) rep.global/rep.local.
   virtual torch::Tensor readout(const SessionRepresentation& rep) = 0;
   /// Scores of every catalogue item [B, N] (column k is model id k+1; padding is never a candidate).

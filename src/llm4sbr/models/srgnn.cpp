@@ -86,10 +86,15 @@ SrGnnImpl::SrGnnImpl(SrGnnOptions options, std::uint64_t seed) : options_(option
   init_uniform_reference(*this, d, seed);
 }
 
+std::shared_ptr<const BatchInputs> SrGnnImpl::prepare(const SessionBatch& batch, const torch::Device& device) const {
+  return std::make_shared<PreparedInputs<SessionGraph>>(
+      build_session_graph(batch.items_on_cpu(), embedding->weight.scalar_type()).to(device));
+}
+
 SessionRepresentation SrGnnImpl::encode(const SessionBatch& batch) {
   const auto& weight = embedding->weight;
-  const auto device = weight.device();
-  const SessionGraph graph = build_session_graph(batch.items_on_cpu(), weight.scalar_type()).to(device);
+  const auto inputs = inputs_for(batch, weight.device());
+  const auto& graph = prepared_as<SessionGraph>(*inputs);
   const auto& sessions = graph.click_sessions;
 
   const auto h = gnn(graph, item_lookup(weight, graph.node_items));  // [V, d]
