@@ -50,6 +50,9 @@ nvidia-smi dmon -s u -d 1 > "$OUT/dmon.txt" 2>&1 &
 DMON=$!
 # SR-GNN plain and LLM4SBR(SR-GNN) (its titles intents made on the CPU first, then cached in runs/bench).
 step epoch-srgnn 180 "$BUILD/bin/epoch_bench" --models srgnn --rows plain,head --device cuda
+# The same epoch with each batch built by the training thread itself (the default on a GPU builds 2 ahead).
+step epoch-srgnn-no-prefetch 120 "$BUILD/bin/epoch_bench" --models srgnn --rows plain --device cuda \
+  --set train.prefetch_batches=0
 if [ "${LLAMA_CUDA:-ON}" != OFF ]; then
 wait "$MAKE7B"; cat "$OUT/make-7b.log" | tail -2 | tee -a "$OUT/summary.txt"
 step infer-7b 200 env THREADS=16 BATCH=8192 bench/infer_vs_batched_bench.sh /tmp/llm4sbr-models/qwen2-7b-shaped.gguf \

@@ -171,11 +171,12 @@ std::string training_state_key(const Config& cfg, const data::PreparedDataset& d
   // What the trained weights depend on: the data, the model's merged settings, training, evaluation (the
   // per-epoch figures), the head, and for LLM4SBR the intents folder, whose name is the hash of everything
   // that made the intents (prompts, LLM, encoder, top-r). Not part of it: paths, device, threads, resume,
-  // settings of other stages or rows, train.eval_batch_size, and train.epochs, so that a finished run given
+  // settings of other stages or rows, train.eval_batch_size, train.prefetch_batches (neither changes a result),
+  // and train.epochs, so that a finished run given
   // more epochs continues exactly as an uninterrupted longer run (the schedule depends on the epoch only).
   Config c(YAML::Clone(cfg.root()));
   for (const auto* key : {"paths", "device", "threads", "resume", "train.epochs", "train.eval_batch_size",
-                          "enhance.baseline", "models", "prompt", "llm", "embed", "intent"})
+                          "train.prefetch_batches", "enhance.baseline", "models", "prompt", "llm", "embed", "intent"})
     c.set_node(key, YAML::Node());
   return hash_hex(fmt::format("{}\n{}\n{} {}\n{} {} {} {}", c.canonical(), model_settings(cfg).canonical(),
                               intents_dir.filename().string(), cfg.canonical("intent.views"), ds.n_items(),

@@ -14,6 +14,7 @@
 #include "llm4sbr/core/error.hpp"
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/models/batch.hpp"
+#include "llm4sbr/train/batch_prefetcher.hpp"
 #include "llm4sbr/train/checkpoint.hpp"
 #include "llm4sbr/train/cross_entropy.hpp"
 #include "llm4sbr/train/device.hpp"
@@ -135,7 +136,8 @@ const std::vector<SettingsSchema>& train_settings() {
   static const std::vector<SettingsSchema> schemas{
       {"train",
        {{"epochs", kInteger}, {"batch_size", kInteger}, {"eval_batch_size", kInteger}, {"lr", kNumber}, {"l2", kNumber},
-        {"lr_step", kInteger}, {"lr_gamma", kNumber}, {"patience", kInteger}, {"select_metric", kString}, {"seed", kInteger}}},
+        {"lr_step", kInteger}, {"lr_gamma", kNumber}, {"patience", kInteger}, {"select_metric", kString}, {"seed", kInteger},
+        {"prefetch_batches", kInteger}}},
       {"eval", {{"ks", kIntegers}, {"paper_compatible", kBool}}}};
   return schemas;
 }
@@ -155,6 +157,10 @@ TrainOptions train_options_from_config(const Config& cfg) {
   o.ks = cfg.get<std::vector<std::int64_t>>("eval.ks", o.ks);
   o.paper_compatible = cfg.get<bool>("eval.paper_compatible", o.paper_compatible);
   o.device = device_from_config(cfg);
+  if (cfg.has("train.prefetch_batches")) {
+    o.prefetch_batches = cfg.require<std::int64_t>("train.prefetch_batches");
+    if (*o.prefetch_batches < 0) throw ConfigError(fmt::format("train.prefetch_batches = {} must be >= 0", *o.prefetch_batches));
+  }
   o.resume = cfg.get<bool>("resume", o.resume);
   for (const auto& [key, value] : {std::pair{"train.epochs", o.epochs}, std::pair{"train.batch_size", o.batch_size},
                                    std::pair{"train.eval_batch_size", o.eval_batch_size}, std::pair{"train.lr_step", o.lr_step}})
@@ -238,8 +244,24 @@ std::vector<std::vector<std::int64_t>> eval_batches(const std::vector<data::Samp
   return out;
 }
 
+std::size_t TrainOptions::prefetch_depth() const {
+  return static_cast<std::size_t>(prefetch_batches.value_or(device.is_cuda() ? 2 : 0));
+}
+
+namespace {
+
+// samples[indices] as a batch on `device`, with what the model derives from it on the CPU (prepare).
+models::SessionBatch prepared_batch(const models::RecommenderImpl& model, const std::vector<data::Sample>& samples,
+                                    const std::vector<std::int64_t>& indices, const torch::Device& device) {
+  auto batch = models::make_batch(samples, indices, device);
+  batch.inputs = model.prepare(batch, device);
+  return batch;
+}
+
+}  // namespace
+
 std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std::vector<data::Sample>& samples,
-                                       std::int64_t batch_size, const torch::Tensor& intents) {
+                                       std::int64_t batch_size, const torch::Tensor& intents, std::size_t prefetch) {
   check_intents(intents, samples, "evaluated");
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
@@ -248,8 +270,11 @@ std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std
   const auto device_intents = intents.defined() ? intents.to(device) : intents;
   std::vector<std::int64_t> ranks;
   ranks.reserve(samples.size());
-  for (const auto& idx : eval_batches(samples, batch_size)) {
-    auto batch = models::make_batch(samples, idx, device);
+  const auto batches = eval_batches(samples, batch_size);
+  BatchPrefetcher prefetcher(batches.size(), prefetch,
+                             [&](std::size_t b) { return prepared_batch(model, samples, batches[b], device); });
+  for (const auto& idx : batches) {
+    auto batch = prefetcher.next();
     attach_intents(batch, device_intents);
     auto out = model.forward(batch);
     torch::Tensor r;
@@ -267,7 +292,8 @@ std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std
 
 MetricMap evaluate(models::RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
                    bool paper_compatible, const torch::Tensor& intents) {
-  return metrics_from_ranks(rank_targets(model, samples, opt.eval_batch_size, intents), opt.ks, paper_compatible);
+  return metrics_from_ranks(rank_targets(model, samples, opt.eval_batch_size, intents, opt.prefetch_depth()), opt.ks,
+                            paper_compatible);
 }
 
 namespace {
@@ -290,20 +316,25 @@ struct FitContext {
   GradientReducer* reducer;  // null in one process
 };
 
-// One optimizer step on global batch `b`: forward and backward on this rank's shard; with several ranks the
-// loss is weighted by the shard's share of the batch and the gradients and losses are summed over the ranks.
-// The loss is checked (LossLog) before the step changes anything.
-void train_step(FitContext& c, const std::vector<std::int64_t>& global_batch, std::size_t b, bool last, LossLog& losses) {
+// This rank's part of a global batch (BatchPrefetcher's Build): an empty SessionBatch for an empty shard.
+models::SessionBatch train_batch(const FitContext& c, const std::vector<std::int64_t>& global_batch) {
   const auto idx = shard_of(global_batch, distributed());
+  return idx.empty() ? models::SessionBatch{} : prepared_batch(c.model, c.ds.train, idx, c.opt.device);
+}
+
+// One optimizer step on global batch `b` (`global_size` samples): forward and backward on this rank's shard
+// `batch`; with several ranks the loss is weighted by the shard's share of the batch and the gradients and
+// losses are summed over the ranks. The loss is checked (LossLog) before the step changes anything.
+void train_step(FitContext& c, models::SessionBatch batch, std::size_t global_size, std::size_t b, bool last,
+                LossLog& losses) {
   clear_gradients(c.optimizer);
   torch::Tensor loss;
-  if (!idx.empty()) {
-    auto batch = models::make_batch(c.ds.train, idx, c.opt.device);
+  if (batch.items.defined()) {
     attach_intents(batch, c.intents.train);
     auto out = c.model.forward(batch);
     loss = cross_entropy(out.scores, batch.targets - 1);
     if (out.aux_loss.defined()) loss = loss + out.aux_loss;
-    if (c.reducer) loss = loss * (static_cast<double>(idx.size()) / static_cast<double>(global_batch.size()));
+    if (c.reducer) loss = loss * (static_cast<double>(batch.size()) / static_cast<double>(global_size));
     loss.backward();
     densify_gradients(c.optimizer);  // before the reducer flattens them
   }
@@ -324,9 +355,11 @@ void train_epoch(FitContext& c, EpochRecord& rec) {
   const auto t0 = std::chrono::steady_clock::now();
   const double reduce_before = c.reducer ? c.reducer->seconds() : 0;
   LossLog losses(c.label, rec.epoch, rec.lr, c.opt.device.is_cuda());
+  BatchPrefetcher prefetcher(batches.size(), c.opt.prefetch_depth(),
+                             [&](std::size_t b) { return train_batch(c, batches[b]); });
   for (std::size_t b = 0; b < batches.size(); ++b) {
     kill_point("train", rec.epoch, static_cast<std::int64_t>(b + 1));
-    train_step(c, batches[b], b, b + 1 == batches.size(), losses);
+    train_step(c, prefetcher.next(), batches[b].size(), b, b + 1 == batches.size(), losses);
     bar.tick(static_cast<std::int64_t>(batches[b].size()),
              fmt::format("loss {:.4f}", losses.sum() / static_cast<double>(std::max<std::size_t>(1, losses.count()))));
   }
@@ -348,12 +381,13 @@ void train_epoch(FitContext& c, EpochRecord& rec) {
 std::vector<std::int64_t> rank_targets_in_job(FitContext& c, const std::vector<data::Sample>& samples,
                                               const torch::Tensor& intents) {
   auto& job = distributed();
-  if (!job.active()) return rank_targets(c.model, samples, c.opt.eval_batch_size, intents);
+  if (!job.active()) return rank_targets(c.model, samples, c.opt.eval_batch_size, intents, c.opt.prefetch_depth());
   const auto n = static_cast<std::int64_t>(samples.size());
   const std::int64_t w = job.world_size(), r = job.rank();
   const auto lo = n * r / w, hi = n * (r + 1) / w;
   const std::vector<data::Sample> part(samples.begin() + lo, samples.begin() + hi);
-  const auto local = part.empty() ? std::vector<std::int64_t>{} : rank_targets(c.model, part, c.opt.eval_batch_size, intents);
+  const auto local = part.empty() ? std::vector<std::int64_t>{}
+                                   : rank_targets(c.model, part, c.opt.eval_batch_size, intents, c.opt.prefetch_depth());
   std::vector<torch::Tensor> all{torch::zeros({n}, torch::kInt64)};
   if (!local.empty()) all[0].slice(0, lo, hi).copy_(torch::tensor(local));
   job.all_reduce_sum(all);

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,11 @@ struct TrainOptions {
   /// Where the model trains and is evaluated (the `device` setting): fit moves the model and the intents
   /// there once; batches are built on the CPU and copied without blocking.
   torch::Device device = torch::kCPU;
+  /// Batches built ahead of the step on a thread of their own (train.prefetch_batches, BatchPrefetcher):
+  /// unset = 2 on a GPU, 0 on a CPU (there building is ~1 % of a step and the other core runs OpenBLAS).
+  std::optional<std::int64_t> prefetch_batches;
+  /// prefetch_batches, or its default for `device`.
+  std::size_t prefetch_depth() const;
   /// Continue from run_dir/state.pt when it was written with the same state_key (the `resume` setting,
   /// default true): a killed run re-run into its folder goes on from its last finished epoch (resume.hpp).
   bool resume = true;
@@ -55,7 +61,8 @@ struct TrainOptions {
 const std::vector<SettingsSchema>& train_settings();
 
 /// Reads `train.*` and `eval.*` keys: train.epochs, batch_size, eval_batch_size, lr, l2, lr_step,
-/// lr_gamma, patience, select_metric, seed; eval.ks, eval.paper_compatible; and `device` (device.hpp).
+/// lr_gamma, patience, select_metric, seed, prefetch_batches; eval.ks, eval.paper_compatible; and `device`
+/// (device.hpp).
 TrainOptions train_options_from_config(const Config& cfg);
 
 struct EpochRecord {
@@ -104,9 +111,11 @@ std::vector<std::vector<std::int64_t>> eval_batches(const std::vector<data::Samp
 
 /// Ranks of each sample's target (1-based) on a split, in sample order; the model runs in eval mode
 /// without gradients. Nothing depends on which samples share a batch. `intents` are the split's intents
-/// (undefined = none), handed to the model in each batch.
+/// (undefined = none), handed to the model in each batch. `prefetch` batches are built ahead on a thread of
+/// their own (TrainOptions::prefetch_batches); the ranks do not depend on it.
 std::vector<std::int64_t> rank_targets(models::RecommenderImpl& model, const std::vector<data::Sample>& samples,
-                                       std::int64_t batch_size, const torch::Tensor& intents = {});
+                                       std::int64_t batch_size, const torch::Tensor& intents = {},
+                                       std::size_t prefetch = 0);
 
 /// Metrics of a split (percent).
 MetricMap evaluate(models::RecommenderImpl& model, const std::vector<data::Sample>& samples, const TrainOptions& opt,
