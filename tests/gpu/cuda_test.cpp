@@ -91,6 +91,8 @@ void expect_close(const torch::Tensor& cpu, const torch::Tensor& cuda, const std
   EXPECT_TRUE(torch::allclose(cpu, cuda.to(torch::kCPU), 1e-4, 1e-4)) << what << ": max |cpu - cuda| = " << diff;
 }
 
+// Also what the trainer's BatchPrefetcher does: the model's inputs (session graphs, packed clicks) prepared on
+// another thread and copied to the GPU from there without blocking give the scores of the model making them.
 TEST(Cuda, EveryBackboneScoresTheSameOnCpuAndGpu) {
   LLM4SBR_REQUIRE_CUDA();
   LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
@@ -106,6 +108,10 @@ TEST(Cuda, EveryBackboneScoresTheSameOnCpuAndGpu) {
       const auto on_gpu = model->forward(batch_on(cuda, head ? intents : torch::Tensor())).scores;
       EXPECT_EQ(on_gpu.device(), cuda);
       expect_close(on_cpu, on_gpu, label + " scores");
+      auto batch = batch_on(cuda, head ? intents : torch::Tensor());
+      batch.inputs = std::async(std::launch::async, [&] { return model->prepare(batch, cuda); }).get();
+      const auto prepared = model->forward(batch).scores.to(torch::kCPU);
+      EXPECT_TRUE(torch::allclose(on_gpu.to(torch::kCPU), prepared, 1e-6, 1e-6)) << label << ": inputs prepared apart";
   });
 }
 
@@ -141,27 +147,6 @@ TEST(Cuda, OneTrainingStepHasTheSameLossAndGradients) {
         const auto diff = (grads[0][i] - grads[1][i]).abs().max().item<double>();
         EXPECT_LE(diff, 1e-3 * scale + 1e-7) << label << " parameter " << i << ": gradients up to " << scale;
       }
-  });
-}
-
-// What the trainer's BatchPrefetcher does: a model's inputs (the session graphs) prepared on another thread and
-// copied to the GPU from there without blocking give the scores of the model preparing them itself.
-TEST(Cuda, InputsPreparedOnAnotherThreadGiveTheSameScores) {
-  LLM4SBR_REQUIRE_CUDA();
-  LLM4SBR_REQUIRE_DATA("amazon-beauty-2014");
-  const torch::Device cuda = test_device();
-  const auto intents = random_intents(static_cast<std::int64_t>(beauty().test.size()));
-  for_every_model([&](const std::string& name, bool head, const std::string& label) {
-      auto model = build(name, head);
-      model->to(cuda);
-      model->eval();
-      torch::NoGradGuard no_grad;
-      const auto own = model->forward(batch_on(cuda, head ? intents : torch::Tensor())).scores.to(torch::kCPU);
-      auto batch = batch_on(cuda, head ? intents : torch::Tensor());
-      batch.inputs = std::async(std::launch::async, [&] { return model->prepare(batch, cuda); }).get();
-      const auto ahead = model->forward(batch).scores.to(torch::kCPU);
-      EXPECT_TRUE(torch::allclose(own, ahead, 1e-6, 1e-6)) << label << ": max difference "
-                                                          << (own - ahead).abs().max().item<double>();
   });
 }
 
