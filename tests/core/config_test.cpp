@@ -29,6 +29,24 @@ TEST(Config, BadOverridesAndTypesNameTheKey) {
   }
 }
 
+// `--set train.epochs=` (an unset shell variable) was a null, read as "not set": 30 epochs, exit 0.
+TEST(Config, AnOverrideWithoutAValueIsAnErrorAndNullFallsBackToTheDefault) {
+  Config c = Config::parse("train: {epochs: 30}\n");
+  for (const std::string empty : {"train.epochs=", "train.epochs=  "}) {
+    try {
+      c.apply_overrides({empty});
+      FAIL() << empty;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("no value for config key 'train.epochs'"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(c.get<int>("train.epochs", 0), 30);
+  c.apply_overrides({"prompt.system=\"\""});
+  EXPECT_EQ(c.get<std::string>("prompt.system", "default"), "");
+  c.apply_overrides({"train.epochs=null"});
+  EXPECT_EQ(c.get<int>("train.epochs", 7), 7);
+}
+
 TEST(Config, IncludesMergeKeyByKey) {
   llm4sbr::testing::TempDir dir;
   std::ofstream(dir / "base.yaml") << "train: {epochs: 30, lr: 0.001}\nmodel: srgnn\n";

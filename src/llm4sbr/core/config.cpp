@@ -158,7 +158,14 @@ void Config::apply_overrides(const std::vector<std::string>& overrides) {
     auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0)
       throw ConfigError(fmt::format("override '{}' must look like key=value (e.g. train.epochs=3)", item));
-    set(item.substr(0, eq), item.substr(eq + 1));
+    // An empty value is most often an unset shell variable (`--set train.epochs=$EPOCHS`); read as YAML it is
+    // null, which every key takes as "not set": a run with the default, not the value meant, and no word of it.
+    const auto value = item.substr(eq + 1);
+    if (value.find_first_not_of(" \t") == std::string::npos)
+      throw ConfigError(fmt::format("override '{}' has no value for config key '{}' (an empty string is '{}\"\"'; "
+                                    "'{}null' falls back to the default)",
+                                    item, item.substr(0, eq), item.substr(0, eq + 1), item.substr(0, eq + 1)));
+    set(item.substr(0, eq), value);
   }
 }
 

@@ -27,7 +27,8 @@ class Config {
   /// Parses YAML text (for tests and inline configs).
   static Config parse(const std::string& text);
 
-  /// Applies "a.b.c=value" overrides. Throws ConfigError if an item has no '='.
+  /// Applies "a.b.c=value" overrides. Throws ConfigError if an item has no '=' or no value (`key=`); `key=null`
+  /// (or `~`) unsets the key, so it takes its default, as a null in a config file does.
   void apply_overrides(const std::vector<std::string>& overrides);
   /// Sets one dotted key to a YAML scalar parsed from `value`.
   void set(const std::string& dotted_key, const std::string& value);
