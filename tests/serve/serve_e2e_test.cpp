@@ -81,6 +81,15 @@ TEST_F(Serve, BadInputIsA4xxNamingTheField) {
             std::string::npos);
   EXPECT_NE(post("/v1/recommend", R"({"items": [], "k": 100000000})", 400)["error"].get<std::string>().find("catalogue"),
             std::string::npos);
+  // 2^64 - 1 was read as an int64: "k = -1" in the message, and the same wrap for an item id.
+  EXPECT_NE(post("/v1/recommend", R"({"items": [], "k": 18446744073709551615})", 400)["error"].get<std::string>().find(
+                "'k' = 18446744073709551615"),
+            std::string::npos);
+  EXPECT_EQ(post("/v1/recommend", R"({"items": [18446744073709551615], "k": 1})", 200)["unknown_items"],
+            json::array({"18446744073709551615"}));
+  EXPECT_NE(post("/v1/recommend", R"({"items": [], "k": 5, "k": 500})", 400)["error"].get<std::string>().find(
+                "field 'k' is given twice"),
+            std::string::npos);
   EXPECT_NE(post("/v1/recommend", R"({"items": [], "kk": 3})", 400)["error"].get<std::string>().find("unknown field 'kk'"),
             std::string::npos);
   EXPECT_NE(post("/v1/recommend", R"({"items": [], "explain": "yes"})", 400)["error"].get<std::string>().find("'explain'"),

@@ -71,6 +71,7 @@ TEST(ServiceRanking, ServedItemsAreTheTopKOfTheModelsScores) {
         for (const auto id : clicks) eligible[id - 1] = -std::numeric_limits<float>::infinity();
       const auto kth = std::get<0>(eligible.topk(request.k))[request.k - 1].item<float>();
       ASSERT_EQ(answer["items"].size(), 25u) << answer.dump();
+      EXPECT_EQ(answer["flags"], nlohmann::json::array());
       float previous = std::numeric_limits<float>::infinity();
       for (const auto& item : answer["items"]) {
         const auto id = std::stoll(item["id"].get<std::string>().substr(1));
@@ -83,6 +84,22 @@ TEST(ServiceRanking, ServedItemsAreTheTopKOfTheModelsScores) {
         if (exclude_seen) EXPECT_EQ(std::count(clicks.begin(), clicks.end(), id), 0) << item.dump();
       }
     }
+  }
+}
+
+// exclude_seen with k = the catalogue's size leaves out the session's distinct items, and says so.
+TEST(ServiceRanking, AnAnswerShortOfKIsFlagged) {
+  const std::vector<std::int64_t> clicks = {3, 7, 3, 12};
+  for (const auto& name : {std::string("srgnn"), std::string("tagnn")}) {  // screened search; scores of every item
+    SCOPED_TRACE(name);
+    const Service service(tiny_trained(name));
+    RecommendRequest request;
+    for (const auto id : clicks) request.items.push_back("i" + std::to_string(id));
+    request.k = kItems;
+    request.exclude_seen = true;
+    const auto answer = service.recommend({request}).at(0);
+    EXPECT_EQ(answer["items"].size(), static_cast<std::size_t>(kItems - 3)) << answer["flags"];
+    EXPECT_EQ(answer["flags"], nlohmann::json::array({"fewer_than_k"}));
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <csignal>
@@ -19,7 +20,9 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "llm4sbr/core/progress.hpp"
 #include "llm4sbr/core/error.hpp"
@@ -127,11 +130,24 @@ double ms_since(std::chrono::steady_clock::time_point t0) { return 1e3 * seconds
 // other recursive walks of a 100,000-level array overflowed the stack: a crash).
 constexpr int kMaxJsonDepth = 16;
 
+// A key given twice in one object is refused: nlohmann keeps the last, so `{"k": 5, "k": 500}` would be
+// answered for a k the client may not have meant.
 nlohmann::json parse_body(const httplib::Request& req) {
+  std::vector<std::vector<std::string>> keys;  // per open object, its keys so far
   try {
-    return nlohmann::json::parse(req.body, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    return nlohmann::json::parse(req.body, [&keys](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
       if (depth > kMaxJsonDepth)
         throw RequestError(400, fmt::format("the body is nested deeper than {} levels", kMaxJsonDepth));
+      using Event = nlohmann::json::parse_event_t;
+      if (event == Event::object_start) keys.emplace_back();
+      if (event == Event::object_end) keys.pop_back();
+      if (event == Event::key) {
+        auto& seen = keys.back();
+        const auto& key = parsed.get_ref<const std::string&>();
+        if (std::find(seen.begin(), seen.end(), key) != seen.end())
+          throw RequestError(400, fmt::format("field '{}' is given twice", key.size() > 100 ? key.substr(0, 100) + "..." : key));
+        seen.push_back(key);
+      }
       return true;
     });
   } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range: a number beyond double

@@ -24,7 +24,7 @@ std::string quoted(const nlohmann::json& value) {
 
 std::string item_id_field(const nlohmann::json& value, const std::string& field) {
   if (value.is_string()) return value.get<std::string>();
-  if (value.is_number_integer()) return std::to_string(value.get<std::int64_t>());
+  if (value.is_number_integer()) return value.dump();  // as sent: 2^64 - 1 read as an int64 would be "-1"
   throw RequestError(400, fmt::format("field '{}': {} is not an item id (a string or an integer)", field, quoted(value)));
 }
 
@@ -53,10 +53,14 @@ RecommendRequest parse_recommend_request(const nlohmann::json& body, std::int64_
   }
   r.k = std::min<std::int64_t>(r.k, n_items);
   if (body.contains("k")) {
-    if (!body["k"].is_number_integer()) throw RequestError(400, "field 'k' must be an integer");
-    r.k = body["k"].get<std::int64_t>();
-    if (r.k < 1 || r.k > n_items)
-      throw RequestError(400, fmt::format("field 'k' = {} must be in [1, {}] (the catalogue's size)", r.k, n_items));
+    const auto& k = body["k"];
+    if (!k.is_number_integer()) throw RequestError(400, "field 'k' must be an integer");
+    // Compared in the type it was read as: 2^64 - 1 (unsigned) read as an int64 is -1, quoted as such.
+    const bool in_range = k.is_number_unsigned() ? k.get<std::uint64_t>() >= 1 && k.get<std::uint64_t>() <= static_cast<std::uint64_t>(n_items)
+                                                 : k.get<std::int64_t>() >= 1 && k.get<std::int64_t>() <= n_items;
+    if (!in_range)
+      throw RequestError(400, fmt::format("field 'k' = {} must be in [1, {}] (the catalogue's size)", quoted(k), n_items));
+    r.k = k.get<std::int64_t>();
   }
   r.explain = boolean_field(body, "explain", r.explain);
   r.exclude_seen = boolean_field(body, "exclude_seen", r.exclude_seen);

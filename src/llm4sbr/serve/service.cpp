@@ -266,6 +266,9 @@ std::vector<nlohmann::json> Service::recommend(const std::vector<RecommendReques
       item["score"] = score;
       answer["items"].push_back(std::move(item));
     }
+    // exclude_seen with k beyond the unseen items, or a model whose scores are not finite: said, not left to
+    // the client to count.
+    if (static_cast<std::int64_t>(answer["items"].size()) < k) answer["flags"].push_back("fewer_than_k");
     nlohmann::json views = nlohmann::json::object();
     if (request.explain && with_intents()) {
       const auto n_views = trained_.views.size();
