@@ -75,6 +75,11 @@ TEST_F(ServeOps, ASessionSentClickByClickIsAnsweredAsTheWholeSession) {
   const auto unknown = post("/v1/recommend", json{{"session_id", "visitor-1"}, {"click", "no-such-item"}, {"k", 10}}.dump(), 200);
   EXPECT_EQ(unknown["unknown_items"], json::array({"no-such-item"}));
   expect_same_answer(post("/v1/recommend", json{{"session_id", "visitor-1"}, {"k", 10}}.dump(), 200), last);
+  // A batch refused for its second entry keeps no click of its first (a client's retry would add it twice).
+  const json refused{{"sessions", json::array({json{{"session_id", "visitor-1"}, {"click", longest[0]}},
+                                                json{{"items", json::array()}, {"k", 0}}})}};
+  EXPECT_NE(post("/v1/recommend:batch", refused.dump(), 400)["error"].get<std::string>().find("sessions[1]"), std::string::npos);
+  expect_same_answer(post("/v1/recommend", json{{"session_id", "visitor-1"}, {"k", 10}}.dump(), 200), last);
 
   EXPECT_NE(post("/v1/recommend", json{{"session_id", ""}}.dump(), 400)["error"].get<std::string>().find("'session_id'"),
             std::string::npos);

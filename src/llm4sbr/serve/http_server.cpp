@@ -19,8 +19,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -164,20 +164,18 @@ void json_route(httplib::Response& res, const std::function<nlohmann::json()>& r
   }
 }
 
-// A request as the model reads it: its own items, or the clicks the server keeps for its session_id, the new
-// click appended.
-RecommendRequest parse_with_session(const nlohmann::json& body, const ServiceSlot& slot, SessionStore& sessions) {
-  const auto service = slot.current();
-  auto request = parse_recommend_request(body, service->n_items());
+// A parsed request as the model reads it: its own items, or the clicks the server keeps for its session_id, the
+// new click appended. Called only once every request of a call has parsed, so a refused call changes no session.
+RecommendRequest with_session(RecommendRequest request, const Service& service, SessionStore& sessions) {
   if (!request.session_id.empty()) {
     // An unknown click is not kept (it would take a place in the session's window) but is listed in this answer.
-    const bool unknown = request.click && !service->knows(*request.click);
+    const bool unknown = request.click && !service.knows(*request.click);
     auto kept = sessions.click(request.session_id, unknown ? std::nullopt : request.click);
     request.items = std::move(kept.clicks);
     if (unknown) request.items.push_back(*request.click);
     request.truncated = kept.truncated;
   }
-  service->ask_llm(request);  // with --llm: waits for its answers at most --intent-wait-ms
+  service.ask_llm(request);  // with --llm: waits for its answers at most --intent-wait-ms
   return request;
 }
 
@@ -218,7 +216,9 @@ void add_routes(httplib::Server& server, ServiceSlot& slot, SessionStore& sessio
     request_read(req);
     json_route(res, [&] {
       const auto t0 = std::chrono::steady_clock::now();
-      const std::vector<RecommendRequest> requests{parse_with_session(parse_body(req), slot, sessions)};
+      const auto service = slot.current();
+      const std::vector<RecommendRequest> requests{
+          with_session(parse_recommend_request(parse_body(req), service->n_items()), *service, sessions)};
       auto answers = batcher.recommend(requests);
       metrics.answered(answers);
       name_sessions(requests, answers);
@@ -238,14 +238,16 @@ void add_routes(httplib::Server& server, ServiceSlot& slot, SessionStore& sessio
       if (body["sessions"].size() > options.max_batch_sessions)
         throw RequestError(413, fmt::format("field 'sessions': {} sessions, at most {} in one call", body["sessions"].size(),
                                             options.max_batch_sessions));
+      const auto service = slot.current();
       std::vector<RecommendRequest> requests;
       for (std::size_t i = 0; i < body["sessions"].size(); ++i) {
         try {
-          requests.push_back(parse_with_session(body["sessions"][i], slot, sessions));
+          requests.push_back(parse_recommend_request(body["sessions"][i], service->n_items()));
         } catch (const RequestError& e) {
           throw RequestError(e.status(), fmt::format("sessions[{}]: {}", i, e.what()));
         }
       }
+      for (auto& request : requests) request = with_session(std::move(request), *service, sessions);
       auto answers = batcher.recommend(requests);
       metrics.answered(answers);
       name_sessions(requests, answers);

@@ -47,7 +47,7 @@ RecommendRequest parse_recommend_request(const nlohmann::json& body, std::int64_
   } else {
     const auto& id = body["session_id"];
     if (!id.is_string() || id.get<std::string>().empty() || id.get<std::string>().size() > 256)
-      throw RequestError(400, "field 'session_id' must be a string of 1 to 256 characters");
+      throw RequestError(400, "field 'session_id' must be a string of 1 to 256 bytes (UTF-8)");
     r.session_id = id.get<std::string>();
     if (body.contains("click")) r.click = item_id_field(body["click"], "click");
   }
