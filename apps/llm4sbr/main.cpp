@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
 
   std::signal(SIGINT, on_interrupt);
+  // A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, which by default kills the process with no
+  // word and a temporary file left behind; ignored, the write fails with EFBIG and the error names the file.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     for (const auto& command : commands)
       if (command.app->parsed()) command.run();

@@ -30,8 +30,8 @@ struct ProcessResult {
 };
 
 /// Runs `argv` (argv[0] is a path) with `env` added to the environment, in `cwd`. Every file it writes is capped
-/// at `file_size_limit` bytes (< 0: no cap): a write past the cap fails with EFBIG ("File too large") instead
-/// of raising SIGXFSZ, which is ignored. The output comes through a pipe, which the cap does not touch, so the
+/// at `file_size_limit` bytes (< 0: no cap), as `ulimit -f` does: SIGXFSZ keeps its default action (the end of
+/// the process), so a program that is to fail with an error naming the file must ignore it itself. The output comes through a pipe, which the cap does not touch, so the
 /// error message is never lost. The child is killed (SIGALRM) after `timeout_s` seconds (times kChildTimeoutScale).
 inline ProcessResult run_with_file_size_limit(const std::vector<std::string>& argv, std::int64_t file_size_limit,
                                               unsigned timeout_s, const std::string& cwd = ".",
@@ -47,7 +47,7 @@ inline ProcessResult run_with_file_size_limit(const std::vector<std::string>& ar
     ::close(fds[1]);
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
     for (const auto& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
-    ::signal(SIGXFSZ, SIG_IGN);  // kept across exec: a write past the cap returns EFBIG
+    ::signal(SIGXFSZ, SIG_DFL);  // as a shell leaves it: llm4sbr ignores it, so its writes fail with EFBIG
     if (file_size_limit >= 0) {
       const rlimit cap{static_cast<rlim_t>(file_size_limit), static_cast<rlim_t>(file_size_limit)};
       if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) ::_exit(126);
