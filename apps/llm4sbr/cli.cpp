@@ -55,6 +55,11 @@ Config load_config(const Options& o, const std::string& default_config) {
   if (file.empty() && !default_config.empty() && fs::exists(default_config)) {
     spdlog::info("using {} (pass --config to choose another)", default_config);
     file = default_config;
+  } else if (file.empty() && !default_config.empty() && !fs::is_directory(fs::path(default_config).parent_path())) {
+    // Run from outside the checkout, the dataset's own settings (MovieLens: 10-minute sessions) went unread
+    // without a word, and a different preprocessing came out.
+    spdlog::warn("{} is not read: there is no {}/ folder here (run from the checkout's root, or pass --config)",
+                 default_config, fs::path(default_config).parent_path().string());
   }
   if (!file.empty()) {
     cfg = Config::load(file);

@@ -461,3 +461,15 @@ TEST(EndToEnd, UsageErrorsExitTwoAndHelpExitsZero) {
   EXPECT_EQ(help.exit_code, 0) << help.output;
   EXPECT_NE(help.output.find("--config"), std::string::npos) << help.output;
 }
+
+// From outside the checkout there is no configs/ folder: `prepare --dataset ml-100k` made per-user sessions
+// with every prefix a sample instead of the configured 10-minute sessions, and said nothing.
+TEST(EndToEnd, PrepareFromOutsideTheCheckoutSaysTheDatasetConfigIsNotRead) {
+  llm4sbr::testing::TempDir dir;
+  const auto run = llm4sbr::testing::run_with_file_size_limit(
+      {LLM4SBR_CLI, "prepare", "--dataset", "ml-100k", "--out", (dir / "prepared").string()}, -1, 120,
+      dir.path().string(), {"LLM4SBR_DATA_DIR=" + std::filesystem::absolute(llm4sbr::testing::data_dir()).string()});
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("configs/ml-100k.yaml is not read: there is no configs/ folder here"), std::string::npos)
+      << run.output;
+}

@@ -1,5 +1,7 @@
 #include "llm4sbr/train/build.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <filesystem>
 
 #include "llm4sbr/enhance/llm4sbr_head.hpp"
@@ -15,9 +17,15 @@ Config model_settings(const Config& cfg) {
   YAML::Node settings(YAML::NodeType::Map);
   const fs::path configs = cfg.get<std::string>("paths.configs", "configs");
   const fs::path file = configs / "models" / (model + ".yaml");
+  const YAML::Node over = cfg.node("models." + model);
   if (fs::exists(file)) settings = Config::load(file).root();
+  // Run from outside the checkout, the backbone's settings went unread unsaid. A checkpoint's config holds them
+  // all (models.<model>, recorded at training time): nothing to say then.
+  else if (!over.IsMap() && !fs::is_directory(configs))
+    spdlog::warn("{} is not read: there is no {} folder here (run from the checkout's root, or pass --config); "
+                 "the backbone's built-in settings are used", file.string(), configs.string());
   // Without a models.<model> section, node() is null, and merging null would replace the file's keys.
-  if (const YAML::Node over = cfg.node("models." + model); over.IsMap()) settings = merge_yaml(settings, over);
+  if (over.IsMap()) settings = merge_yaml(settings, over);
   return Config(settings);
 }
 
