@@ -249,6 +249,16 @@ TEST(Prepare, BadOptions) {
   o = loose();
   o.min_session_length = 1;
   EXPECT_THROW(prepare(raw, o), ConfigError);
+  for (const std::int64_t bad : {0, -2}) {
+    o = loose();
+    o.max_sessions = bad;
+    try {
+      prepare(raw, o);
+      FAIL() << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("data.max_sessions"), std::string::npos) << e.what();
+    }
+  }
   o = loose();
   o.sessionize = SessionizeMode::kClock;
   o.clock_seconds = 0;

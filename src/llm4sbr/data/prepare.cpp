@@ -26,6 +26,9 @@ void validate(const PrepareOptions& opt) {
     throw ConfigError(fmt::format("data.min_session_length must be >= 2, got {}", opt.min_session_length));
   if (opt.min_item_count < 0)
     throw ConfigError(fmt::format("data.min_item_count must be >= 0, got {}", opt.min_item_count));
+  // 0 (or a typo's -2) kept no session and failed later with "no session left after filtering", unnamed.
+  if (opt.max_sessions == 0 || opt.max_sessions < -1)
+    throw ConfigError(fmt::format("data.max_sessions must be -1 (every session) or >= 1, got {}", opt.max_sessions));
   if (!(opt.test_fraction >= 0.0 && opt.test_fraction < 1.0))
     throw ConfigError(fmt::format("data.test_fraction must be in [0, 1), got {}", opt.test_fraction));
   if (!(opt.valid_fraction >= 0.0 && opt.valid_fraction < 1.0))
