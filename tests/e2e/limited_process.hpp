@@ -31,8 +31,8 @@ struct ProcessResult {
 
 /// Runs `argv` (argv[0] is a path) with `env` added to the environment, in `cwd`. Every file it writes is capped
 /// at `file_size_limit` bytes (< 0: no cap), as `ulimit -f` does: SIGXFSZ keeps its default action (the end of
-/// the process), so a program that is to fail with an error naming the file must ignore it itself. The output comes through a pipe, which the cap does not touch, so the
-/// error message is never lost. The child is killed (SIGALRM) after `timeout_s` seconds (times kChildTimeoutScale).
+/// the process), so a program that is to fail with an error naming the file must ignore it itself. The output
+/// comes through a pipe, which the cap does not touch, so the error message is never lost. The child is killed (SIGALRM) after `timeout_s` seconds (times kChildTimeoutScale).
 inline ProcessResult run_with_file_size_limit(const std::vector<std::string>& argv, std::int64_t file_size_limit,
                                               unsigned timeout_s, const std::string& cwd = ".",
                                               const std::vector<std::string>& env = {}) {
